@@ -1,0 +1,29 @@
+# `make demo` and `make test` create .venv on first use, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Trains the default VAE on the bundled digits, then estimates its test NLL; a second
+# `make demo` starts a fresh run (the previous runs/demo is removed first).
+demo: $(STAMP)
+	rm -rf runs/demo
+	$(BIN)/ppl-vae train --out runs/demo
+	$(BIN)/ppl-vae evaluate runs/demo --particles 1000
+	@echo "outputs in runs/demo: config.json, metrics.jsonl (one line per epoch), checkpoint.pt, eval.json"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs

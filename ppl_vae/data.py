@@ -1,0 +1,180 @@
+"""Datasets as whole tensors on the training device, binarization protocols and mini-batches.
+
+Every split is one float tensor of shape [N, D] (images flattened, grey levels in [0, 1])
+that lives on the training device; a mini-batch is a slice of a random permutation of
+row indices, so training makes no host-to-device copies.
+
+Binarization (``--binarize``):
+
+- ``dynamic``: a fresh Bernoulli draw x ~ Bernoulli(grey) of the training set every epoch,
+  on the device (the protocol of Burda et al. 2016).
+- ``static``: one draw of the training set, seeded by the run's seed, made once.
+
+Either way the test set is one draw with a fixed seed, so every evaluation of every run
+sees the same binary test images.
+- ``none``: grey levels, for Gaussian or continuous-Bernoulli likelihoods.
+
+The epoch's permutation and its binarization come from generators seeded by (seed, epoch),
+so the data a step sees is a pure function of the seed, the epoch and the step: a run
+resumed from a checkpoint sees exactly what the uninterrupted run saw.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import UsageError
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist")
+BINARIZE = ("dynamic", "static", "none")
+_TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+DIGITS_TEST_SIZE = 297  # fixed seeded split of the 1797 bundled digits: 1500 train, 297 test
+_SPLIT_SEED = 0  # the digits split never changes with the training seed
+_TEST_DRAW_SEED = 1  # nor does the binary test set: every run is evaluated on the same images
+
+
+@dataclass
+class Dataset:
+    """Train and test splits on one device.
+
+    ``x_train`` holds grey levels for ``dynamic`` and ``none`` and the binary draw for
+    ``static``; ``x_test`` is what every evaluation uses (the seeded draw when binarized).
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor | None
+    x_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    image_shape: tuple[int, int, int]
+    binarize: str = "none"
+    seed: int = 0
+
+    @property
+    def x_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+    def train_epoch(self, epoch: int) -> torch.Tensor:
+        """The training tensor of this epoch: a fresh draw for ``dynamic``, else fixed."""
+        if self.binarize != "dynamic":
+            return self.x_train
+        return torch.bernoulli(self.x_train, generator=epoch_generator(self.seed, epoch, self.device, "binarize"))
+
+    def to(self, device) -> "Dataset":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, x_train=move(self.x_train), y_train=move(self.y_train),
+                       x_test=move(self.x_test), y_test=move(self.y_test))
+
+    @classmethod
+    def from_tensors(cls, x_train, x_test=None, *, y_train=None, y_test=None, name="custom",
+                     image_shape=None, binarize="none", seed=0) -> "Dataset":
+        """Wrap user tensors [N, D] (any floats; binarize them yourself or pass ``binarize``)."""
+        x_train = torch.as_tensor(x_train, dtype=torch.float32)
+        x_test = None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32)
+        if x_train.dim() != 2:
+            raise UsageError(f"training data must be a 2-D tensor [N, D], got shape {tuple(x_train.shape)}.")
+        d = x_train.shape[1]
+        return _binarized(cls(name, x_train, y_train, x_test, y_test, image_shape or (1, 1, d),
+                              binarize, seed))
+
+
+def epoch_generator(seed: int, epoch: int, device, purpose: str) -> torch.Generator:
+    """A generator seeded by (seed, epoch, purpose), independent of the global RNG."""
+    offset = {"permute": 0, "binarize": 1}[purpose]
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch) * 2 + offset)
+    return g
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
+    return max(1, n // batch_size) if drop_last else -(-n // batch_size)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator, *, device, drop_last: bool = True):
+    """Index tensors of one epoch's mini-batches: a permutation of range(n) split into chunks."""
+    perm = torch.randperm(n, generator=generator, device=device)
+    chunks = list(perm.split(batch_size))
+    return chunks[:steps_per_epoch(n, batch_size, drop_last)]
+
+
+def load(name: str = "digits", *, data_dir: str = "data", download: bool = False, binarize: str = "dynamic",
+         pad: int | None = None, seed: int = 0, device="cpu") -> Dataset:
+    """Load a dataset by name; its splits end up on ``device``.
+
+    ``pad`` (e.g. 32) zero-pads square images symmetrically to ``pad`` × ``pad`` pixels.
+    """
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+    if binarize not in BINARIZE:
+        raise UsageError(f"unknown binarization {binarize!r}; choose one of {', '.join(BINARIZE)}.")
+    if name == "digits":
+        (xtr, ytr), (xte, yte) = _load_digits()
+    else:
+        xtr, ytr = _load_torchvision(name, data_dir, download, train=True)
+        xte, yte = _load_torchvision(name, data_dir, download, train=False)
+    if pad is not None:
+        xtr, xte = _pad(xtr, pad), _pad(xte, pad)
+    shape = (1, *xtr.shape[1:])
+    flat = lambda x: x.reshape(x.shape[0], -1).to(device)  # noqa: E731
+    ds = Dataset(name, flat(xtr), ytr.to(device), flat(xte), yte.to(device), shape, binarize, seed)
+    return _binarized(ds)
+
+
+def _binarized(ds: Dataset) -> Dataset:
+    """Apply the seeded draws that ``static`` (train and test) and ``dynamic`` (test) need."""
+    if ds.binarize == "none":
+        return ds
+    if ds.x_train.min() < 0 or ds.x_train.max() > 1:
+        raise UsageError("binarization needs grey levels in [0, 1]; rescale the data or use binarize='none'.")
+    draw = lambda x, purpose_seed: None if x is None else torch.bernoulli(  # noqa: E731
+        x, generator=torch.Generator(device=x.device).manual_seed(purpose_seed))
+    x_test = draw(ds.x_test, _TEST_DRAW_SEED)
+    x_train = draw(ds.x_train, ds.seed) if ds.binarize == "static" else ds.x_train
+    return replace(ds, x_train=x_train, x_test=x_test)
+
+
+def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if size < max(h, w):
+        raise UsageError(f"--pad {size} is smaller than the {h}x{w} images; pass a size of at least {max(h, w)}.")
+    top, left = (size - h) // 2, (size - w) // 2
+    return F.pad(x, (left, size - w - left, top, size - h - top))
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images / 16.0, dtype=torch.float32)
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    perm = torch.tensor(np.random.RandomState(_SPLIT_SEED).permutation(len(x)))
+    test, train = perm[:DIGITS_TEST_SIZE], perm[DIGITS_TEST_SIZE:]
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def _load_torchvision(name: str, data_dir: str, download: bool, train: bool):
+    import torchvision
+
+    cls_name = _TORCHVISION[name]
+    raw = os.path.join(data_dir, cls_name, "raw")
+    try:
+        ds = getattr(torchvision.datasets, cls_name)(root=data_dir, train=train, download=download)
+    except RuntimeError as e:
+        if "not found" in str(e).lower():
+            raise UsageError(f"{name} files were not found in {raw}; put the IDX files there "
+                             f"or pass --download (with --data-dir to choose the folder).") from None
+        raise UsageError(f"could not read {name} from {raw} ({e}); delete the folder and pass --download.") from None
+    except (OSError, ValueError) as e:  # network failure while downloading, or truncated files
+        what = "download" if download else "read"
+        raise UsageError(f"could not {what} {name} into {raw} ({type(e).__name__}: {e}); "
+                         f"check the network or place the IDX files there yourself.") from None
+    return ds.data.float().div_(255.0), torch.as_tensor(ds.targets, dtype=torch.long)

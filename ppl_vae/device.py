@@ -1,0 +1,23 @@
+"""Choosing the device a run computes on."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name="auto") -> torch.device:
+    """``auto``: CUDA when torch can use it, else the CPU; ``cuda`` without CUDA is an error."""
+    if isinstance(name, torch.device):
+        return name
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} was asked for but this machine has no CUDA device that torch "
+                         f"can use; pass --device cpu (or auto).")
+    return torch.device(name)

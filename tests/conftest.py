@@ -1,0 +1,76 @@
+import os
+import struct
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def fresh_pyro():
+    """Every test starts from an empty param store and a fixed seed."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from ppl_vae import data
+
+    return data.load("digits", binarize="dynamic")
+
+
+def write_idx(path: str, array: np.ndarray) -> None:
+    """Write a uint8 array in the IDX format of the MNIST files (magic 0x08 = unsigned byte)."""
+    array = np.asarray(array, dtype=np.uint8)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 0x08, array.ndim))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """A 20-train / 10-test MNIST in torchvision's raw layout: root/MNIST/raw/*-ubyte."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        write_idx(str(raw / f"{prefix}-images-idx3-ubyte"), rng.randint(0, 256, size=(n, 28, 28)))
+        write_idx(str(raw / f"{prefix}-labels-idx1-ubyte"), rng.randint(0, 10, size=n))
+    return tmp_path
+
+
+def exact_guide(ppca):
+    from guides.linear import LinearGaussian
+
+    return LinearGaussian(ppca.x_dim, ppca.latent_dim).to(ppca.W.dtype).set_exact(ppca)
+
+
+def small_ppca(seed=0, x_dim=5, latent_dim=2, sigma=0.7):
+    from models.ppca import PPCA
+
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(x_dim, latent_dim, generator=g, dtype=torch.float64)
+    mu = torch.randn(x_dim, generator=g, dtype=torch.float64)
+    return PPCA(x_dim, latent_dim, W=W, mu=mu, sigma=sigma).double()
+
+
+def run_cli(argv, capsys):
+    """Run ``ppl-vae argv`` in-process; returns (exit code, stdout, stderr)."""
+    from ppl_vae.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+os.environ.setdefault("MPLBACKEND", "Agg")

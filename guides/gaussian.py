@@ -1,0 +1,41 @@
+"""The amortized diagonal-Gaussian encoder (Kingma & Welling 2014).
+
+    q_φ(z | x) = N(z; μ_φ(x), diag σ_φ(x)²),   σ_φ(x) = softplus(s_φ(x)) + ε,
+
+one network h_φ(x) shared by two linear heads for μ and s. Sampling is reparameterized,
+z = μ_φ(x) + σ_φ(x) ⊙ ε with ε ~ N(0, I). Site ``z`` inside ``pyro.plate("data")``.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.mlp import mlp
+
+_MIN_SCALE = 1e-5
+
+
+class DiagonalGaussian(nn.Module):
+    def __init__(self, x_dim: int, latent_dim: int = 8, hidden=(200,), activation: str = "relu"):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.body = mlp([x_dim, *hidden], activation, final_activation=True)
+        self.head = nn.Linear(hidden[-1] if hidden else x_dim, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor):
+        """(μ_φ(x), σ_φ(x)), each of shape [..., latent_dim]."""
+        loc, raw_scale = self.head(self.body(x)).chunk(2, dim=-1)
+        return loc, F.softplus(raw_scale) + _MIN_SCALE
+
+    def dist(self, x: torch.Tensor) -> dist.Distribution:
+        loc, scale = self(x)
+        return dist.Normal(loc, scale).to_event(1)
+
+    def guide(self, x: torch.Tensor, idx=None):
+        pyro.module("encoder", self)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", self.dist(x))

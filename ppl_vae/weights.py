@@ -1,0 +1,60 @@
+"""Log importance weights per data point, and the bounds that are functions of them.
+
+For K particles z_k ~ q_φ(z | x_n), drawn at once in a vectorized plate,
+
+    log w_{k,n} = log p_θ(x_n, z_k) − log q_φ(z_k | x_n),
+
+a tensor of shape [K, N]. Every bound the project reports is a function of it:
+
+    ELBO      L_1(x_n)   = (1/K) Σ_k log w_{k,n}                          (Kingma & Welling 2014)
+    IWAE      L_K(x_n)   = log (1/K) Σ_k w_{k,n}                          (Burda et al. 2016)
+
+The weights are per data point, so these are the per-data-point bounds, correct for models
+whose latent variables are all local (inside the ``data`` plate). The data plate must be the
+rightmost batch dimension (dim=-1), as in every model and guide of this project;
+``max_plate_nesting`` counts the plates that can nest inside a particle (1 by default).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+
+def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, **kwargs):
+    """log w of shape [particles, N], differentiable with respect to θ and φ."""
+    with pyro.plate("particles", particles, dim=-max_plate_nesting - 1):
+        guide_tr = poutine.trace(guide).get_trace(x, *args, **kwargs)
+        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, *args, **kwargs)
+    n = x.shape[0]
+    return _per_point(model_tr, particles, n) - _per_point(guide_tr, particles, n, observed=False)
+
+
+def _per_point(trace, particles: int, n: int, observed: bool = True) -> torch.Tensor:
+    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n]."""
+    trace.compute_log_prob()
+    total = 0.0
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site) or (site["is_observed"] and not observed):
+            continue
+        if not any(f.name == "data" for f in site["cond_indep_stack"]):
+            raise ValueError(f"sample site {name!r} is outside pyro.plate('data'); per-data-point "
+                             f"importance weights need every latent variable to be local")
+        lp = site["log_prob"]
+        lp = lp.reshape(lp.shape[:1] + (-1,) + lp.shape[-1:]).sum(1) if lp.dim() > 2 else lp
+        total = total + lp.expand(particles, n)
+    return total
+
+
+def elbo_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """ELBO per data point: the mean of log w over particles."""
+    return log_w.mean(0)
+
+
+def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """IWAE bound per data point: log (1/K) Σ_k w_k, by log-sum-exp."""
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])

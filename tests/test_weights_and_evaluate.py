@@ -1,0 +1,95 @@
+"""Log weights, bounds and the importance-sampled log-likelihood against PPCA's exact answers."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import exact_guide, small_ppca
+from guides.linear import LinearGaussian
+from ppl_vae.evaluate import MAX_ELEMENTS, chunk_sizes, evaluate, per_point
+from ppl_vae.weights import elbo_bound, iwae_bound, log_weights
+
+
+def perturbed_guide(ppca, shift=0.5, scale=1.6):
+    """q = N(A x + b + shift, (scale L)(scale L)ᵀ): in the exact family, but wrong."""
+    g = exact_guide(ppca)
+    with torch.no_grad():
+        g.b += shift
+        g.log_diag += math.log(scale)
+        g.lower *= scale
+    return g
+
+
+def test_exact_posterior_gives_log_marginal_with_zero_variance():
+    ppca = small_ppca()
+    x = ppca.marginal().sample((8,))
+    lw = log_weights(ppca.model, exact_guide(ppca).guide, x, particles=16)
+    exact = ppca.log_marginal(x)
+    assert lw.shape == (16, 8)
+    torch.testing.assert_close(lw, exact.expand(16, 8), atol=1e-10, rtol=0)
+    torch.testing.assert_close(iwae_bound(lw), exact, atol=1e-10, rtol=0)
+
+
+def test_elbo_estimate_matches_closed_form_within_standard_error():
+    ppca = small_ppca()
+    x = ppca.marginal().sample((5,))
+    guide = perturbed_guide(ppca)
+    lw = log_weights(ppca.model, guide.guide, x, particles=20000).detach()
+    q = guide.dist(x)
+    exact = ppca.elbo(x, q.loc, q.covariance_matrix).detach()
+    se = lw.std(0) / math.sqrt(lw.shape[0])
+    assert ((elbo_bound(lw) - exact).abs() < 4 * se).all()
+    assert (exact < ppca.log_marginal(x).detach() - 0.1).all()  # the perturbation matters
+
+
+def test_iwae_bound_increases_with_k_toward_log_marginal():
+    ppca = small_ppca()
+    x = ppca.marginal().sample((50,))
+    guide = perturbed_guide(ppca)
+    exact = ppca.log_marginal(x).mean().item()
+    bounds = []
+    for k in (1, 10, 100, 1000):
+        b = torch.stack([iwae_bound(log_weights(ppca.model, guide.guide, x, particles=k)).detach()
+                         for _ in range(20)])  # 20 replicates per data point
+        bounds.append((b.mean().item(), b.mean(1).std().item() / math.sqrt(20)))
+    for (lo, se_lo), (hi, se_hi) in zip(bounds, bounds[1:]):
+        assert hi > lo - 4 * math.hypot(se_lo, se_hi)
+    assert bounds[-1][0] <= exact + 4 * bounds[-1][1]
+    assert exact - bounds[-1][0] < 0.2 * (exact - bounds[0][0])  # most of the gap is closed at K = 1000
+
+
+def test_evaluate_is_exact_with_the_exact_posterior_and_chunked():
+    ppca = small_ppca()
+    x = ppca.marginal().sample((13,))
+    # 35 elements: chunks of 7 particles over single points, so both loops run several times
+    result = evaluate(ppca, exact_guide(ppca), x, particles=30, max_elements=35)
+    exact = ppca.log_marginal(x).detach()
+    assert result["test_nll"] == pytest.approx(-exact.mean().item(), abs=1e-9)
+    assert result["test_elbo"] == pytest.approx(exact.mean().item(), abs=1e-9)
+    assert result["test_nll_se"] == pytest.approx(exact.std().item() / math.sqrt(13), rel=1e-6)
+    assert result["particles"] == 30 and result["n"] == 13
+
+
+def test_is_estimate_lies_between_elbo_and_log_marginal():
+    ppca = small_ppca()
+    x = ppca.marginal().sample((200,))
+    elbo, ll = per_point(ppca.model, perturbed_guide(ppca).guide, x, particles=500)
+    exact = ppca.log_marginal(x).detach()
+    diff = ll - elbo
+    assert diff.mean() > 4 * diff.std() / math.sqrt(200)  # IS beats the ELBO on average
+    gap = exact - ll
+    assert gap.mean() > -4 * gap.std() / math.sqrt(200)  # and stays below log p(x) within error
+
+
+def test_chunk_sizes_respect_the_budget():
+    n, k = chunk_sizes(10000, 784, 5000)
+    assert k * n * 784 <= MAX_ELEMENTS and k >= 1 and n >= 1
+    assert chunk_sizes(3, 2, 4) == (3, 4)
+    assert chunk_sizes(13, 5, 30, max_elements=35) == (1, 7)
+
+
+def test_diagonal_linear_guide_is_a_valid_guide():
+    g = LinearGaussian(4, 2, full_cov=False)
+    d = g.dist(torch.randn(3, 4))
+    assert d.batch_shape == (3,) and d.event_shape == (2,)

@@ -1,0 +1,64 @@
+"""Names to objects: the models, guides and objectives a run's config can ask for.
+
+A run's ``config.json`` is enough to rebuild its model, guide and objective, so every
+command that takes a RUN_DIR calls :func:`build` and :func:`build_objective`. A new model
+or guide becomes available to the CLI by adding one entry here.
+"""
+
+from __future__ import annotations
+
+from guides.gaussian import DiagonalGaussian
+from models.mlp import ACTIVATIONS
+from models.vae import LIKELIHOODS, VAE
+
+from . import data as datasets
+from . import objectives
+from .data import Dataset
+from .errors import UsageError
+
+# Network shapes: the default is sized for the 8×8 digits; `iwae` is the one-stochastic-layer
+# 784-200-200-50 tanh architecture of Burda et al. 2016.
+NETWORK_DEFAULTS = {"latent_dim": 8, "hidden": [200], "activation": "relu"}
+PRESETS = {"iwae": {"latent_dim": 50, "hidden": [200, 200], "activation": "tanh"}}
+
+
+def vae(config: dict, data: Dataset):
+    return VAE(data.x_dim, config["latent_dim"], config["hidden"], config["activation"], config["likelihood"])
+
+
+def gaussian(config: dict, data: Dataset):
+    return DiagonalGaussian(data.x_dim, config["latent_dim"], config["hidden"], config["activation"])
+
+
+MODELS = {"vae": vae}
+GUIDES = {"gaussian": gaussian}
+
+
+def default_likelihood(binarize: str) -> str:
+    """Bernoulli for binarized pixels, Gaussian for grey levels."""
+    return "gaussian" if binarize == "none" else "bernoulli"
+
+
+def build(config: dict, data: Dataset):
+    """(model, guide) modules for ``config`` on ``data``'s device."""
+    for kind, table in (("model", MODELS), ("guide", GUIDES)):
+        if config[kind] not in table:
+            raise UsageError(f"unknown {kind} {config[kind]!r}; choose one of {', '.join(table)}.")
+    if config["activation"] not in ACTIVATIONS:
+        raise UsageError(f"unknown activation {config['activation']!r}; choose one of {', '.join(ACTIVATIONS)}.")
+    if config["likelihood"] not in LIKELIHOODS:
+        raise UsageError(f"unknown likelihood {config['likelihood']!r}; choose one of {', '.join(LIKELIHOODS)}.")
+    if config["latent_dim"] < 1 or any(h < 1 for h in config["hidden"]):
+        raise UsageError("--latent-dim and every --hidden width must be at least 1.")
+    model = MODELS[config["model"]](config, data).to(data.device)
+    guide = GUIDES[config["guide"]](config, data).to(data.device)
+    return model, guide
+
+
+def build_objective(config: dict) -> objectives.Objective:
+    return objectives.make(config["objective"], particles=config["particles"], jit=config.get("jit", False))
+
+
+def load_data(config: dict, device) -> Dataset:
+    return datasets.load(config["dataset"], data_dir=config["data_dir"], download=config.get("download", False),
+                         binarize=config["binarize"], pad=config.get("pad"), seed=config["seed"], device=device)

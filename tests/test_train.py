@@ -1,0 +1,119 @@
+import json
+import os
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from guides.gaussian import DiagonalGaussian
+from models.vae import VAE
+from ppl_vae import checkpoint, fit
+from ppl_vae.errors import UsageError
+from ppl_vae.rundir import read_jsonl
+from ppl_vae.train import lr_at
+
+
+def pair(ds, seed=0):
+    torch.manual_seed(seed)
+    return VAE(ds.x_dim, latent_dim=4, hidden=(64,)), DiagonalGaussian(ds.x_dim, latent_dim=4, hidden=(64,))
+
+
+def test_training_improves_the_test_bound(digits):
+    model, guide = pair(digits)
+    history = fit(model, guide, digits, epochs=8, progress=False)
+    assert [m["epoch"] for m in history] == list(range(1, 9))
+    first, last = history[0]["test_bound"], history[-1]["test_bound"]
+    assert last > first + 3.0  # nats per example; the first epochs move the bound by far more
+    assert history[-1]["step"] == 8 * (digits.x_train.shape[0] // 100)
+
+
+def test_run_directory_contents(digits, tmp_path):
+    out = tmp_path / "run"
+    fit(*pair(digits), digits, epochs=2, out=str(out), config={"dataset": "digits"}, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["epochs"] == 2 and config["objective"] == "elbo"
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) >= {"epoch", "step", "train_bound", "test_bound", "seconds", "lr"}
+    state = checkpoint.load(out / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["config"]["epochs"] == 2
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_resume_is_bit_identical_on_cpu(digits, tmp_path):
+    straight = fit(*pair(digits), digits, epochs=6, out=str(tmp_path / "a"), progress=False)
+    fit(*pair(digits), digits, epochs=3, out=str(tmp_path / "b"), progress=False)
+    model, guide = pair(digits, seed=123)  # resuming must not depend on the initial weights
+    resumed = fit(model, guide, digits, epochs=6, out=str(tmp_path / "b"), resume=True, progress=False)
+    a = checkpoint.load(tmp_path / "a" / "checkpoint.pt")["params"]
+    b = checkpoint.load(tmp_path / "b" / "checkpoint.pt")["params"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+    assert strip(read_jsonl(tmp_path / "b" / "metrics.jsonl")) == strip(straight)
+
+
+def test_resume_drops_metrics_the_checkpoint_never_saw(digits, tmp_path):
+    out = tmp_path / "run"
+    fit(*pair(digits), digits, epochs=2, out=str(out), progress=False)
+    with open(out / "metrics.jsonl", "a") as f:  # as if killed after logging epoch 3, before its checkpoint
+        f.write(json.dumps({"epoch": 3, "train_bound": 0.0}) + "\n" + '{"epoch": 4, "trai')
+    history = fit(*pair(digits), digits, epochs=3, out=str(out), resume=True, progress=False)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["train_bound"] != 0.0
+    assert history == rows
+
+
+def test_training_into_an_existing_run_is_refused(digits, tmp_path):
+    out = tmp_path / "run"
+    fit(*pair(digits), digits, epochs=1, out=str(out), progress=False)
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(UsageError, match="--resume"):
+        fit(*pair(digits), digits, epochs=1, out=str(out), progress=False)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_with_another_architecture_is_refused(digits, tmp_path):
+    out = tmp_path / "run"
+    fit(*pair(digits), digits, epochs=1, out=str(out), progress=False)
+    other = VAE(digits.x_dim, latent_dim=4, hidden=(32,)), DiagonalGaussian(digits.x_dim, latent_dim=4, hidden=(32,))
+    with pytest.raises((UsageError, RuntimeError)):
+        fit(*other, digits, epochs=2, out=str(out), resume=True, progress=False)
+
+
+def test_plain_callables_train_and_resume(tmp_path):
+    """A model and guide written as functions with pyro.param, no nn.Module at all."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 3) * 0.5 + 2.0
+
+    def model(x):
+        mu = pyro.param("mu", torch.zeros(3))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(mu + z, 0.5).to_event(1), obs=x)
+
+    def guide(x):
+        a = pyro.param("a", torch.tensor(0.5))
+        s = pyro.param("s", torch.tensor(0.5), constraint=dist.constraints.positive)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(a * x, s).to_event(1))
+
+    straight = fit(model, guide, (x[:150]), epochs=4, batch_size=50, out=str(tmp_path / "a"), progress=False)
+    fit(model, guide, x[:150], epochs=2, batch_size=50, out=str(tmp_path / "b"), progress=False)
+    resumed = fit(model, guide, x[:150], epochs=4, batch_size=50, out=str(tmp_path / "b"), resume=True,
+                  progress=False)
+    assert [r["train_bound"] for r in resumed] == [r["train_bound"] for r in straight]
+    assert straight[-1]["test_bound"] is None  # no test split given
+    assert pyro.param("s").item() > 0
+
+
+def test_lr_schedule():
+    assert lr_at(0, 1e-3, (2, 4), 0.5) == 1e-3
+    assert lr_at(2, 1e-3, (2, 4), 0.5) == 5e-4
+    assert lr_at(9, 1e-3, (2, 4), 0.5) == 2.5e-4
+
+
+def test_lr_schedule_reaches_the_optimizer(digits):
+    history = fit(*pair(digits), digits, epochs=3, lr=1e-2, lr_milestones=[1, 2], lr_gamma=0.1, progress=False)
+    assert [m["lr"] for m in history] == pytest.approx([1e-2, 1e-3, 1e-4])

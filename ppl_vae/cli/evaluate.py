@@ -1,0 +1,36 @@
+"""``ppl-vae evaluate``: test ELBO and importance-sampled NLL of a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pyro
+
+from ..evaluate import evaluate
+from ..rundir import load_run, write_json
+from . import options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a run",
+                       description="Estimate log p(x) on the test set by importance sampling with K particles "
+                                   "from the guide; writes RUN_DIR/eval.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--particles", "-k", type=options.positive_int, default=5000, help="importance samples K")
+    p.add_argument("--seed", type=int, default=0)
+    options.add_device_arg(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_ = load_run(args.run_dir, args.device)
+    pyro.set_rng_seed(args.seed)
+    results = evaluate(run_.model, run_.guide, run_.data.x_test, particles=args.particles)
+    results.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config["dataset"])
+    path = os.path.join(args.run_dir, "eval.json")
+    write_json(path, results)
+    print(f"test ELBO {results['test_elbo']:.2f} ± {results['test_elbo_se']:.2f}, "
+          f"test NLL {results['test_nll']:.2f} ± {results['test_nll_se']:.2f} nats per example "
+          f"(K = {args.particles}, {results['n']} test points); wrote {path}")
+    return 0

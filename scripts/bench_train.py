@@ -1,0 +1,149 @@
+"""Milliseconds per training step: the Pyro VAE under SVI against a hand-written PyTorch VAE.
+
+All three variants train the same networks (the model's decoder and the guide's encoder,
+built by the same classes from the same initial weights) on the same mini-batches with Adam
+at the same learning rate, and estimate the same single-sample reparameterized ELBO:
+
+- ``pyro``: ``SVI(vae.model, encoder.guide, pyro.optim.Adam, Trace_ELBO())``;
+- ``pyro-jit``: the same with ``JitTrace_ELBO``;
+- ``torch``: the ELBO written by hand, −Σ_n [log p(x_n|z_n) + log p(z_n) − log q(z_n|x_n)],
+  with one ``torch.optim.Adam`` over all parameters.
+
+Rounds are interleaved (each round times every variant for ``--steps`` steps, in rotating
+order), so drift in the machine's speed hits all variants alike; the medians over rounds
+and their ratio to ``torch`` are printed, and written as JSON with ``--json``.
+
+    python scripts/bench_train.py --dataset mnist --data-dir ../shared/data --preset iwae
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import warnings
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
+
+from ppl_vae import data as datasets
+from ppl_vae import registry
+from ppl_vae.device import resolve_device
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="digits", choices=datasets.DATASETS)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--preset", default=None, choices=list(registry.PRESETS))
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--steps", type=int, default=50, help="steps per variant per round")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps per variant first (JIT tracing)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    return p.parse_args()
+
+
+def torch_step_fn(model, guide, lr):
+    """A hand-written VAE training step with the same networks and estimator as Trace_ELBO."""
+    params = [*model.parameters(), *guide.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+
+    def step(x):
+        loc, scale = guide(x)
+        z = loc + scale * torch.randn_like(loc)
+        log_lik = -F.binary_cross_entropy_with_logits(model.decoder(z), x, reduction="none").sum(-1)
+        log_prior = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
+        loss = -(log_lik + log_prior - log_q).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def pyro_step_fn(model, guide, lr, jit):
+    loss = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
+    svi = SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=loss)
+    return svi.step
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "cpu"
+
+
+def main():
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+    args = parse_args()
+    device = resolve_device(args.device)
+    data = datasets.load(args.dataset, data_dir=args.data_dir, binarize="static", device=device)
+    config = dict(model="vae", guide="gaussian", likelihood="bernoulli",
+                  **registry.NETWORK_DEFAULTS | registry.PRESETS.get(args.preset, {}))
+    x = data.x_train
+    g = torch.Generator(device=device).manual_seed(0)
+    batches = datasets.batches(x.shape[0], args.batch_size, g, device=device)
+
+    variants = {}
+    for name in ("torch", "pyro", "pyro-jit"):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide = registry.build(config, data)
+        if name == "torch":
+            variants[name] = torch_step_fn(model, guide, 1e-3)
+        else:
+            # each Pyro variant keeps its own param store, swapped in around its steps
+            variants[name] = pyro_step_fn(model, guide, 1e-3, jit=name == "pyro-jit")
+
+    stores = {name: None for name in variants}
+
+    def run(name, n, offset):
+        store = pyro.get_param_store()
+        if stores[name] is not None:
+            store.set_state(stores[name])
+        else:
+            pyro.clear_param_store()
+        for i in range(n):
+            variants[name](x[batches[(offset + i) % len(batches)]])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stores[name] = store.get_state()
+
+    for name in variants:
+        run(name, args.warmup, 0)
+    times = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            run(name, args.steps, r * args.steps)
+            times[name].append(1e3 * (time.perf_counter() - start) / args.steps)
+
+    median = {name: statistics.median(t) for name, t in times.items()}
+    shape = "-".join(map(str, [data.x_dim, *config["hidden"], config["latent_dim"]]))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{cpu_name()}, {torch.get_num_threads()} threads"
+    print(f"{args.dataset}, encoder {shape} {config['activation']}, batch {args.batch_size}, device {device} ({where})")
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps")
+    print(f"{'variant':<10}{'ms/step':>10}{'× torch':>10}")
+    for name in names:
+        print(f"{name:<10}{median[name]:>10.2f}{median[name] / median['torch']:>10.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "where": where, "dataset": args.dataset, "network": shape,
+                       "batch_size": args.batch_size, "median_ms": median, "rounds_ms": times,
+                       "torch": torch.__version__, "pyro": pyro.__version__}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

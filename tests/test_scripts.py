@@ -1,0 +1,28 @@
+"""The example and the benchmark run end to end (tiny sizes; no timing is asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*argv):
+    done = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_custom_model_example_trains_and_evaluates():
+    out = run("scripts/examples/custom_model.py", "--epochs", "2", "--particles", "20")
+    assert "after 2 epochs: test ELBO" in out and "test NLL" in out
+
+
+def test_bench_train_reports_every_variant(tmp_path):
+    out = run("scripts/bench_train.py", "--rounds", "2", "--steps", "2", "--warmup", "1",
+              "--json", tmp_path / "bench.json")
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert set(result["median_ms"]) == {"torch", "pyro", "pyro-jit"}
+    assert all(v > 0 for v in result["median_ms"].values())
+    assert "× torch" in out

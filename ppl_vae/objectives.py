@@ -19,12 +19,25 @@ from .errors import UsageError
 from .weights import elbo_bound
 
 
+def _same_lr(param_name: str) -> float:
+    return 1.0
+
+
 @dataclass
 class Objective:
+    """A Pyro loss for SVI and the bound it estimates.
+
+    ``loss.loss_and_grads`` (what ``SVI.step`` calls) returns −Σ_n bound(x_n) over the
+    mini-batch, so the trainer reports −loss / batch size as the training bound.
+    ``lr_factor(param_name)`` scales the learning rate of a parameter, e.g. a learned
+    baseline that trains on its own rate.
+    """
+
     name: str
     loss: object  # a pyro.infer.ELBO, or any object with loss / loss_and_grads as SVI expects
     particles: int  # particles per data point, in training and in the test bound
     bound: Callable[[torch.Tensor], torch.Tensor]  # log w [K, N] -> bound per data point [N]
+    lr_factor: Callable[[str], float] = _same_lr
 
 
 def elbo(particles: int = 1, jit: bool = False, **_) -> Objective:

@@ -39,8 +39,8 @@ def default_likelihood(binarize: str) -> str:
     return "gaussian" if binarize == "none" else "bernoulli"
 
 
-def build(config: dict, data: Dataset):
-    """(model, guide) modules for ``config`` on ``data``'s device."""
+def validate(config: dict) -> None:
+    """Check the names and combinations in ``config`` before any work starts."""
     for kind, table in (("model", MODELS), ("guide", GUIDES)):
         if config[kind] not in table:
             raise UsageError(f"unknown {kind} {config[kind]!r}; choose one of {', '.join(table)}.")
@@ -50,6 +50,11 @@ def build(config: dict, data: Dataset):
         raise UsageError(f"unknown likelihood {config['likelihood']!r}; choose one of {', '.join(LIKELIHOODS)}.")
     if config["latent_dim"] < 1 or any(h < 1 for h in config["hidden"]):
         raise UsageError("--latent-dim and every --hidden width must be at least 1.")
+
+
+def build(config: dict, data: Dataset):
+    """(model, guide) modules for ``config`` on ``data``'s device."""
+    validate(config)
     model = MODELS[config["model"]](config, data).to(data.device)
     guide = GUIDES[config["guide"]](config, data).to(data.device)
     return model, guide

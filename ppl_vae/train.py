@@ -90,7 +90,7 @@ class Trainer:
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         self.lr = lr_at(0, **self.schedule)
-        self.optim = pyro.optim.Adam(lambda _name: {"lr": self.lr})
+        self.optim = pyro.optim.Adam(lambda name: {"lr": self.lr * self.objective.lr_factor(name)})
         self.svi = SVI(self.model, self.guide, self.optim, loss=self.objective.loss)
 
     # -- run directory -------------------------------------------------------------------
@@ -146,9 +146,14 @@ class Trainer:
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr
-        for optimizer in self.optim.optim_objs.values():
+        store = pyro.get_param_store()
+        for param, optimizer in self.optim.optim_objs.items():
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * self.objective.lr_factor(store.param_name(param))
+
+    def train_step(self, x: torch.Tensor, idx: torch.Tensor) -> float:
+        """One SVI step on the mini-batch x = data[idx]; returns the loss, −Σ bound."""
+        return self.svi.step(x, idx)
 
     def train_epoch(self, bar) -> float:
         """One pass over the training set; returns the mean training bound per data point."""
@@ -157,7 +162,7 @@ class Trainer:
         order = epoch_generator(self.seed, self.epoch, self.device, "permute")
         total, count = 0.0, 0
         for idx in batches(n, self.batch_size, order, device=self.device, drop_last=self.drop_last):
-            total += self.svi.step(x[idx], idx)
+            total += self.train_step(x[idx], idx)
             count += idx.numel()
             self.step += 1
             bar.update()

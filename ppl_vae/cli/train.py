@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         config["device"] = args.device
     else:
         config, out = options.config_from_args(args), args.out
+    registry.validate(config)
     device = resolve_device(config["device"])
     data = registry.load_data(config, device)
     pyro.set_rng_seed(config["seed"])  # the networks' initial weights

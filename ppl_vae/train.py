@@ -25,7 +25,6 @@ from . import checkpoint, objectives
 from .device import resolve_device
 from .data import Dataset, batches, epoch_generator, steps_per_epoch
 from .errors import UsageError
-from .evaluate import bound
 from .pair import as_pyro_callable, owning_module, with_idx
 from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
 
@@ -171,8 +170,7 @@ class Trainer:
     def test_bound(self) -> float | None:
         if self.data.x_test is None:
             return None
-        b = bound(self.model, self.guide, self.data.x_test, self.objective.bound, self.objective.particles)
-        return b.mean().item()
+        return self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
 
     def run(self) -> list[dict]:
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.batch_size, self.drop_last)

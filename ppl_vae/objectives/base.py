@@ -1,0 +1,40 @@
+"""What every objective is: a Pyro loss for SVI and the bound it estimates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..evaluate import bound as bound_per_point
+
+
+def same_lr(param_name: str) -> float:
+    return 1.0
+
+
+@dataclass
+class Objective:
+    """A Pyro loss for SVI and the bound it estimates.
+
+    ``loss.loss_and_grads`` (what ``SVI.step`` calls) returns −Σ_n bound(x_n) over the
+    mini-batch, so the trainer reports −loss / batch size as the training bound.
+    ``bound`` maps per-data-point log weights [K, N] to the bound per data point [N].
+    ``lr_factor(param_name)`` scales the learning rate of a parameter, e.g. a learned
+    baseline that trains on its own rate.
+    """
+
+    name: str
+    loss: object  # a pyro.infer.ELBO, or any object with loss / loss_and_grads as SVI expects
+    particles: int  # particles per data point, in training and in the test bound
+    bound: Callable[[torch.Tensor], torch.Tensor]
+    lr_factor: Callable[[str], float] = same_lr
+
+    def test_bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
+        """The bound per data point on held-out ``x``, without gradients.
+
+        Objectives whose bound is not a function of importance weights (e.g. exact
+        enumeration of discrete latents) override this.
+        """
+        return bound_per_point(model, guide, x, self.bound, self.particles)

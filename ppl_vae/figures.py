@@ -23,3 +23,39 @@ def save(fig, path: str) -> str:
     fig.savefig(path, dpi=DPI, format="png")
     plt.close(fig)
     return path
+
+
+def mosaic(images, image_shape, gap: int = 1, fill: float = 0.12):
+    """One array of a grid of images: ``images`` [rows, cols, C·H·W] (flattened, values in
+    [0, 1]) -> [rows·(H+gap)−gap, cols·(W+gap)−gap] (one channel) or [..., C], with gaps of
+    grey level ``fill`` (faint lines once :func:`show_mosaic` draws ink black on white)."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=float)
+    c, h, w = image_shape
+    rows, cols = images.shape[:2]
+    tiles = images.reshape(rows, cols, c, h, w).transpose(0, 1, 3, 4, 2)  # channels last
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, c), fill, dtype=float)
+    for r in range(rows):
+        for k in range(cols):
+            out[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = tiles[r, k]
+    return out[..., 0] if c == 1 else out
+
+
+def show_mosaic(ax, image, row_labels=(), title=None):
+    """Draw a :func:`mosaic` on ``ax``, rows labelled on the left. One channel is drawn as black
+    ink on white paper (grey level 1 = black); an RGB array is drawn as it is."""
+    ax.imshow(1.0 - image if image.ndim == 2 else image, cmap="gray", vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_xticks([])
+    n = len(row_labels)
+    if n:
+        height = image.shape[0] / n
+        ax.set_yticks([(i + 0.5) * height - 0.5 for i in range(n)], list(row_labels))
+        ax.tick_params(axis="y", length=0)
+    else:
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)

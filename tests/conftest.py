@@ -74,3 +74,18 @@ def run_cli(argv, capsys):
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def train_tiny_run(path, latent_dim=2, epochs=3):
+    """Train a tiny VAE on digits with `ppl-vae train` into ``path``; returns the path."""
+    from ppl_vae.cli import main
+
+    assert main(["train", "--out", str(path), "--epochs", str(epochs), "--hidden", "32",
+                 "--latent-dim", str(latent_dim), "--no-progress"]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory with a 2-D latent VAE trained for 3 epochs on digits (read-only: copy to change it)."""
+    return train_tiny_run(tmp_path_factory.mktemp("runs") / "tiny2d")

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import evaluate, train
+from . import evaluate, impute, outliers, plot, report, train
 
-COMMANDS = (train, evaluate)
+COMMANDS = (train, evaluate, plot, report, outliers, impute)
 
 
 class Parser(argparse.ArgumentParser):

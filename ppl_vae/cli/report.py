@@ -1,0 +1,30 @@
+"""``ppl-vae report``: RUN_DIR/report.md with a run's numbers and every figure."""
+
+from __future__ import annotations
+
+import argparse
+
+import pyro
+
+from .. import report
+from ..rundir import load_run
+from . import options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write RUN_DIR/report.md: numbers, figures and configuration of a run",
+                       description="Draw every figure of the run into RUN_DIR/figures and write RUN_DIR/report.md "
+                                   "(bounds, NLL from eval.json, active units, outlier and imputation results "
+                                   "found in the run, configuration) and RUN_DIR/report.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior draws and Monte-Carlo estimates")
+    options.add_device_arg(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_ = load_run(args.run_dir, args.device)
+    pyro.set_rng_seed(args.seed)
+    path = report.write(run_)
+    print(f"wrote {path}")
+    return 0

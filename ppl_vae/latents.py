@@ -1,0 +1,184 @@
+"""What a trained pair says about its latent space: q(z | x), p(z), E[x | z], KL and active units.
+
+The figures, the report, outlier scores and imputation all read a run through these few
+functions, which work for any model/guide pair with one latent site ``z``:
+
+- q_φ(z | x): ``guide.dist(x)`` when the guide has it, else the distribution at site ``z`` of
+  a trace of the guide;
+- p(z): ``model.prior(x)``, else the distribution at site ``z`` of a trace of the model;
+- p_θ(x | z): ``model.likelihood_dist(z)``, else the distribution at site ``x`` of a trace of
+  the model with ``z`` conditioned; E[x | z] is its mean.
+
+A pair that cannot provide one of these (no site ``z``, a guide that only knows training
+points, ...) raises a :class:`UsageError` naming what is missing, so a command fails with one
+sentence instead of a traceback.
+
+Quantities, for test points x_n:
+
+- the posterior mean E_q[z | x] (``.mean`` when the family has one, else Monte-Carlo);
+- KL(q(z | x) ‖ p(z)) per data point: analytic when registered with
+  ``torch.distributions.kl_divergence``, else the Monte-Carlo mean of log q(z | x) − log p(z);
+- KL of the marginals q(z_u | x) and p(z_u) per latent dimension u, when both are Gaussian
+  (then analytic; the per-dimension KLs sum to the total for a diagonal q);
+- the activity A_u = Cov_x(E_q[z_u | x]) over the test set; unit u is active when
+  A_u > 0.01 (Burda, Grosse & Salakhutdinov 2016, section 5.2).
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch.distributions import Independent, kl_divergence
+
+from .errors import UsageError
+from .pair import as_pyro_callable
+
+SITE = "z"
+ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016
+CHUNK = 2048  # test points per forward pass
+
+
+def _name(obj) -> str:
+    return type(getattr(obj, "__self__", obj)).__name__
+
+
+def _trace(fn, x, what: str, condition=None):
+    """A trace of the Pyro program ``fn(x)``; any failure becomes one UsageError sentence."""
+    if condition is not None:
+        fn = poutine.condition(fn, data=condition)
+    try:
+        return poutine.trace(fn).get_trace(x)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say which one did
+        raise UsageError(f"{_name(fn)} could not be run on test images to get {what} "
+                         f"({type(e).__name__}: {e}); this figure needs a pair whose guide works on new data.") from None
+
+
+def _site(trace, site: str, what: str, owner):
+    if site not in trace.nodes:
+        sites = [n for n, s in trace.nodes.items() if s["type"] == "sample"]
+        raise UsageError(f"{_name(owner)} has no sample site {site!r} (it has {', '.join(sites) or 'none'}), "
+                         f"which {what} needs; these figures cover models with one latent site 'z'.")
+    return trace.nodes[site]["fn"]
+
+
+@torch.no_grad()
+def posterior(guide, x: torch.Tensor) -> dist.Distribution:
+    """q_φ(z | x), batch shape [N], event shape [latent dim]."""
+    if hasattr(guide, "dist"):
+        return guide.dist(x)
+    fn = as_pyro_callable(guide, "guide")
+    return _site(_trace(fn, x, "q(z|x)"), SITE, "q(z|x)", guide)
+
+
+@torch.no_grad()
+def prior(model, like: torch.Tensor) -> dist.Distribution:
+    """p(z); ``like`` is a batch of data [N, D] (only its device, dtype and size are used)."""
+    if hasattr(model, "prior"):
+        return model.prior(like)
+    fn = as_pyro_callable(model, "model")
+    return _site(_trace(fn, like, "p(z)"), SITE, "p(z)", model)
+
+
+@torch.no_grad()
+def likelihood(model, z: torch.Tensor, x_dim: int) -> dist.Distribution:
+    """p_θ(x | z) for a batch z [N, latent dim]: batch shape [N], event shape [D]."""
+    if hasattr(model, "likelihood_dist"):
+        return model.likelihood_dist(z)
+    fn = as_pyro_callable(model, "model")
+    like = z.new_zeros(z.shape[0], x_dim)
+    return _site(_trace(fn, like, "p(x|z)", condition={SITE: z}), "x", "p(x|z)", model)
+
+
+@torch.no_grad()
+def decode(model, z: torch.Tensor, x_dim: int) -> torch.Tensor:
+    """E[x | z] for z [N, latent dim] -> [N, D], in chunks."""
+    if hasattr(model, "decode"):
+        return torch.cat([model.decode(zc) for zc in z.split(CHUNK)])
+    return torch.cat([likelihood(model, zc, x_dim).mean for zc in z.split(CHUNK)])
+
+
+def mean(q: dist.Distribution, samples: int = 256) -> torch.Tensor:
+    """E_q[z], analytic when the family knows it, else the mean of ``samples`` draws."""
+    try:
+        return q.mean
+    except NotImplementedError:
+        return q.sample((samples,)).mean(0)
+
+
+@torch.no_grad()
+def posterior_means(guide, x: torch.Tensor, samples: int = 256) -> torch.Tensor:
+    """E_q[z | x_n] for every row of x -> [N, latent dim]."""
+    return torch.cat([mean(posterior(guide, xc), samples) for xc in x.split(CHUNK)])
+
+
+def _is_point_mass(q) -> bool:
+    while isinstance(q, Independent):
+        q = q.base_dist
+    return isinstance(q, dist.Delta)
+
+
+def kl(q: dist.Distribution, p: dist.Distribution, samples: int = 256) -> torch.Tensor:
+    """KL(q ‖ p) per batch element: analytic if registered, else Monte-Carlo with ``samples`` draws."""
+    if _is_point_mass(q):
+        raise UsageError("KL(q(z|x) ‖ p(z)) is infinite for a point-mass guide (delta); "
+                         "use a guide with a density, such as gaussian.")
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        z = q.sample((samples,))
+        return (q.log_prob(z) - p.log_prob(z)).mean(0)
+
+
+@torch.no_grad()
+def kl_per_point(model, guide, x: torch.Tensor, samples: int = 256) -> torch.Tensor:
+    """KL(q(z | x_n) ‖ p(z)) for every row of x -> [N]."""
+    return torch.cat([kl(posterior(guide, xc), prior(model, xc), samples) for xc in x.split(CHUNK)])
+
+
+def normal_marginals(d: dist.Distribution):
+    """(loc, scale) of the one-dimensional marginals of a Gaussian ``d``, or None if not Gaussian."""
+    while isinstance(d, Independent):
+        d = d.base_dist
+    if isinstance(d, dist.Normal):
+        return d.loc, d.scale
+    if isinstance(d, dist.MultivariateNormal):
+        return d.loc, d.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt()
+    return None
+
+
+@torch.no_grad()
+def kl_per_dim(model, guide, x: torch.Tensor) -> torch.Tensor | None:
+    """Mean over x of KL(q(z_u | x) ‖ p(z_u)) for each latent dimension u -> [latent dim], or
+    None when q or p has non-Gaussian marginals (e.g. a flow): then only the total is known."""
+    totals = 0.0
+    for xc in x.split(CHUNK):
+        q, p = normal_marginals(posterior(guide, xc)), normal_marginals(prior(model, xc))
+        if q is None or p is None:
+            return None
+        (mq, sq), (mp, sp) = q, p
+        kl_u = torch.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2) - 0.5
+        totals = totals + kl_u.sum(0)
+    return totals / x.shape[0]
+
+
+def activity(means: torch.Tensor) -> torch.Tensor:
+    """A_u = Cov_x(E_q[z_u | x]) (the unbiased variance over data points) -> [latent dim]."""
+    return means.var(0, unbiased=True)
+
+
+@torch.no_grad()
+def summary(model, guide, x: torch.Tensor, samples: int = 256) -> dict:
+    """The numbers the report shows about the latent space, as plain floats and lists."""
+    means = posterior_means(guide, x, samples)
+    act = activity(means)
+    per_dim = kl_per_dim(model, guide, x)
+    return {
+        "latent_dim": int(means.shape[1]),
+        "active_units": int((act > ACTIVE_THRESHOLD).sum()),
+        "activity": act.tolist(),
+        "kl_mean": kl_per_point(model, guide, x, samples).mean().item(),
+        "kl_per_dim": None if per_dim is None else per_dim.tolist(),
+    }

@@ -11,13 +11,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Trains the default VAE on the bundled digits, then estimates its test NLL; a second
+# Trains the default VAE on the bundled digits, estimates its test NLL and writes report.md; a second
 # `make demo` starts a fresh run (the previous runs/demo is removed first).
 demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/ppl-vae train --out runs/demo
 	$(BIN)/ppl-vae evaluate runs/demo --particles 1000
-	@echo "outputs in runs/demo: config.json, metrics.jsonl (one line per epoch), checkpoint.pt, eval.json"
+	$(BIN)/ppl-vae report runs/demo
+	@echo "outputs in runs/demo: config.json, metrics.jsonl (one line per epoch), checkpoint.pt, eval.json, report.md, figures/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

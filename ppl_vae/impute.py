@@ -136,4 +136,4 @@ def draw(x, missing, result, image_shape, path: str, n: int = 10) -> str:
     return figures.save(fig, path)
 
 
-SIZE = (8.0, 6.0)
+SIZE = (8.0, 5.4)

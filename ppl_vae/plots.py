@@ -197,7 +197,7 @@ def kl_units(model, guide, data, path: str, stats: dict | None = None) -> str:
     if stats["kl_per_dim"] is not None:
         left.bar(units, stats["kl_per_dim"], color=colours)
         left.set_ylabel("nats (mean over test images)")
-        left.set_title(f"KL(q(z_u | x) ‖ p(z_u)); total {stats['kl_mean']:.2f} nats")
+        left.set_title(f"KL(q(z_u | x) ‖ p(z_u)) per unit\ntotal KL(q(z | x) ‖ p(z)) = {stats['kl_mean']:.2f} nats")
     else:
         left.text(0.5, 0.5, f"total KL(q(z | x) ‖ p(z)) = {stats['kl_mean']:.2f} nats\n"
                             f"(per-unit KL needs Gaussian marginals)", ha="center", va="center",
@@ -206,7 +206,7 @@ def kl_units(model, guide, data, path: str, stats: dict | None = None) -> str:
     right.bar(units, np.maximum(act, 1e-6), color=colours)
     right.axhline(latents.ACTIVE_THRESHOLD, color="k", ls="--", lw=1)
     right.set_yscale("log")
-    right.set_title(f"Cov_x(E_q[z_u | x]), dashed: 0.01; {int(active.sum())} of {d} units active")
+    right.set_title(f"activity Cov_x(E_q[z_u | x]) per unit\n{int(active.sum())} of {d} active (above 0.01, dashed)")
     for ax in (left, right):
         ax.set_xlabel("latent unit u")
         if d <= 20:
@@ -243,7 +243,7 @@ SIZES = {
     "latent_means": (7.5, 6.0),
     "manifold": (7.0, 7.4),
     "training": (7.0, 4.5),
-    "kl_units": (10.0, 4.0),
+    "kl_units": (10.0, 4.2),
     "interpolations": (8.0, 4.4),
 }
 

@@ -121,8 +121,8 @@ def main(argv=None):
     ratio_b = np.array(by_samples[ESTIMATORS[2]]) / np.array(by_samples[ESTIMATORS[0]])
     print(f"wrote {path_s}: total variance against S at D = {args.dim}; every estimator falls as 1/S, the score "
           f"function's {ratio.mean():.0f}× above the reparameterized one's, {ratio_b.mean():.0f}× with the baseline.")
-    print(f"wrote {path_d}: total variance against D at S = {args.samples}; from D = {dims[0]} to {dims[-1]} the "
-          + ", ".join(f"{k}'s grows {by_dim[k][-1] / by_dim[k][0]:.0f}×" for k in ESTIMATORS) + ".")
+    print(f"wrote {path_d}: total variance against D at S = {args.samples}; growth from D = {dims[0]} to "
+          f"{dims[-1]}: " + ", ".join(f"{k} {by_dim[k][-1] / by_dim[k][0]:.0f}×" for k in ESTIMATORS) + ".")
     print(f"all estimators unbiased: the largest |mean − exact gradient| is {worst_bias:.1f} standard errors "
           f"over {len(ESTIMATORS) * len(sample_counts) * args.dim} coordinates.")
 

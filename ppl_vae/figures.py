@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -29,8 +30,6 @@ def mosaic(images, image_shape, gap: int = 1, fill: float = 0.12):
     """One array of a grid of images: ``images`` [rows, cols, C·H·W] (flattened, values in
     [0, 1]) -> [rows·(H+gap)−gap, cols·(W+gap)−gap] (one channel) or [..., C], with gaps of
     grey level ``fill`` (faint lines once :func:`show_mosaic` draws ink black on white)."""
-    import numpy as np
-
     images = np.asarray(images, dtype=float)
     c, h, w = image_shape
     rows, cols = images.shape[:2]

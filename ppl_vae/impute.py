@@ -32,6 +32,8 @@ from .errors import UsageError
 
 MASKS = ("top-half", "random")
 MAX_ELEMENTS = 1 << 22  # particles × points × pixels held at once
+SIZE = (8.0, 5.4)  # inches of the figure; ×100 in pixels
+MISSING_COLOUR = (0.55, 0.75, 1.0)  # light blue: pixels the model must fill in
 
 
 def make_mask(kind: str, n: int, image_shape, *, fraction: float = 0.5, seed: int = 0, device="cpu") -> torch.Tensor:
@@ -115,9 +117,6 @@ def errors(x, missing, result, train_mean) -> dict:
             "mse_train_mean": mse(train_mean.expand_as(x))}
 
 
-MISSING_COLOUR = (0.55, 0.75, 1.0)  # light blue: pixels the model must fill in
-
-
 def draw(x, missing, result, image_shape, path: str, n: int = 10) -> str:
     """Rows: data, observed pixels (missing ones blue), resampled completions, E[x | x_o]."""
     draws = result["completions"].shape[0]
@@ -135,5 +134,3 @@ def draw(x, missing, result, image_shape, path: str, n: int = 10) -> str:
     fig.tight_layout()
     return figures.save(fig, path)
 
-
-SIZE = (8.0, 5.4)

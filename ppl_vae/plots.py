@@ -33,6 +33,16 @@ from .errors import UsageError
 from .rundir import METRICS, read_jsonl
 
 LABEL_COLOURS = "tab10"
+# (width, height) in inches; PNGs are 100 × that in pixels (figures.DPI)
+SIZES = {
+    "reconstructions": (8.0, 3.4),
+    "prior_samples": (6.0, 6.4),
+    "latent_means": (7.5, 6.0),
+    "manifold": (7.0, 7.4),
+    "training": (7.0, 4.5),
+    "kl_units": (10.0, 4.2),
+    "interpolations": (8.0, 4.4),
+}
 
 
 def examples(data, n: int) -> torch.Tensor:
@@ -236,16 +246,6 @@ def interpolations(model, guide, data, path: str, pairs: int = 6, steps: int = 1
     return figures.save(fig, path)
 
 
-# (width, height) in inches; PNGs are 100 × that in pixels (figures.DPI)
-SIZES = {
-    "reconstructions": (8.0, 3.4),
-    "prior_samples": (6.0, 6.4),
-    "latent_means": (7.5, 6.0),
-    "manifold": (7.0, 7.4),
-    "training": (7.0, 4.5),
-    "kl_units": (10.0, 4.2),
-    "interpolations": (8.0, 4.4),
-}
 
 
 @dataclass

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import matplotlib.image
 import pytest
 import torch
 
@@ -64,6 +65,8 @@ def test_impute_command_writes_figure_and_errors(tiny_run, tmp_path, capsys):
     result = json.loads((run / "impute-random.json").read_text())
     assert result["n"] == 30 and 1 <= result["ess_median"] <= 40
     assert all(0 <= result[k] <= 1 for k in ("mse_importance", "mse_pseudo_gibbs", "mse_train_mean"))
-    assert (run / result["figure"]).stat().st_size > 0 and "squared error" in out
+    width, height = impute.SIZE
+    assert matplotlib.image.imread(run / result["figure"]).shape[:2] == (round(height * 100), round(width * 100))
+    assert "squared error" in out
     code, _, err = run_cli(["impute", run, "--mask", "random", "--fraction", "1.5"], capsys)
     assert code == 2 and "--fraction" in err

@@ -4,6 +4,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
@@ -53,7 +54,8 @@ def test_outliers_command_scores_and_draws(tiny_run, tmp_path, capsys):
     assert code == 0, err
     result = json.loads((run / "outliers-flipped.json").read_text())
     assert result["n_in"] == result["n_out"] == 40 and 0 <= result["auroc_kl"] <= 1
-    assert (run / result["figure"]).stat().st_size > 0
+    width, height = outliers.SIZE
+    assert matplotlib.image.imread(run / result["figure"]).shape[:2] == (round(height * 100), round(width * 100))
     loaded = load_run(str(run), "cpu")
     kl_in = latents.kl_per_point(loaded.model, loaded.guide, loaded.data.x_test[:40])
     assert result["kl_in_mean"] == pytest.approx(kl_in.mean().item(), rel=1e-5)  # analytic: no noise

@@ -182,3 +182,18 @@ def test_config_with_no_components_is_refused():
         registry.validate(config)
     with pytest.raises(ValueError, match="at least one component"):
         GMM(2, 0)
+
+
+def test_latent_gmm_example_draws_the_clusters(tmp_path, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "z2"
+    assert run_cli(["train", "--out", run, "--latent-dim", "2", "--hidden", "32", "--epochs", "2",
+                    "--no-progress"], capsys)[0] == 0
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "scripts/examples/latent_gmm.py", str(run), "--components", "3"],
+                          capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "NMI with the digit labels" in done.stdout and (run / "latent_gmm.png").stat().st_size > 0

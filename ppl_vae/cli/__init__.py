@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import evaluate, train
+from . import baselines, evaluate, train
 
-COMMANDS = (train, evaluate)
+COMMANDS = (train, evaluate, baselines)
 
 
 class Parser(argparse.ArgumentParser):

@@ -52,7 +52,7 @@ class GMM(nn.Module):
         return L + self.lower.tril(-1) if self.lower is not None else L
 
     def component(self, k) -> dist.Distribution:
-        """N(μ_k, Σ_k) for assignments ``k`` of any shape (or all components for k = slice(None))."""
+        """N(μ_k, Σ_k) for a component index or a tensor of assignments of any shape."""
         if self.lower is None:
             return dist.Normal(self.means[k], self.log_scale[k].exp()).to_event(1)
         return dist.MultivariateNormal(self.means[k], scale_tril=self.scale_tril()[k])
@@ -67,8 +67,9 @@ class GMM(nn.Module):
     # -- exact answers -------------------------------------------------------------------
 
     def joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log π_k + log N(x_n; μ_k, Σ_k), shape [N, K]."""
-        return self.logits.log_softmax(0) + self.component(slice(None)).log_prob(x.unsqueeze(-2))
+        """log π_k + log N(x_n; μ_k, Σ_k), shape [N, K]; one component at a time, so memory stays [N, D]."""
+        log_lik = torch.stack([self.component(k).log_prob(x) for k in range(self.components)], -1)
+        return self.logits.log_softmax(0) + log_lik
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) = log Σ_k π_k N(x; μ_k, Σ_k) per data point, shape [N]."""
@@ -114,10 +115,9 @@ class GMM(nn.Module):
         if self.lower is None:
             var = resp.T @ x.pow(2) / nk[:, None] - means.pow(2)
             return self.set_params(nk / x.shape[0], means, var + self.reg_covar)
-        xc = x.unsqueeze(0) - means.unsqueeze(1)                           # [K, N, D]
-        cov = torch.einsum("nk,kni,knj->kij", resp, xc, xc) / nk[:, None, None]
+        cov = torch.stack([(resp[:, k, None] * (x - means[k])).T @ (x - means[k]) for k in range(self.components)])
         eye = torch.eye(self.x_dim, dtype=x.dtype, device=x.device)
-        return self.set_params(nk / x.shape[0], means, cov + self.reg_covar * eye)
+        return self.set_params(nk / x.shape[0], means, cov / nk[:, None, None] + self.reg_covar * eye)
 
     @torch.no_grad()
     def em_step(self, x: torch.Tensor) -> "GMM":

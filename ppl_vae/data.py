@@ -77,12 +77,12 @@ class Dataset:
 
     def train_epoch(self, epoch: int) -> torch.Tensor:
         """The training tensor of this epoch: a fresh draw for ``dynamic`` or dequantization, else fixed."""
+        if self.levels is None and self.binarize != "dynamic":
+            return self.x_train
         # binarization and dequantization exclude each other, so they share one random stream
         g = epoch_generator(self.seed, epoch, self.device, "binarize")
         if self.levels is not None:
             return dequantized(self.x_train, self.levels, g)
-        if self.binarize != "dynamic":
-            return self.x_train
         return torch.bernoulli(self.x_train, generator=g)
 
     def to(self, device) -> "Dataset":

@@ -41,6 +41,8 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
     ``data``: a :class:`~ppl_vae.data.Dataset` (fit to ``data.train_epoch(0)``, tested on
     ``data.x_test``) or a tensor [N, D] of training data, used in its own dtype.
     """
+    if method not in ("closed-form", "em"):
+        raise UsageError(f"unknown method {method!r} for a closed-form or EM fit; choose closed-form or em.")
     x, x_test = (data, None) if torch.is_tensor(data) else (data.train_epoch(0), data.x_test)
     config = {**(config or {}), "method": method, "epochs": epochs, "tol": tol, "seed": seed}
     history, start_epoch = [], 0
@@ -63,7 +65,7 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
     if method == "closed-form":
         model.fit_closed_form(x)
         record(1, time.perf_counter() - start)
-    elif method == "em":
+    else:
         if not resume:
             model.init_em(x, torch.Generator(device=x.device).manual_seed(seed))
         previous = history[-1]["train_bound"] if history else -float("inf")
@@ -78,8 +80,6 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
                     break
                 previous = row["train_bound"]
                 start = time.perf_counter()  # the log-likelihoods above are reporting, not fitting
-    else:
-        raise UsageError(f"unknown method {method!r} for a closed-form or EM fit; choose closed-form or em.")
     if hasattr(guide, "set_exact"):
         guide.set_exact(model)
     if out is not None and history:

@@ -46,6 +46,9 @@ def ppca(config: dict, data: Dataset):
 def gmm(config: dict, data: Dataset):
     """A mixture started from k-means++ seeds on the training data, whatever fits it next."""
     x = data.train_epoch(0)
+    if config.get("components", 10) > x.shape[0]:
+        raise UsageError(f"--components {config['components']} exceeds the {x.shape[0]} training points; "
+                         f"pass a smaller --components.")
     model = GMM(data.x_dim, config.get("components", 10), config.get("covariance", "full")).to(x)
     return model.init_em(x, torch.Generator(device=x.device).manual_seed(config["seed"]))
 

@@ -161,6 +161,7 @@ def test_em_resumes_where_it_stopped(tmp_path, capsys):
 def test_cli_bad_input(tmp_path, capsys):
     for argv, words in [
         (["--components", "0"], "integer ≥ 1"),
+        (["--components", "5000"], "exceeds the 1500 training points"),
         (["--method", "closed-form"], "--method closed-form is not available for the gmm model"),
         (["--binarize", "dynamic"], "--binarize none"),
         (["--binarize", "static", "--dequantize"], "--binarize none"),

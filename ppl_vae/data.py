@@ -14,6 +14,16 @@ Either way the test set is one draw with a fixed seed, so every evaluation of ev
 sees the same binary test images.
 - ``none``: grey levels, for Gaussian or continuous-Bernoulli likelihoods.
 
+Dequantization (``dequantize=True``, grey levels only) turns the L grey levels k/(L − 1),
+k ∈ {0, …, L − 1}, into a continuous variable on [0, 1)^D for continuous densities
+(Uria et al. 2013; Theis et al. 2016):
+
+    x̃ = (k + u) / L,   u ~ U[0, 1)^D,   and   log P(k) ≥ E_u[log p(x̃)] − D log L,
+
+where −D log L is the change of variables from the unit cubes of the integer grid to the
+cubes of side 1/L. The training set gets a fresh u every epoch; the test set is one seeded
+draw, the same for every run.
+
 The epoch's permutation and its binarization come from generators seeded by (seed, epoch),
 so the data a step sees is a pure function of the seed, the epoch and the step: a run
 resumed from a checkpoint sees exactly what the uninterrupted run saw.
@@ -33,6 +43,7 @@ from .errors import UsageError
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist")
 BINARIZE = ("dynamic", "static", "none")
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+GREY_LEVELS = {"digits": 17, "mnist": 256, "fashion-mnist": 256, "kmnist": 256}  # L: digits are 0..16 / 16
 DIGITS_TEST_SIZE = 297  # fixed seeded split of the 1797 bundled digits: 1500 train, 297 test
 _SPLIT_SEED = 0  # the digits split never changes with the training seed
 _TEST_DRAW_SEED = 1  # nor does the binary test set: every run is evaluated on the same images
@@ -54,6 +65,7 @@ class Dataset:
     image_shape: tuple[int, int, int]
     binarize: str = "none"
     seed: int = 0
+    levels: int | None = None  # L grey levels when dequantized, else None
 
     @property
     def x_dim(self) -> int:
@@ -64,10 +76,14 @@ class Dataset:
         return self.x_train.device
 
     def train_epoch(self, epoch: int) -> torch.Tensor:
-        """The training tensor of this epoch: a fresh draw for ``dynamic``, else fixed."""
-        if self.binarize != "dynamic":
+        """The training tensor of this epoch: a fresh draw for ``dynamic`` or dequantization, else fixed."""
+        if self.levels is None and self.binarize != "dynamic":
             return self.x_train
-        return torch.bernoulli(self.x_train, generator=epoch_generator(self.seed, epoch, self.device, "binarize"))
+        # binarization and dequantization exclude each other, so they share one random stream
+        g = epoch_generator(self.seed, epoch, self.device, "binarize")
+        if self.levels is not None:
+            return dequantized(self.x_train, self.levels, g)
+        return torch.bernoulli(self.x_train, generator=g)
 
     def to(self, device) -> "Dataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -106,11 +122,18 @@ def batches(n: int, batch_size: int, generator: torch.Generator, *, device, drop
     return chunks[:steps_per_epoch(n, batch_size, drop_last)]
 
 
+def dequantized(x: torch.Tensor, levels: int, generator: torch.Generator) -> torch.Tensor:
+    """(k + u) / L for grey levels x = k / (L − 1), with u ~ U[0, 1) drawn from ``generator``."""
+    k = torch.round(x * (levels - 1))
+    return (k + torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)) / levels
+
+
 def load(name: str = "digits", *, data_dir: str = "data", download: bool = False, binarize: str = "dynamic",
-         pad: int | None = None, seed: int = 0, device="cpu") -> Dataset:
+         pad: int | None = None, seed: int = 0, device="cpu", dequantize: bool = False) -> Dataset:
     """Load a dataset by name; its splits end up on ``device``.
 
     ``pad`` (e.g. 32) zero-pads square images symmetrically to ``pad`` × ``pad`` pixels.
+    ``dequantize`` adds uniform noise to the grey levels (needs ``binarize="none"``).
     """
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
@@ -126,6 +149,13 @@ def load(name: str = "digits", *, data_dir: str = "data", download: bool = False
     shape = (1, *xtr.shape[1:])
     flat = lambda x: x.reshape(x.shape[0], -1).to(device)  # noqa: E731
     ds = Dataset(name, flat(xtr), ytr.to(device), flat(xte), yte.to(device), shape, binarize, seed)
+    if dequantize:
+        if binarize != "none":
+            raise UsageError("dequantization adds noise to grey levels, not to binary pixels; "
+                             "pass --binarize none with --dequantize.")
+        levels = GREY_LEVELS[name]
+        test_draw = torch.Generator(device=ds.device).manual_seed(_TEST_DRAW_SEED)
+        return replace(ds, x_test=dequantized(ds.x_test, levels, test_draw), levels=levels)
     return _binarized(ds)
 
 

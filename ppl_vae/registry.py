@@ -7,8 +7,14 @@ or guide becomes available to the CLI by adding one entry here.
 
 from __future__ import annotations
 
+import torch
+
+from guides.empty import Empty
 from guides.gaussian import DiagonalGaussian
+from guides.linear import LinearGaussian
+from models.gmm import COVARIANCES, GMM
 from models.mlp import ACTIVATIONS
+from models.ppca import PPCA
 from models.vae import LIKELIHOODS, VAE
 
 from . import data as datasets
@@ -30,8 +36,48 @@ def gaussian(config: dict, data: Dataset):
     return DiagonalGaussian(data.x_dim, config["latent_dim"], config["hidden"], config["activation"])
 
 
-MODELS = {"vae": vae}
-GUIDES = {"gaussian": gaussian}
+def ppca(config: dict, data: Dataset):
+    if config["latent_dim"] >= data.x_dim:
+        raise UsageError(f"PPCA needs --latent-dim below the data dimension {data.x_dim}, "
+                         f"got {config['latent_dim']}; pass a smaller --latent-dim.")
+    return PPCA(data.x_dim, config["latent_dim"])
+
+
+def gmm(config: dict, data: Dataset):
+    """A mixture started from k-means++ seeds on the training data, whatever fits it next."""
+    x = data.train_epoch(0)
+    if config.get("components", 10) > x.shape[0]:
+        raise UsageError(f"--components {config['components']} exceeds the {x.shape[0]} training points; "
+                         f"pass a smaller --components.")
+    model = GMM(data.x_dim, config.get("components", 10), config.get("covariance", "full")).to(x)
+    return model.init_em(x, torch.Generator(device=x.device).manual_seed(config["seed"]))
+
+
+def linear(config: dict, data: Dataset):
+    return LinearGaussian(data.x_dim, config["latent_dim"])
+
+
+def empty(config: dict, data: Dataset):
+    return Empty()
+
+
+MODELS = {"vae": vae, "ppca": ppca, "gmm": gmm}
+GUIDES = {"gaussian": gaussian, "linear": linear, "empty": empty}
+
+# What a model gets when --guide, --objective and --binarize are left out (models not listed: the VAE's).
+MODEL_DEFAULTS = {
+    "vae": {"guide": "gaussian", "objective": "elbo", "binarize": "dynamic"},
+    "ppca": {"guide": "linear", "objective": "elbo", "binarize": "none"},
+    "gmm": {"guide": "empty", "objective": "enum", "binarize": "none"},
+}
+# How a model can be fit: `svi` is `fit`; `closed-form` and `em` are the model's own
+# maximum-likelihood fits (ppl_vae/em.py). Models not listed train by SVI only.
+METHODS = ("closed-form", "em", "svi")
+FIT_METHODS = {"ppca": ("closed-form", "em", "svi"), "gmm": ("em", "svi")}
+
+
+def model_defaults(model: str) -> dict:
+    return MODEL_DEFAULTS.get(model, MODEL_DEFAULTS["vae"])
 
 
 def default_likelihood(binarize: str) -> str:
@@ -50,6 +96,32 @@ def validate(config: dict) -> None:
         raise UsageError(f"unknown likelihood {config['likelihood']!r}; choose one of {', '.join(LIKELIHOODS)}.")
     if config["latent_dim"] < 1 or any(h < 1 for h in config["hidden"]):
         raise UsageError("--latent-dim and every --hidden width must be at least 1.")
+    validate_method(config)
+
+
+def validate_method(config: dict) -> None:
+    """The fitting method, mixture options and model/guide/objective pairings of PPCA and the GMM."""
+    model, method = config["model"], config.get("method", "svi")
+    methods = FIT_METHODS.get(model, ("svi",))
+    if method not in methods:
+        raise UsageError(f"--method {method} is not available for the {model} model; "
+                         f"choose one of {', '.join(methods)}.")
+    if config.get("components", 10) < 1:
+        raise UsageError(f"--components must be at least 1, got {config.get('components')}.")
+    if config.get("covariance", "full") not in COVARIANCES:
+        raise UsageError(f"unknown covariance {config.get('covariance')!r}; choose one of {', '.join(COVARIANCES)}.")
+    if model in ("ppca", "gmm") and config["binarize"] != "none":
+        raise UsageError(f"{model} is a density for continuous data; pass --binarize none "
+                         f"(with --dequantize for grey levels).")
+    if method != "svi" and model == "ppca" and config["guide"] != "linear":
+        raise UsageError("closed-form and EM fits of PPCA set the linear guide to the exact posterior; "
+                         "pass --guide linear, or --method svi to train another guide.")
+    if config["guide"] == "empty" and model != "gmm":
+        raise UsageError(f"the empty guide proposes no latent variables, so only a model that sums all of "
+                         f"them out (gmm) can use it; pass another --guide for {model}.")
+    if model == "gmm" and (config["guide"] != "empty" or config["objective"] != "enum"):
+        raise UsageError("the GMM sums its assignment out exactly and has no latent for a guide; "
+                         "pass --guide empty --objective enum (the defaults for --model gmm).")
 
 
 def build(config: dict, data: Dataset):
@@ -66,4 +138,5 @@ def build_objective(config: dict) -> objectives.Objective:
 
 def load_data(config: dict, device) -> Dataset:
     return datasets.load(config["dataset"], data_dir=config["data_dir"], download=config.get("download", False),
-                         binarize=config["binarize"], pad=config.get("pad"), seed=config["seed"], device=device)
+                         binarize=config["binarize"], pad=config.get("pad"), seed=config["seed"], device=device,
+                         dequantize=config.get("dequantize", False))

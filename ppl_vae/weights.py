@@ -10,7 +10,10 @@ a tensor of shape [K, N]. Every bound the project reports is a function of it:
     IWAE      L_K(x_n)   = log (1/K) Σ_k w_{k,n}                          (Burda et al. 2016)
 
 The weights are per data point, so these are the per-data-point bounds, correct for models
-whose latent variables are all local (inside the ``data`` plate). The data plate must be the
+whose latent variables are all local (inside the ``data`` plate). Discrete sites of the model
+marked for enumeration (``config_enumerate``) and not sampled by the guide are summed out
+exactly, log w = log Σ_c p_θ(x, z, c) − log q_φ(z | x); with a guide that samples nothing
+(a Gaussian mixture) every weight is then p(x) itself. The data plate must be the
 rightmost batch dimension (dim=-1), as in every model and guide of this project;
 ``max_plate_nesting`` counts the plates that can nest inside a particle (1 by default).
 """
@@ -29,25 +32,36 @@ def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: i
     """log w of shape [particles, N], differentiable with respect to θ and φ."""
     with pyro.plate("particles", particles, dim=-max_plate_nesting - 1):
         guide_tr = poutine.trace(guide).get_trace(x, *args, **kwargs)
-        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, *args, **kwargs)
+        enumerated = poutine.enum(model, first_available_dim=-max_plate_nesting - 2)
+        model_tr = poutine.trace(poutine.replay(enumerated, trace=guide_tr)).get_trace(x, *args, **kwargs)
     n = x.shape[0]
-    return _per_point(model_tr, particles, n) - _per_point(guide_tr, particles, n, observed=False)
+    return (_per_point(model_tr, particles, n, max_plate_nesting)
+            - _per_point(guide_tr, particles, n, max_plate_nesting, observed=False))
 
 
-def _per_point(trace, particles: int, n: int, observed: bool = True) -> torch.Tensor:
-    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n]."""
+def _per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True) -> torch.Tensor:
+    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n];
+    enumerated values (dims left of the particle dim) are summed out by log-sum-exp."""
     trace.compute_log_prob()
     total = 0.0
+    inner = tuple(range(-max_plate_nesting, -1))  # plates nested between the particle and data dims
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site) or (site["is_observed"] and not observed):
             continue
-        if not any(f.name == "data" for f in site["cond_indep_stack"]):
+        plates = {f.name for f in site["cond_indep_stack"]}
+        if "data" not in plates:
             raise ValueError(f"sample site {name!r} is outside pyro.plate('data'); per-data-point "
                              f"importance weights need every latent variable to be local")
+        if "_enumerate_dim" in site["infer"] and plates - {"data", "particles"}:
+            raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate('data'); "
+                             f"only sites directly in the data plate are summed out")
         lp = site["log_prob"]
-        lp = lp.reshape(lp.shape[:1] + (-1,) + lp.shape[-1:]).sum(1) if lp.dim() > 2 else lp
-        total = total + lp.expand(particles, n)
-    return total
+        total = total + (lp.sum(inner) if inner and lp.dim() > 2 else lp)
+    if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
+        return total
+    if total.dim() > 2:
+        total = total.flatten(0, -3).logsumexp(0)
+    return total.expand(particles, n)
 
 
 def elbo_bound(log_w: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import evaluate, impute, outliers, plot, report, train
+from . import baselines, evaluate, impute, outliers, plot, report, train
 
-COMMANDS = (train, evaluate, plot, report, outliers, impute)
+COMMANDS = (train, evaluate, baselines, plot, report, outliers, impute)
 
 
 class Parser(argparse.ArgumentParser):

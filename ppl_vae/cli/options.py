@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import data, objectives, registry
+from .. import data, em, objectives, registry
 from ..device import DEVICES
 from ..errors import UsageError
+from models.gmm import COVARIANCES
 from models.mlp import ACTIVATIONS
 from models.vae import LIKELIHOODS
 
@@ -47,14 +48,22 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", default="digits", choices=data.DATASETS, help="digits needs no files or network")
     g.add_argument("--data-dir", default="data", help="folder holding the torchvision datasets")
     g.add_argument("--download", action="store_true", help="download a torchvision dataset that is missing")
-    g.add_argument("--binarize", default="dynamic", choices=data.BINARIZE)
+    g.add_argument("--binarize", default=None, choices=data.BINARIZE,
+                   help="(default: dynamic; none for the continuous models ppca and gmm and with --dequantize)")
+    g.add_argument("--dequantize", action="store_true",
+                   help="grey levels k/(L-1) become (k + u)/L with u ~ U[0,1), for continuous densities")
     g.add_argument("--pad", type=positive_int, default=None, help="zero-pad images to PAD×PAD (e.g. 32)")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and guide")
     g.add_argument("--model", default="vae", choices=list(registry.MODELS))
-    g.add_argument("--guide", default="gaussian", choices=list(registry.GUIDES))
+    g.add_argument("--guide", default=None, choices=list(registry.GUIDES),
+                   help="(default: gaussian; linear for ppca, empty for gmm)")
+    g.add_argument("--method", default="svi", choices=registry.METHODS,
+                   help="svi: train by SVI; closed-form (ppca) or em (ppca, gmm): the model's own maximum likelihood")
+    g.add_argument("--components", type=positive_int, default=10, help="mixture components K (gmm)")
+    g.add_argument("--covariance", default="full", choices=COVARIANCES, help="component covariances (gmm)")
     g.add_argument("--preset", choices=list(registry.PRESETS), default=None,
                    help="network shape of a paper (iwae: 784-200-200-50 tanh); explicit flags override it")
     g.add_argument("--latent-dim", type=positive_int, default=None,
@@ -70,7 +79,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_objective_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("objective")
-    g.add_argument("--objective", default="elbo", choices=list(objectives.OBJECTIVES))
+    g.add_argument("--objective", default=None, choices=list(objectives.OBJECTIVES),
+                   help="(default: elbo; enum for gmm)")
     g.add_argument("--particles", type=positive_int, default=1, help="particles K per data point")
     g.add_argument("--jit", action="store_true", help="use Pyro's JIT-compiled loss (static shapes)")
 
@@ -85,6 +95,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-gamma", type=positive_float, default=0.1)
     g.add_argument("--no-drop-last", dest="drop_last", action="store_false",
                    help="keep the last, smaller mini-batch of each epoch")
+    g.add_argument("--tol", type=positive_float, default=em.DEFAULT_TOL,
+                   help="--method em stops when the training log-likelihood per data point rises by less")
     g.add_argument("--seed", type=int, default=0)
     add_device_arg(p)
 
@@ -101,15 +113,18 @@ def config_from_args(args: argparse.Namespace) -> dict:
             network[key] = getattr(args, key)
     if args.epochs is not None and args.epochs < 0:
         raise UsageError(f"--epochs must be at least 0, got {args.epochs}.")
+    defaults = registry.model_defaults(args.model)
+    binarize = args.binarize or ("none" if args.dequantize else defaults["binarize"])
     return {
         "dataset": args.dataset, "data_dir": args.data_dir, "download": args.download,
-        "binarize": args.binarize, "pad": args.pad,
-        "model": args.model, "guide": args.guide, "preset": args.preset, **network,
-        "likelihood": args.likelihood or registry.default_likelihood(args.binarize),
-        "objective": args.objective, "particles": args.particles, "jit": args.jit,
+        "binarize": binarize, "pad": args.pad, "dequantize": args.dequantize,
+        "model": args.model, "guide": args.guide or defaults["guide"], "preset": args.preset, **network,
+        "likelihood": args.likelihood or registry.default_likelihood(binarize),
+        "method": args.method, "components": args.components, "covariance": args.covariance,
+        "objective": args.objective or defaults["objective"], "particles": args.particles, "jit": args.jit,
         "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
-        "drop_last": args.drop_last, "seed": args.seed, "device": args.device,
+        "drop_last": args.drop_last, "tol": args.tol, "seed": args.seed, "device": args.device,
     }
 
 

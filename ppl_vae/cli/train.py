@@ -6,7 +6,7 @@ import argparse
 
 import pyro
 
-from .. import registry
+from .. import em, registry
 from ..device import resolve_device
 from ..errors import UsageError
 from ..rundir import read_config, require_run
@@ -16,8 +16,9 @@ from . import options
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and guide by SVI into a run directory",
-                       description="Train a model and guide by SVI; writes config.json, metrics.jsonl and "
-                                   "checkpoint.pt (after every epoch) into the run directory.")
+                       description="Train a model and guide by SVI (or fit ppca/gmm in closed form or by EM, "
+                                   "--method); writes config.json, metrics.jsonl and checkpoint.pt into the "
+                                   "run directory.")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     where.add_argument("--resume", metavar="RUN_DIR",
@@ -40,20 +41,30 @@ def run(args: argparse.Namespace) -> int:
         config["device"] = args.device
     else:
         config, out = options.config_from_args(args), args.out
-    registry.validate(config)
-    device = resolve_device(config["device"])
-    data = registry.load_data(config, device)
-    pyro.set_rng_seed(config["seed"])  # the networks' initial weights
-    model, guide = registry.build(config, data)
-    objective = registry.build_objective(config)
-    options.writable_dir(out)
-    history = fit(model, guide, data, objective, epochs=config["epochs"],
-                  batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
-                  lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=out,
-                  resume=bool(args.resume), config=config, progress=args.progress, drop_last=config["drop_last"])
+    history = train_from_config(config, out, resume=bool(args.resume), progress=args.progress)
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
     last = history[-1]
     print(f"epoch {last['epoch']}: train bound {last['train_bound']:.2f}, test bound {last['test_bound']:.2f} "
           f"nats per example; run directory {out}")
     return 0
+
+
+def train_from_config(config: dict, out: str, *, resume: bool = False, progress: bool = True) -> list[dict]:
+    """Build data, model and guide from ``config`` and train them into ``out`` by the config's method:
+    SVI (``fit``) or the model's own closed form or EM (``ppl_vae.em.fit``)."""
+    registry.validate(config)
+    device = resolve_device(config["device"])
+    data = registry.load_data(config, device)
+    pyro.set_rng_seed(config["seed"])  # the networks' initial weights
+    model, guide = registry.build(config, data)
+    options.writable_dir(out)
+    if config.get("method", "svi") != "svi":
+        return em.fit(model, guide, data, config["method"], epochs=config["epochs"],
+                      tol=config.get("tol", em.DEFAULT_TOL), seed=config["seed"], out=out, resume=resume,
+                      config=config, progress=progress)
+    objective = registry.build_objective(config)
+    return fit(model, guide, data, objective, epochs=config["epochs"],
+               batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
+               lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=out,
+               resume=resume, config=config, progress=progress, drop_last=config["drop_last"])

@@ -13,9 +13,11 @@ from typing import Callable
 from ..errors import UsageError
 from .base import Objective
 from .elbo import elbo
+from .enum import enum
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "elbo": elbo,
+    "enum": enum,
 }
 
 

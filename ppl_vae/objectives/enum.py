@@ -1,0 +1,26 @@
+"""The ELBO with discrete latent variables summed out exactly (Pyro's ``TraceEnum_ELBO``)."""
+
+from __future__ import annotations
+
+from pyro.infer import TraceEnum_ELBO
+
+from ..weights import elbo_bound
+from .base import Objective
+
+
+def enum(particles: int = 1, **_) -> Objective:
+    """Pyro's ``TraceEnum_ELBO`` (Obermeyer et al. 2019, tensor variable elimination):
+
+        L(θ, φ) = E_q[log Σ_c p_θ(x, z, c) − log q_φ(z | x)],
+
+    the ELBO in which every model site marked by ``config_enumerate`` and absent from the guide
+    is summed over its support exactly. When the guide samples nothing (a Gaussian mixture,
+    whose assignment c is enumerated and whose parameters are point estimates) L = log p(x),
+    and maximizing it is maximum likelihood.
+
+    The test bound needs no override of :meth:`Objective.test_bound`: the log weights of
+    :mod:`ppl_vae.weights` sum the same sites out by log-sum-exp, so it is the same L per data
+    point, the exact log p(x) for the mixture.
+    """
+    loss = TraceEnum_ELBO(max_plate_nesting=1, num_particles=particles, vectorize_particles=particles > 1)
+    return Objective("enum", loss, particles, elbo_bound)

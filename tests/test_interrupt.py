@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from conftest import run_cli
-from ppl_vae import checkpoint
+from ppl_vae import checkpoint, fit
 from ppl_vae.rundir import read_jsonl
 from ppl_vae.train import Trainer
+from test_train import pair
 
 ARGS = ["--epochs", "2", "--batch-size", "20", "--hidden", "16", "--latent-dim", "2", "--checkpoint-every", "7",
         "--no-progress"]  # 75 steps per epoch: step 80 is the 5th of epoch 2, the last checkpoint before it step 77
@@ -133,3 +134,13 @@ def test_a_process_signalled_mid_epoch_resumes_bit_identically(reference, tmp_pa
         last = err.strip().splitlines()[-1]
         assert f"stopped by {sig.name} after step {state['step']}" in last and "--resume" in last, err
     resume_and_compare(out, reference, capsys)
+
+
+def test_resume_across_an_lr_milestone_is_bit_identical(digits, tmp_path):
+    """The optimizer's saved state must not bring back the learning rate it was saved with."""
+    schedule = dict(lr_milestones=[2], lr_gamma=0.1, progress=False)
+    straight = fit(*pair(digits), digits, epochs=3, out=str(tmp_path / "a"), **schedule)
+    fit(*pair(digits), digits, epochs=2, out=str(tmp_path / "b"), **schedule)
+    resumed = fit(*pair(digits), digits, epochs=3, out=str(tmp_path / "b"), resume=True, **schedule)
+    assert [r["train_bound"] for r in resumed] == [r["train_bound"] for r in straight]
+    assert_same_run(tmp_path / "a", tmp_path / "b")

@@ -21,8 +21,6 @@ from .errors import UsageError
 FORMAT = "ppl-vae-checkpoint"
 VERSION = 1
 NAME = "checkpoint.pt"
-
-
 TEMPORARY = (".checkpoint-", ".tmp")  # prefix and suffix of a checkpoint being written
 
 

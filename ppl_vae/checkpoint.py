@@ -21,13 +21,14 @@ from .errors import UsageError
 FORMAT = "ppl-vae-checkpoint"
 VERSION = 1
 NAME = "checkpoint.pt"
+TEMPORARY = (".checkpoint-", ".tmp")  # prefix and suffix of a checkpoint being written
 
 
 def save(path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
     state = {"format": FORMAT, "version": VERSION, **state}
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY[0], suffix=TEMPORARY[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -39,6 +40,13 @@ def save(path, state: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_partial(folder) -> None:
+    """Delete the temporary files of saves that a SIGKILL cut short (the checkpoint itself is whole)."""
+    for name in os.listdir(folder):
+        if name.startswith(TEMPORARY[0]) and name.endswith(TEMPORARY[1]):
+            os.unlink(os.path.join(folder, name))
 
 
 def load(path, map_location="cpu") -> dict:

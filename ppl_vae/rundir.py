@@ -20,12 +20,18 @@ from .errors import UsageError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+# What `ppl-vae train` always writes and every command that rebuilds a run reads; newer keys
+# are read with config.get(key, default), so older run directories still load.
+CONFIG_KEYS = ("dataset", "data_dir", "binarize", "model", "guide", "latent_dim", "hidden", "activation",
+               "likelihood", "objective", "particles", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma",
+               "seed", "drop_last")
 
 
 def require_run(run_dir: str) -> None:
     """Fail with one sentence unless ``run_dir`` holds a config and a checkpoint."""
     if not os.path.isdir(run_dir):
-        raise UsageError(f"run directory {run_dir} does not exist; pass the --out folder of a `ppl-vae train` run.")
+        what = "is a file, not a folder" if os.path.exists(run_dir) else "does not exist"
+        raise UsageError(f"run directory {run_dir} {what}; pass the --out folder of a `ppl-vae train` run.")
     missing = [n for n in (CONFIG, checkpoint.NAME) if not os.path.isfile(os.path.join(run_dir, n))]
     if missing:
         raise UsageError(f"{run_dir} is not a ppl-vae run directory (no {' or '.join(missing)}); "
@@ -40,8 +46,10 @@ def read_config(run_dir: str) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise UsageError(f"{path} cannot be read ({type(e).__name__}); it should be the config.json "
                          f"that `ppl-vae train` wrote.") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"{path} is not a ppl-vae config; it should be the config.json that `ppl-vae train` wrote.")
+    missing = [k for k in CONFIG_KEYS if k not in config] if isinstance(config, dict) else ["all"]
+    if missing:
+        raise UsageError(f"{path} is not a ppl-vae config (missing {', '.join(missing[:3])}); it should be the "
+                         f"config.json that `ppl-vae train` wrote.")
     return config
 
 

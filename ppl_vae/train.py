@@ -7,18 +7,43 @@ running mean of the step estimates) and the test bound, in nats per data point, 
 ``metrics.jsonl``, and writes a checkpoint atomically, so ``fit(..., resume=True)`` (or
 ``ppl-vae train --resume RUN_DIR``) continues where a run stopped and, on the CPU, ends with
 the same parameters as a run that never stopped.
+
+Nothing is lost when a run stops early:
+
+- A checkpoint is written when training starts, after every epoch and, with
+  ``checkpoint_every=N``, every N steps; it holds the position inside the epoch (steps taken,
+  running sums of the training bound), so a run resumes mid-epoch. The data a step sees is a
+  pure function of (seed, epoch, step) (see :mod:`ppl_vae.data`) and the checkpoint carries
+  the RNG states, so the resumed run is bit-identical on the CPU.
+- SIGINT and SIGTERM only set a flag; between steps the trainer writes a checkpoint and
+  raises :class:`Interrupted` (the CLI exits with 130 / 143). A second signal abandons the
+  current step at once, leaving the previous checkpoint. SIGKILL loses the steps since the
+  last checkpoint, which is replaced atomically, never half-written.
+- A step whose loss or gradient is not finite moves no parameter (:class:`GuardedSVI`); the
+  trainer rolls back to the last checkpoint, multiplies the learning rate by
+  ``nan_lr_factor`` (½) and goes on; after ``nan_retries`` (1) such rollbacks without a new
+  checkpoint in between it raises :class:`Diverged` and leaves the last checkpoint intact.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import math
 import os
+import re
+import signal
+import sys
+import threading
 import time
+from dataclasses import asdict, dataclass
 
 import pyro
 import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer import SVI
+from pyro.infer.util import torch_item
 from tqdm.auto import tqdm
 
 from . import checkpoint, objectives
@@ -28,6 +53,25 @@ from .errors import UsageError
 from .pair import as_pyro_callable, owning_module, with_idx
 from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
 
+
+class NonFinite(Exception):
+    """A step's loss or gradient was not finite; no parameter moved."""
+
+
+class Diverged(Exception):
+    """Training stopped after repeated non-finite steps; the CLI exits with :attr:`exit_code`."""
+
+    exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training; the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
     """Step schedule: lr · γ^(number of milestones ≤ epoch), epochs counted from 0."""
     return lr * gamma ** sum(epoch >= m for m in milestones)
@@ -36,7 +80,8 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
 def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: int = 100, lr: float = 1e-3,
         lr_milestones=(), lr_gamma: float = 0.1, particles: int = 1, seed: int = 0, device="auto",
         out: str | None = None, resume: bool = False, config: dict | None = None, progress: bool = True,
-        drop_last: bool = True) -> list[dict]:
+        drop_last: bool = True, checkpoint_every: int | None = None, nan_retries: int = 1,
+        nan_lr_factor: float = 0.5) -> list[dict]:
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
@@ -44,13 +89,18 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
     ``objective``: a name from :data:`ppl_vae.objectives.OBJECTIVES` or an ``Objective``.
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``.
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
+    ``checkpoint_every``: also checkpoint every N steps (default: after every epoch only).
+    ``nan_retries``, ``nan_lr_factor``: how often a non-finite step may roll training back
+    to the last checkpoint, and the factor applied to the learning rate each time.
 
     Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
-    trained parameters.
+    trained parameters. Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
+    and :class:`Diverged` when non-finite steps persist.
     """
     trainer = Trainer(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,
                       lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, particles=particles, seed=seed,
-                      device=device, out=out, config=config, progress=progress, drop_last=drop_last)
+                      device=device, out=out, config=config, progress=progress, drop_last=drop_last,
+                      checkpoint_every=checkpoint_every, nan_retries=nan_retries, nan_lr_factor=nan_lr_factor)
     if resume:
         trainer.restore()
     elif out is not None:
@@ -58,13 +108,77 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
     return trainer.run()
 
 
+@contextlib.contextmanager
+def invalid_values_as_faults():
+    """Turn torch.distributions' "found invalid values" errors into :class:`NonFinite`.
+
+    With Pyro's validation on, a NaN reaching a distribution's parameter or a sample raises
+    that ``ValueError`` before any loss exists; it is the same numerical fault.
+    """
+    try:
+        yield
+    except ValueError as e:
+        if "found invalid values" not in str(e):
+            raise
+        site = re.search(r"at site '([^']+)'", str(e))
+        what = f"a value at sample site {site.group(1)!r}" if site else "a distribution's parameter"
+        raise NonFinite(f"{what} was NaN or outside its support") from e
+
+
+class GuardedSVI(SVI):
+    """``SVI`` whose step checks the loss and every gradient before the optimizer moves.
+
+    Like ``SVI.step``, but a non-finite loss or gradient raises :class:`NonFinite` and
+    leaves the parameters and the optimizer's state as they were. The check costs one
+    host sync per step, on top of the one ``SVI.step`` makes for the loss.
+    """
+
+    def step(self, *args, **kwargs):
+        with poutine.trace(param_only=True) as param_capture, invalid_values_as_faults():
+            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        losses = tuple(map(torch_item, loss if isinstance(loss, tuple) else (loss,)))
+        fault = self.fault(losses, params)
+        if fault is not None:
+            for p in params:
+                p.grad = None
+            raise NonFinite(fault)
+        self.optim(params)
+        pyro.infer.util.zero_grads(params)
+        return losses if isinstance(loss, tuple) else losses[0]
+
+    @staticmethod
+    def fault(losses, params) -> str | None:
+        """What is not finite: the loss, a gradient, or nothing (None)."""
+        if not all(map(math.isfinite, losses)):
+            return "the loss was not finite"
+        grads = [p.grad.sum() for p in params if p.grad is not None]  # a sum is finite iff every entry is
+        if grads and not torch.isfinite(torch.stack(grads)).all():
+            bad = next(p for p in params if p.grad is not None and not torch.isfinite(p.grad).all())
+            return f"the gradient of {pyro.get_param_store().param_name(bad)} was not finite"
+        return None
+
+
+@dataclass
+class EpochProgress:
+    """How far the current epoch has got: steps, Σ loss over them, data points, seconds."""
+
+    steps: int = 0
+    loss: float = 0.0
+    count: int = 0
+    seconds: float = 0.0
+
+
 class Trainer:
     """One SVI run: its set-up, the epoch loop, the metrics and the checkpoints."""
 
     def __init__(self, model, guide, data, objective, *, epochs, batch_size, lr, lr_milestones, lr_gamma,
-                 particles, seed, device, out, config, progress, drop_last):
+                 particles, seed, device, out, config, progress, drop_last, checkpoint_every=None,
+                 nan_retries=1, nan_lr_factor=0.5):
         if epochs < 0 or batch_size < 1 or lr <= 0:
             raise UsageError("epochs must be ≥ 0, batch size ≥ 1 and learning rate > 0.")
+        if (checkpoint_every is not None and checkpoint_every < 1) or nan_retries < 0 or not 0 < nan_lr_factor <= 1:
+            raise UsageError("checkpoint_every must be ≥ 1, nan_retries ≥ 0 and nan_lr_factor in (0, 1].")
         self.device = resolve_device(device)
         self.modules = {role: owning_module(m) for role, m in (("model", model), ("guide", guide))}
         for module in self.modules.values():
@@ -79,20 +193,31 @@ class Trainer:
             objective, particles=particles)
         self.epochs, self.batch_size, self.seed, self.drop_last = epochs, batch_size, seed, drop_last
         self.schedule = dict(lr=lr, milestones=lr_milestones, gamma=lr_gamma)
+        self.checkpoint_every, self.nan_retries, self.nan_lr_factor = checkpoint_every, nan_retries, nan_lr_factor
         self.out, self.progress = out, progress
         self.config = {**(config or {}), "objective": self.objective.name, "particles": self.objective.particles,
                        "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_milestones": list(lr_milestones),
-                       "lr_gamma": lr_gamma, "seed": seed, "drop_last": drop_last}
+                       "lr_gamma": lr_gamma, "seed": seed, "drop_last": drop_last,
+                       "checkpoint_every": checkpoint_every, "nan_retries": nan_retries,
+                       "nan_lr_factor": nan_lr_factor}
         self.epoch, self.step = 0, 0  # epochs and steps completed
+        self.in_epoch = EpochProgress()
+        self.lr_scale = 1.0  # × nan_lr_factor after each numerical fault
+        self.faults = 0  # rollbacks since the last checkpoint
+        self.good: dict | None = None  # the last checkpoint, kept in memory for rollbacks
+        self.stop_signal: int | None = None
         self.history: list[dict] = []
 
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         self.lr = lr_at(0, **self.schedule)
-        self.optim = pyro.optim.Adam(lambda name: {"lr": self.lr * self.objective.lr_factor(name)})
-        self.svi = SVI(self.model, self.guide, self.optim, loss=self.objective.loss)
+        self._new_optimizer()
 
-    # -- run directory -------------------------------------------------------------------
+    def _new_optimizer(self) -> None:
+        self.optim = pyro.optim.Adam(lambda name: {"lr": self.lr * self.objective.lr_factor(name)})
+        self.svi = GuardedSVI(self.model, self.guide, self.optim, loss=self.objective.loss)
+
+    # -- run directory and checkpoints ---------------------------------------------------
 
     def path(self, name: str) -> str:
         return os.path.join(self.out, name)
@@ -105,14 +230,35 @@ class Trainer:
         write_json(self.path(CONFIG), self.config)
 
     def restore(self) -> None:
-        """Load the run's checkpoint: parameters, optimizer, RNG, and the epoch to resume at."""
+        """Continue from the run's checkpoint: parameters, optimizer, RNG, position in the epoch."""
         if self.out is None:
             raise UsageError("resuming needs the run directory (--resume RUN_DIR).")
-        state = checkpoint.load(self.path(checkpoint.NAME), map_location=self.device)
+        self.good = checkpoint.load(self.path(checkpoint.NAME), map_location=self.device)
+        self.load_state(self.good)
+        checkpoint.remove_partial(self.out)
+        self.history = [m for m in read_jsonl(self.path(METRICS)) if m["epoch"] <= self.epoch]
+        write_jsonl(self.path(METRICS), self.history)  # drop epochs the checkpoint never saw
+
+    def state(self) -> dict:
+        """Everything a checkpoint holds, copied, so that later steps cannot change it."""
+        params = {name: p.detach().clone() for name, p in pyro.get_param_store().named_parameters()}
+        modules = {role: {k: v.detach().clone() for k, v in m.state_dict().items()}
+                   for role, m in self.modules.items() if m is not None}
+        return {"epoch": self.epoch, "step": self.step, "in_epoch": asdict(self.in_epoch),
+                "lr_scale": self.lr_scale, "params": params, "modules": modules,
+                "optim": copy.deepcopy(self.optim.get_state()), "rng": checkpoint.rng_state(), "config": self.config}
+
+    def load_state(self, state: dict) -> None:
+        """Put parameters, optimizer, RNG and position back to ``state``, a checkpoint."""
         for role, module in self.modules.items():
             if module is not None and role in state["modules"]:
-                module.load_state_dict(state["modules"][role])
-        self._create_params()
+                try:
+                    module.load_state_dict(state["modules"][role])
+                except RuntimeError:  # other layer names or shapes
+                    raise UsageError(f"the {role} in the checkpoint in {self.out} has other layers than this "
+                                     f"one; resume with the configuration that wrote it.") from None
+        if set(pyro.get_param_store().keys()) != set(state["params"]):
+            self._create_params()
         store = dict(pyro.get_param_store().named_parameters())
         if set(store) != set(state["params"]):
             raise UsageError(f"the checkpoint in {self.out} holds parameters {sorted(state['params'])[:3]}... "
@@ -120,26 +266,33 @@ class Trainer:
         with torch.no_grad():
             for name, value in state["params"].items():
                 store[name].copy_(value)
-        self.optim.set_state(state["optim"])
+                store[name].grad = None
+        # A fresh optimizer, given each parameter's saved state now: Pyro would load it lazily
+        # at the first step, after set_lr, and the saved learning rate would win.
+        self._new_optimizer()
+        self.optim.set_state(copy.deepcopy(state["optim"]))  # a copy: Adam updates its state in place
+        self.optim(store.values())  # no gradients yet: creates the optimizers, moves nothing
         checkpoint.set_rng_state(state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
-        self.history = [m for m in read_jsonl(self.path(METRICS)) if m["epoch"] <= self.epoch]
-        write_jsonl(self.path(METRICS), self.history)  # drop epochs the checkpoint never saw
+        self.in_epoch = EpochProgress(**state.get("in_epoch", {}))
+        self.lr_scale = state.get("lr_scale", 1.0)
 
     def _create_params(self) -> None:
         """Run guide and model once so every Pyro parameter exists with its constraint."""
+        rng = checkpoint.rng_state()  # creating parameters must not shift the run's random numbers
         x = self.data.x_train[:2]
         idx = torch.arange(x.shape[0], device=self.device)
         with torch.no_grad():
             guide_tr = poutine.trace(self.guide).get_trace(x, idx)
             poutine.replay(self.model, trace=guide_tr)(x, idx)
+        checkpoint.set_rng_state(rng)
 
     def save(self) -> None:
-        params = {name: p.detach().clone() for name, p in pyro.get_param_store().named_parameters()}
-        modules = {role: m.state_dict() for role, m in self.modules.items() if m is not None}
-        checkpoint.save(self.path(checkpoint.NAME), {
-            "epoch": self.epoch, "step": self.step, "params": params, "modules": modules,
-            "optim": self.optim.get_state(), "rng": checkpoint.rng_state(), "config": self.config})
+        """Checkpoint now: in memory for rollbacks, and atomically to the run directory if any."""
+        self.good = self.state()
+        self.faults = 0
+        if self.out is not None:
+            checkpoint.save(self.path(checkpoint.NAME), self.good)
 
     # -- training ------------------------------------------------------------------------
 
@@ -151,51 +304,135 @@ class Trainer:
                 group["lr"] = lr * self.objective.lr_factor(store.param_name(param))
 
     def train_step(self, x: torch.Tensor, idx: torch.Tensor) -> float:
-        """One SVI step on the mini-batch x = data[idx]; returns the loss, −Σ bound."""
+        """One SVI step on the mini-batch x = data[idx]; returns the loss, −Σ bound.
+
+        Raises :class:`NonFinite` (parameters unchanged) when the loss or a gradient is not finite.
+        """
         return self.svi.step(x, idx)
 
     def train_epoch(self, bar) -> float:
-        """One pass over the training set; returns the mean training bound per data point."""
+        """The epoch's remaining steps; returns the mean training bound per data point."""
+        self.set_lr(lr_at(self.epoch, **self.schedule) * self.lr_scale)
         n = self.data.x_train.shape[0]
         x = self.data.train_epoch(self.epoch)
         order = epoch_generator(self.seed, self.epoch, self.device, "permute")
-        total, count = 0.0, 0
-        for idx in batches(n, self.batch_size, order, device=self.device, drop_last=self.drop_last):
-            total += self.train_step(x[idx], idx)
-            count += idx.numel()
+        chunks = batches(n, self.batch_size, order, device=self.device, drop_last=self.drop_last)
+        done = self.in_epoch
+        for idx in chunks[done.steps:]:
+            start = time.perf_counter()
+            loss = self.train_step(x[idx], idx)
+            if not math.isfinite(loss):  # a train_step that does not use GuardedSVI
+                raise NonFinite("the loss was not finite")
+            done.loss += loss
+            done.count += idx.numel()
+            done.steps += 1
+            done.seconds += time.perf_counter() - start
             self.step += 1
             bar.update()
-        return -total / count
+            if self.stop_signal is not None:
+                self.stop()
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and done.steps < len(chunks):
+                self.save()
+        return -done.loss / done.count
+
+    def recover(self, fault: NonFinite, bar) -> None:
+        """Roll back to the last checkpoint with a smaller learning rate, or give up."""
+        where = f"epoch {self.epoch + 1}, step {self.step + 1} ({self.objective.name})"
+        if self.faults >= self.nan_retries:
+            kept = (f"the checkpoint in {self.out} (epoch {self.good['epoch']}, step {self.good['step']}) is intact"
+                    if self.out is not None else "no run directory was given")
+            raise Diverged(f"training stopped at {where}: {fault} even after {self.faults} rollback(s) with the "
+                           f"learning rate down to {self.lr:.3g}; {kept}, so train again with a smaller --lr.")
+        faults, scale = self.faults + 1, self.lr_scale * self.nan_lr_factor
+        self.load_state(self.good)
+        self.faults, self.lr_scale = faults, scale
+        bar.n = self.step
+        bar.refresh()
+        tqdm.write(f"{where}: {fault}; back to step {self.step} with the learning rate × {self.nan_lr_factor:g}",
+                   file=sys.stderr)
+
+    def stop(self, saved: bool = False) -> None:
+        """Act on SIGINT/SIGTERM between steps: checkpoint, then raise :class:`Interrupted`."""
+        name = signal.Signals(self.stop_signal).name
+        where = f"after step {self.step} ({self.epoch} epochs and {self.in_epoch.steps} steps done)"
+        if self.out is None:
+            raise Interrupted(f"stopped by {name} {where}; no run directory was given, so nothing was saved.",
+                              self.stop_signal)
+        if not saved:
+            self.save()
+        raise Interrupted(f"stopped by {name} {where}; checkpoint saved, continue with "
+                          f"`ppl-vae train --resume {self.out}`.", self.stop_signal)
+
+    @contextlib.contextmanager
+    def signals_handled(self):
+        """While training, SIGINT and SIGTERM set ``stop_signal``; a second one aborts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # Python delivers signals to the main thread only
+            return
+
+        def handler(signum, frame):
+            if self.stop_signal is not None:
+                raise Interrupted(f"second {signal.Signals(signum).name}: abandoned the step in progress; "
+                                  f"the last checkpoint stays as it was.", signum)
+            self.stop_signal = signum
+
+        self.stop_signal = None
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, signal.SIG_DFL if h is None else h)
 
     def test_bound(self) -> float | None:
         if self.data.x_test is None:
             return None
-        return self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
+        with invalid_values_as_faults():
+            value = self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
+        if not math.isfinite(value):
+            raise NonFinite("the test bound was not finite")
+        return value
+
+    def end_epoch(self, train_bound: float, test_bound: float | None) -> dict:
+        """Record the finished epoch's metrics and checkpoint it."""
+        self.epoch += 1
+        metrics = {"epoch": self.epoch, "step": self.step, "train_bound": train_bound,
+                   "test_bound": test_bound, "seconds": self.in_epoch.seconds, "lr": self.lr}
+        self.in_epoch = EpochProgress()
+        self.history.append(metrics)
+        if self.out is not None:
+            append_jsonl(self.path(METRICS), metrics)
+        self.save()
+        return metrics
 
     def run(self) -> list[dict]:
+        """Train up to ``epochs``, from wherever the trainer stands; returns every epoch's metrics."""
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.batch_size, self.drop_last)
         writer = tensorboard_writer(self.out)
-        with tqdm(total=self.epochs * per_epoch, initial=self.epoch * per_epoch, disable=not self.progress,
-                  unit="step", desc=self.objective.name, dynamic_ncols=True) as bar:
-            while self.epoch < self.epochs:
-                self.set_lr(lr_at(self.epoch, **self.schedule))
-                start = time.perf_counter()
-                train_bound = self.train_epoch(bar)
-                seconds = time.perf_counter() - start
-                self.epoch += 1
-                metrics = {"epoch": self.epoch, "step": self.step, "train_bound": train_bound,
-                           "test_bound": self.test_bound(), "seconds": seconds, "lr": self.lr}
-                self.history.append(metrics)
-                bar.set_postfix(train=f"{train_bound:.2f}", test=f"{metrics['test_bound'] or float('nan'):.2f}")
-                if self.out is not None:
-                    append_jsonl(self.path(METRICS), metrics)
-                    self.save()
-                if writer is not None:
-                    for key in ("train_bound", "test_bound", "lr"):
-                        if metrics[key] is not None:
-                            writer.add_scalar(key, metrics[key], self.epoch)
-        if writer is not None:
-            writer.close()
+        try:
+            with self.signals_handled(), tqdm(total=self.epochs * per_epoch, initial=self.step,
+                                              disable=not self.progress, unit="step", desc=self.objective.name,
+                                              dynamic_ncols=True) as bar:
+                if self.good is None:
+                    self._create_params()
+                    self.save()  # the state a numerical fault or a kill falls back to
+                while self.epoch < self.epochs:
+                    try:
+                        train_bound, test_bound = self.train_epoch(bar), self.test_bound()
+                    except NonFinite as fault:
+                        self.recover(fault, bar)
+                        continue
+                    metrics = self.end_epoch(train_bound, test_bound)
+                    bar.set_postfix(train=f"{train_bound:.2f}", test=f"{metrics['test_bound'] or float('nan'):.2f}")
+                    if writer is not None:
+                        for key in ("train_bound", "test_bound", "lr"):
+                            if metrics[key] is not None:
+                                writer.add_scalar(key, metrics[key], self.epoch)
+                    if self.stop_signal is not None:
+                        self.stop(saved=True)
+        finally:
+            if writer is not None:
+                writer.close()
         return self.history
 
 

@@ -73,6 +73,14 @@ def run_cli(argv, capsys):
     return code, out, err
 
 
+def one_line_error(code, err):
+    """The single line a bad input prints on stderr, after checking exit code 2 and no traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

@@ -9,7 +9,7 @@ import torch
 from conftest import run_cli
 from ppl_vae import baselines, data
 from ppl_vae.rundir import read_config, read_jsonl
-from test_cli import one_line_error
+from conftest import one_line_error
 
 
 def test_dequantization_fills_the_cell_of_each_grey_level():

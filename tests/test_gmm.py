@@ -17,7 +17,7 @@ from ppl_vae import data as datasets
 from ppl_vae import em, fit
 from ppl_vae.evaluate import evaluate
 from ppl_vae.rundir import load_run
-from test_cli import one_line_error
+from conftest import one_line_error
 
 CENTRES = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], dtype=torch.float64)
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)

@@ -14,7 +14,7 @@ from models.ppca import PPCA
 from ppl_vae import em, fit
 from ppl_vae.evaluate import evaluate
 from ppl_vae.rundir import load_run
-from test_cli import one_line_error
+from conftest import one_line_error
 
 D, Q = 6, 2
 

@@ -1,6 +1,9 @@
 """The ``ppl-vae`` command: one module per subcommand, each a thin layer on the Python API.
 
 Bad input of any kind ends with one sentence on stderr and exit code 2, never a traceback.
+Exit codes: 0 done; 2 bad input; 3 training diverged (non-finite loss or gradient even after
+rolling back with a smaller learning rate); 130 / 143 stopped by SIGINT / SIGTERM, after
+writing a checkpoint that ``ppl-vae train --resume`` continues.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
+from ..train import Diverged, Interrupted
 from . import baselines, evaluate, impute, outliers, plot, report, train
 
 COMMANDS = (train, evaluate, baselines, plot, report, outliers, impute)
@@ -40,6 +44,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"ppl-vae {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (Diverged, Interrupted) as e:
+        print(f"ppl-vae {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"ppl-vae {args.command}: interrupted.", file=sys.stderr)
         return 130

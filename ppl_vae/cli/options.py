@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import tempfile
 
 from .. import data, em, objectives, registry
 from ..device import DEVICES
@@ -23,24 +25,25 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 200,200, got {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
-    return value
+def checked(convert, ok, expected: str):
+    """An argparse type: ``convert(text)``, refused with "expected ..." unless ``ok(value)``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+positive_int = checked(int, lambda v: v >= 1, "an integer ≥ 1")
+nonnegative_int = checked(int, lambda v: v >= 0, "an integer ≥ 0")
+seed = checked(int, lambda v: 0 <= v < 2**32, f"an integer seed from 0 to {2**32 - 1}")  # what NumPy accepts
+positive_float = checked(float, lambda v: 0 < v < math.inf, "a finite number > 0")
+fraction = checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -87,7 +90,7 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
+    g.add_argument("--epochs", type=nonnegative_int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
                                                             f"with --resume, the run's own)")
     g.add_argument("--batch-size", type=positive_int, default=100)
     g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
@@ -97,7 +100,15 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="keep the last, smaller mini-batch of each epoch")
     g.add_argument("--tol", type=positive_float, default=em.DEFAULT_TOL,
                    help="--method em stops when the training log-likelihood per data point rises by less")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed, default=0)
+    g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
+                   help="also checkpoint every N steps, so a killed run loses at most N steps "
+                        "(default: after every epoch)")
+    g.add_argument("--nan-retries", type=nonnegative_int, default=1,
+                   help="times a non-finite loss or gradient may roll training back to the last checkpoint "
+                        "before it stops with exit code 3")
+    g.add_argument("--nan-lr-factor", type=fraction, default=0.5,
+                   help="learning-rate factor applied at each such rollback")
     add_device_arg(p)
 
 
@@ -111,8 +122,6 @@ def config_from_args(args: argparse.Namespace) -> dict:
     for key in network:
         if getattr(args, key) is not None:
             network[key] = getattr(args, key)
-    if args.epochs is not None and args.epochs < 0:
-        raise UsageError(f"--epochs must be at least 0, got {args.epochs}.")
     defaults = registry.model_defaults(args.model)
     binarize = args.binarize or ("none" if args.dequantize else defaults["binarize"])
     return {
@@ -125,15 +134,17 @@ def config_from_args(args: argparse.Namespace) -> dict:
         "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
         "drop_last": args.drop_last, "tol": args.tol, "seed": args.seed, "device": args.device,
+        "checkpoint_every": args.checkpoint_every, "nan_retries": args.nan_retries,
+        "nan_lr_factor": args.nan_lr_factor,
     }
 
 
 def writable_dir(path: str) -> str:
-    """Create ``path`` if needed; fail with one sentence if it cannot be written."""
+    """Create ``path`` if needed; fail with one sentence if a file cannot be written in it."""
     try:
         os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()  # the real test: permissions, read-only mounts, full disks
     except OSError as e:
-        raise UsageError(f"cannot create the output folder {path} ({e.strerror}); choose another --out.") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to the output folder {path}; choose another --out.")
+        raise UsageError(f"cannot write to the output folder {path} ({e.strerror or e}); "
+                         f"choose another --out.") from None
     return path

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pyro
 
-from .. import em, registry
+from .. import checkpoint, em, registry
 from ..device import resolve_device
 from ..errors import UsageError
 from ..rundir import read_config, require_run
@@ -17,8 +18,10 @@ from . import options
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and guide by SVI into a run directory",
                        description="Train a model and guide by SVI (or fit ppca/gmm in closed form or by EM, "
-                                   "--method); writes config.json, metrics.jsonl and checkpoint.pt into the "
-                                   "run directory.")
+                                   "--method); writes config.json, metrics.jsonl and checkpoint.pt (at the start, "
+                                   "after every epoch and every --checkpoint-every steps) into the run directory. "
+                                   "SIGINT/SIGTERM checkpoint and exit with 130/143; --resume continues, "
+                                   "bit-identically on the CPU.")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     where.add_argument("--resume", metavar="RUN_DIR",
@@ -33,9 +36,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be checked is checked before any data is loaded or file written.
     if args.resume:
         require_run(args.resume)
         config, out = read_config(args.resume), args.resume
+        checkpoint.load(os.path.join(out, checkpoint.NAME))  # corrupt, foreign or too new: refused now
         if args.epochs is not None:
             config["epochs"] = args.epochs
         config["device"] = args.device
@@ -54,17 +59,20 @@ def train_from_config(config: dict, out: str, *, resume: bool = False, progress:
     """Build data, model and guide from ``config`` and train them into ``out`` by the config's method:
     SVI (``fit``) or the model's own closed form or EM (``ppl_vae.em.fit``)."""
     registry.validate(config)
+    svi = config.get("method", "svi") == "svi"
+    objective = registry.build_objective(config) if svi else None
     device = resolve_device(config["device"])
+    options.writable_dir(out)
     data = registry.load_data(config, device)
     pyro.set_rng_seed(config["seed"])  # the networks' initial weights
     model, guide = registry.build(config, data)
-    options.writable_dir(out)
-    if config.get("method", "svi") != "svi":
+    if not svi:
         return em.fit(model, guide, data, config["method"], epochs=config["epochs"],
                       tol=config.get("tol", em.DEFAULT_TOL), seed=config["seed"], out=out, resume=resume,
                       config=config, progress=progress)
-    objective = registry.build_objective(config)
     return fit(model, guide, data, objective, epochs=config["epochs"],
                batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
                lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=out,
-               resume=resume, config=config, progress=progress, drop_last=config["drop_last"])
+               resume=resume, config=config, progress=progress, drop_last=config["drop_last"],
+               checkpoint_every=config.get("checkpoint_every"), nan_retries=config.get("nan_retries", 1),
+               nan_lr_factor=config.get("nan_lr_factor", 0.5))

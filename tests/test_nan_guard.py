@@ -1,0 +1,111 @@
+"""Numerical faults: a non-finite step moves nothing, training rolls back with a smaller learning
+rate, and when faults persist it stops with one sentence and the last good checkpoint intact."""
+
+import dataclasses
+import re
+
+import pyro
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+from conftest import run_cli
+from ppl_vae import checkpoint, fit, objectives
+from ppl_vae.rundir import read_jsonl
+from ppl_vae.train import Diverged, GuardedSVI, NonFinite
+from test_train import pair
+
+
+class Poisoned(Trace_ELBO):
+    """The ELBO of ``objectives.make("elbo")``, reported as NaN on the calls numbered in ``bad``;
+    the gradients stay finite."""
+
+    def __init__(self, bad):
+        super().__init__(max_plate_nesting=1)
+        self.bad, self.calls = bad, 0
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        self.calls += 1
+        value = super().loss_and_grads(model, guide, *args, **kwargs)
+        return float("nan") if self.calls in self.bad else value
+
+
+def poisoned(bad):
+    return dataclasses.replace(objectives.make("elbo"), loss=Poisoned(bad))
+
+
+def params():
+    return {name: p.detach().clone() for name, p in pyro.get_param_store().named_parameters()}
+
+
+def test_a_nan_gradient_moves_no_parameter(digits):
+    """GuardedSVI checks before the optimizer: parameters and Adam's state stay as they were."""
+    model, guide = pair(digits)
+    target = "encoder$$$body.0.weight"
+
+    class NaNGradient(Trace_ELBO):
+        poison = False
+
+        def loss_and_grads(self, *args):
+            loss = super().loss_and_grads(*args)
+            if self.poison:
+                pyro.get_param_store().get_param(target).unconstrained().grad[0, 0] = float("nan")
+            return loss
+
+    loss = NaNGradient(max_plate_nesting=1)
+    optim = pyro.optim.Adam({"lr": 1e-2})
+    svi = GuardedSVI(model.model, guide.guide, optim, loss=loss)
+    x = digits.x_train[:100].bernoulli()
+    svi.step(x)
+    before, adam = params(), optim.get_state()[target]["state"][0]["exp_avg"].clone()
+    loss.poison = True
+    with pytest.raises(NonFinite, match=re.escape(f"the gradient of {target} was not finite")):
+        svi.step(x)
+    assert all(torch.equal(before[k], v) for k, v in params().items())
+    assert torch.equal(optim.get_state()[target]["state"][0]["exp_avg"], adam)
+    loss.poison = False
+    svi.step(x)  # the NaN left no gradient behind
+    assert all(torch.isfinite(v).all() for v in params().values()) and not torch.equal(params()[target], before[target])
+
+
+@pytest.mark.parametrize("bad, retries, factor", [({20}, 1, 0.5), ({20, 21}, 2, 0.25)])
+def test_a_nan_rolls_back_and_lowers_the_learning_rate(digits, tmp_path, capsys, bad, retries, factor):
+    """Call 20 is step 5 of epoch 2 (15 steps per epoch): training goes back to the end of epoch 1
+    and continues with lr × factor per fault, exactly like a run whose schedule did that."""
+    history = fit(*pair(digits), digits, poisoned(bad), epochs=3, out=str(tmp_path / "a"), progress=False,
+                  nan_retries=retries, nan_lr_factor=factor)
+    assert "epoch 2, step 20 (elbo): the loss was not finite; back to step 15" in capsys.readouterr().err
+    gamma = factor ** len(bad)
+    reference = fit(*pair(digits), digits, epochs=3, lr_milestones=[1], lr_gamma=gamma, out=str(tmp_path / "b"),
+                    progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(history) == strip(reference)
+    assert [r["lr"] for r in history] == [1e-3, 1e-3 * gamma, 1e-3 * gamma]
+    a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt")["params"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_persistent_nans_stop_training_with_the_last_checkpoint_intact(digits, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Diverged) as stopped:
+        fit(*pair(digits), digits, poisoned(range(20, 10**6)), epochs=3, out=str(out), progress=False)
+    message = str(stopped.value)
+    assert message.startswith("training stopped at epoch 2, step 16 (elbo): the loss was not finite even after "
+                              "1 rollback(s) with the learning rate down to 0.0005;"), message
+    assert f"the checkpoint in {out} (epoch 1, step 15) is intact" in message
+    fit(*pair(digits), digits, epochs=1, out=str(tmp_path / "one"), progress=False)
+    kept, one = (checkpoint.load(d / "checkpoint.pt") for d in (out, tmp_path / "one"))
+    assert kept["step"] == 15 and all(torch.equal(kept["params"][k], one["params"][k]) for k in one["params"])
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]
+
+
+def test_a_diverging_cli_run_exits_3_with_one_sentence(tmp_path, capsys):
+    """A learning rate of 1e30 sends the encoder's outputs to NaN within two steps."""
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "--out", out, "--lr", "1e30", "--hidden", "16", "--no-progress"], capsys)
+    assert code == 3 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ppl-vae train: training stopped at epoch 1, step 2 (elbo): a value at sample site 'z' "
+                           "was NaN or outside its support"), last
+    assert "is intact, so train again with a smaller --lr." in last
+    assert checkpoint.load(out / "checkpoint.pt")["step"] == 0

@@ -114,12 +114,15 @@ class Trainer:
                 module.load_state_dict(state["modules"][role])
         self._create_params()
         store = dict(pyro.get_param_store().named_parameters())
-        if set(store) != set(state["params"]):
+        if not set(store) <= set(state["params"]):
             raise UsageError(f"the checkpoint in {self.out} holds parameters {sorted(state['params'])[:3]}... "
                              f"that do not match this model and guide; resume with the same configuration.")
         with torch.no_grad():
             for name, value in state["params"].items():
-                store[name].copy_(value)
+                if name in store:
+                    store[name].copy_(value)
+                else:  # state the objective keeps in the param store, e.g. a score-function baseline
+                    pyro.get_param_store()[name] = value
         self.optim.set_state(state["optim"])
         checkpoint.set_rng_state(state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]

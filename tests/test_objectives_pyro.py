@@ -108,8 +108,10 @@ def test_rws_and_score_function_train_a_discrete_user_guide(name):
 def test_bad_options_are_one_sentence():
     with pytest.raises(UsageError, match="--jit"):
         make("iwae", jit=True)
-    with pytest.raises(UsageError, match="--alpha 1"):
+    with pytest.raises(UsageError, match="--alpha must be"):
         make("renyi", alpha=1.0)
+    with pytest.raises(UsageError, match="--baseline-beta"):
+        make("score-avg", baseline_beta=1.0)
 
 
 class TwoLayer(nn.Module):
@@ -160,3 +162,25 @@ def test_path_derivative_vanishes_at_the_exact_posterior_of_a_hierarchy(name):
     assert loss == pytest.approx(pair.log_marginal(x).sum().item(), abs=1e-9)
     guide_grads = torch.cat([p.grad.flatten() for n, p in pair.named_parameters() if not n.startswith("ppca")])
     assert guide_grads.abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("name", ["score-avg", "score-nn"])
+def test_score_function_baselines_resume_bit_identically(name, digits, tmp_path):
+    """The running average and the baseline network live in the param store and the checkpoint."""
+    from guides.gaussian import DiagonalGaussian
+    from models.vae import VAE
+    from ppl_vae import checkpoint, fit
+
+    def pair():
+        torch.manual_seed(0)
+        return VAE(digits.x_dim, 2, (16,)), DiagonalGaussian(digits.x_dim, 2, (16,))
+
+    straight = fit(*pair(), digits, make(name, particles=2), epochs=2, out=str(tmp_path / "a"), progress=False)
+    fit(*pair(), digits, make(name, particles=2), epochs=1, out=str(tmp_path / "b"), progress=False)
+    resumed = fit(*pair(), digits, make(name, particles=2), epochs=2, out=str(tmp_path / "b"), resume=True,
+                  progress=False)
+    a = checkpoint.load(tmp_path / "a" / "checkpoint.pt")["params"]
+    b = checkpoint.load(tmp_path / "b" / "checkpoint.pt")["params"]
+    assert any(k.startswith("__baseline_avg") for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight[-1]["train_bound"] == resumed[-1]["train_bound"]

@@ -73,6 +73,17 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--objective", default="elbo", choices=list(objectives.OBJECTIVES))
     g.add_argument("--particles", type=positive_int, default=1, help="particles K per data point")
     g.add_argument("--jit", action="store_true", help="use Pyro's JIT-compiled loss (static shapes)")
+    add_objective_options(g)
+
+
+def add_objective_options(g) -> None:
+    """The options of particular objectives (Rényi's α, the score-function baselines)."""
+    d = objectives.DEFAULTS
+    g.add_argument("--alpha", type=float, default=d["alpha"], help="α of the renyi objective (α ≠ 1)")
+    g.add_argument("--baseline-beta", type=float, default=d["baseline_beta"],
+                   help="decay of the running-average baseline of score-avg and score-nn")
+    g.add_argument("--baseline-lr-factor", type=positive_float, default=d["baseline_lr_factor"],
+                   help="score-nn's baseline network learns at this multiple of --lr")
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -107,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
         "model": args.model, "guide": args.guide, "preset": args.preset, **network,
         "likelihood": args.likelihood or registry.default_likelihood(args.binarize),
         "objective": args.objective, "particles": args.particles, "jit": args.jit,
+        **{key: getattr(args, key) for key in objectives.DEFAULTS},
         "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
         "drop_last": args.drop_last, "seed": args.seed, "device": args.device,

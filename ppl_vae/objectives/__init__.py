@@ -34,6 +34,9 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "dreg": dreg,
 }
 JIT = ("elbo", "elbo-analytic")  # the objectives with a JIT-compiled Pyro loss
+# Options of particular objectives, with their defaults: Rényi's α; the score-function
+# baselines' decay β and the learned baseline's learning-rate factor.
+DEFAULTS = {"alpha": 0.5, "baseline_beta": 0.9, "baseline_lr_factor": 10.0}
 
 
 def make(name: str, particles: int = 1, **options) -> Objective:
@@ -44,7 +47,7 @@ def make(name: str, particles: int = 1, **options) -> Objective:
         raise UsageError(f"--particles must be at least 1, got {particles}.")
     if options.get("jit") and name not in JIT:
         raise UsageError(f"--jit is available for {' and '.join(JIT)} only, not {name}; drop --jit.")
-    return OBJECTIVES[name](particles=particles, **options)
+    return OBJECTIVES[name](particles=particles, **{**DEFAULTS, **options})
 
 
-__all__ = ["OBJECTIVES", "Objective", "make"]
+__all__ = ["DEFAULTS", "OBJECTIVES", "Objective", "make"]

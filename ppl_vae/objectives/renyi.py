@@ -30,7 +30,7 @@ class RenyiLoss(WeightedLoss):
 
     name = "renyi"
 
-    def __init__(self, particles: int = 1, alpha: float = 0.5, **kwargs):
+    def __init__(self, particles: int, alpha: float, **kwargs):
         super().__init__(particles, **kwargs)
         self.alpha = alpha
 
@@ -41,8 +41,8 @@ class RenyiLoss(WeightedLoss):
         return [(self.bound(p.log_w).sum(), "all")]
 
 
-def renyi(particles: int = 1, alpha: float = 0.5, **_) -> Objective:
-    if alpha == 1:
-        raise UsageError("--alpha 1 is the ELBO, where the Rényi bound is undefined; use --objective elbo "
-                         "or another --alpha.")
+def renyi(particles: int = 1, *, alpha: float, **_) -> Objective:
+    if alpha == 1 or not math.isfinite(alpha):
+        raise UsageError(f"--alpha must be a finite number other than 1 (α = 1 is the ELBO: use --objective "
+                         f"elbo), got {alpha}.")
     return Objective("renyi", RenyiLoss(particles, alpha), particles, partial(renyi_bound, alpha=alpha))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 
 import pyro
+import torch
 from pyro.infer import TraceGraph_ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
@@ -77,7 +78,7 @@ class ScoreELBO(TraceGraph_ELBO):
     learning signal (Mnih & Gregor 2014).
     """
 
-    def __init__(self, baseline: str | None = None, beta: float = 0.9, **kwargs):
+    def __init__(self, baseline: str | None = None, beta: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.baseline, self.beta = baseline, beta
         self.nets = nn.ModuleDict()  # the learned baselines, one per latent site
@@ -86,8 +87,8 @@ class ScoreELBO(TraceGraph_ELBO):
         # called with the particle-vectorized guide, so the handler goes outside the plate
         options = {None: None, "avg": self._average, "nn": lambda msg: self._network(msg, args[0])}
         traces = super()._get_trace(model, ScoreFunction(options[self.baseline])(guide), args, kwargs)
-        if self.nets:
-            pyro.module(BASELINE, self.nets)  # so SVI optimizes the baselines with θ and φ
+        if self.nets:  # SVI optimizes the baselines with θ and φ; a resumed run's come from the store
+            pyro.module(BASELINE, self.nets, update_module_params=True)
         return traces
 
     def _loss_and_surrogate_loss_particle(self, model_trace, guide_trace):
@@ -107,7 +108,9 @@ class ScoreELBO(TraceGraph_ELBO):
     def _network(self, msg, x):
         key = msg["name"].replace(".", "_")
         if key not in self.nets:
-            self.nets[key] = mlp([x.shape[-1], BASELINE_HIDDEN, 1], "tanh").to(x.device, x.dtype)
+            with torch.random.fork_rng(devices=[]):  # leave the run's random stream as it was
+                torch.manual_seed(0)
+                self.nets[key] = mlp([x.shape[-1], BASELINE_HIDDEN, 1], "tanh").to(x.device, x.dtype)
         net = self.nets[key]
         shape = msg["fn"].batch_shape  # particles × data points: one baseline per data point
         return {**self._average(msg), "nn_baseline": lambda inp: net(inp).squeeze(-1).expand(shape),
@@ -118,24 +121,31 @@ def _pyro_kwargs(particles: int) -> dict:
     return dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
 
 
+def _checked(beta: float) -> float:
+    if not 0 <= beta < 1:
+        raise UsageError(f"--baseline-beta must be in [0, 1), got {beta}.")
+    return beta
+
+
 def score(particles: int = 1, **_) -> Objective:
     """The score-function ELBO without a baseline: unbiased, and the noisiest estimator here."""
     return Objective("score", ScoreELBO(**_pyro_kwargs(particles)), particles, elbo_bound)
 
 
-def score_avg(particles: int = 1, baseline_beta: float = 0.9, **_) -> Objective:
+def score_avg(particles: int = 1, *, baseline_beta: float, **_) -> Objective:
     """The score-function ELBO with Pyro's decaying-average baseline (decay ``baseline_beta``)."""
-    loss = ScoreELBO("avg", beta=baseline_beta, **_pyro_kwargs(particles))
+    loss = ScoreELBO("avg", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
     return Objective("score-avg", loss, particles, elbo_bound)
 
 
-def score_nn(particles: int = 1, baseline_lr_factor: float = 10.0, **_) -> Objective:
+def score_nn(particles: int = 1, *, baseline_beta: float, baseline_lr_factor: float, **_) -> Objective:
     """The score-function ELBO with a decaying average plus a learned baseline b_ψ(x) (Mnih & Gregor 2014).
 
-    The baseline's parameters learn at ``baseline_lr_factor`` times the run's learning rate.
+    The average decays at ``baseline_beta``; the network's parameters learn at
+    ``baseline_lr_factor`` times the run's learning rate.
     """
     def lr_factor(param_name) -> float:
         return baseline_lr_factor if param_name and param_name.startswith(BASELINE) else 1.0
 
-    loss = ScoreELBO("nn", **_pyro_kwargs(particles))
+    loss = ScoreELBO("nn", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
     return Objective("score-nn", loss, particles, elbo_bound, lr_factor)

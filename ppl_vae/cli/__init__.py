@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import evaluate, train
+from . import compare, evaluate, train
 
-COMMANDS = (train, evaluate)
+COMMANDS = (train, evaluate, compare)
 
 
 class Parser(argparse.ArgumentParser):

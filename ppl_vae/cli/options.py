@@ -86,10 +86,14 @@ def add_objective_options(g) -> None:
                    help="score-nn's baseline network learns at this multiple of --lr")
 
 
-def add_training_args(p: argparse.ArgumentParser) -> None:
+def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
+    """``epochs``: the command's own default number of epochs, if not DEFAULT_EPOCHS."""
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
-                                                            f"with --resume, the run's own)")
+    if epochs is None:
+        g.add_argument("--epochs", type=int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
+                                                                f"with --resume, the run's own)")
+    else:
+        g.add_argument("--epochs", type=int, default=epochs, help="total epochs")
     g.add_argument("--batch-size", type=positive_int, default=100)
     g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     g.add_argument("--lr-milestones", type=int_list, default=[], help="epochs at which lr is multiplied by --lr-gamma")

@@ -119,8 +119,8 @@ class WeightedLoss(ELBO):
             p.require_rsample(self.name)
         return p
 
-    def _get_trace(self, model, guide, args, kwargs):
-        p = Particles(model, guide, args[0], args[1:], kwargs, self.particles, self.max_plate_nesting)
+    def _get_trace(self, model, guide, args, kwargs):  # what pyro.infer.ELBO asks of a subclass
+        p = self.draw(model, guide, *args, **kwargs)
         return p.model_trace, p.guide_trace
 
     def loss(self, model, guide, *args, **kwargs) -> float:

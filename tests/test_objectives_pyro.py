@@ -184,3 +184,9 @@ def test_score_function_baselines_resume_bit_identically(name, digits, tmp_path)
     assert any(k.startswith("__baseline_avg") for k in a)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight[-1]["train_bound"] == resumed[-1]["train_bound"]
+
+
+def test_particles_are_the_plate_at_dim_minus_two():
+    ppca, guide, x = setup()
+    p = make("dreg", particles=3).loss.draw(ppca.model, guide.guide, x)
+    assert p.guide_trace.nodes["z"]["value"].shape == (3, x.shape[0], 2)  # [K, N, latent]

@@ -104,7 +104,8 @@ class WeightedLoss(ELBO):
     needs_rsample = True
 
     def __init__(self, particles: int = 1, max_plate_nesting: int = 1):
-        super().__init__(num_particles=particles, max_plate_nesting=max_plate_nesting, vectorize_particles=True)
+        # not vectorize_particles=True: Pyro would add its own particle plate to max_plate_nesting
+        super().__init__(num_particles=particles, max_plate_nesting=max_plate_nesting)
         self.particles = particles
 
     def bound(self, log_w: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,9 @@ def build(config: dict, data: Dataset):
 def build_objective(config: dict) -> objectives.Objective:
     """The run's objective; ``test_bound: "iwae"`` (set by ``ppl-vae compare``) reports the IWAE-K
     bound on the test set every epoch instead of the objective's own, one yardstick for all."""
+    if config["objective"] in ("score-avg", "score-nn") and not config.get("drop_last", True):
+        raise UsageError(f"{config['objective']} keeps its running-average baseline per mini-batch position, so it "
+                         f"needs mini-batches of one size; drop --no-drop-last.")
     options = {key: config[key] for key in ("jit", *objectives.DEFAULTS) if key in config}
     objective = objectives.make(config["objective"], particles=config["particles"], **options)
     if config.get("test_bound") == "iwae":

@@ -53,3 +53,9 @@ def test_compare_refuses_bad_input_in_one_sentence(compared, tmp_path, capsys):
     line = one_line_error(*run_cli(["compare", "--out", tmp_path / "z", *TINY, "--epochs", "0"], capsys)[::2])
     assert "--epochs" in line
     assert not (tmp_path / "z" / "elbo").exists()
+
+
+def test_running_average_baselines_refuse_uneven_batches(tmp_path, capsys):
+    line = one_line_error(*run_cli(["train", "--out", tmp_path / "r", "--objective", "score-avg", "--no-drop-last",
+                                    "--epochs", "1", "--no-progress"], capsys)[::2])
+    assert "--no-drop-last" in line and not (tmp_path / "r" / "metrics.jsonl").exists()

@@ -7,6 +7,8 @@ or guide becomes available to the CLI by adding one entry here.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from guides.empty import Empty
@@ -21,6 +23,7 @@ from . import data as datasets
 from . import objectives
 from .data import Dataset
 from .errors import UsageError
+from .weights import iwae_bound
 
 # Network shapes: the default is sized for the 8×8 digits; `iwae` is the one-stochastic-layer
 # 784-200-200-50 tanh architecture of Burda et al. 2016.
@@ -133,7 +136,16 @@ def build(config: dict, data: Dataset):
 
 
 def build_objective(config: dict) -> objectives.Objective:
-    return objectives.make(config["objective"], particles=config["particles"], jit=config.get("jit", False))
+    """The run's objective; ``test_bound: "iwae"`` (set by ``ppl-vae compare``) reports the IWAE-K
+    bound on the test set every epoch instead of the objective's own, one yardstick for all."""
+    if config["objective"] in ("score-avg", "score-nn") and not config.get("drop_last", True):
+        raise UsageError(f"{config['objective']} keeps its running-average baseline per mini-batch position, so it "
+                         f"needs mini-batches of one size; drop --no-drop-last.")
+    options = {key: config[key] for key in ("jit", *objectives.DEFAULTS) if key in config}
+    objective = objectives.make(config["objective"], particles=config["particles"], **options)
+    if config.get("test_bound") == "iwae":
+        objective = dataclasses.replace(objective, bound=iwae_bound)
+    return objective
 
 
 def load_data(config: dict, device) -> Dataset:

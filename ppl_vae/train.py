@@ -260,13 +260,17 @@ class Trainer:
         if set(pyro.get_param_store().keys()) != set(state["params"]):
             self._create_params()
         store = dict(pyro.get_param_store().named_parameters())
-        if set(store) != set(state["params"]):
+        if not set(store) <= set(state["params"]):
             raise UsageError(f"the checkpoint in {self.out} holds parameters {sorted(state['params'])[:3]}... "
                              f"that do not match this model and guide; resume with the same configuration.")
         with torch.no_grad():
             for name, value in state["params"].items():
-                store[name].copy_(value)
-                store[name].grad = None
+                if name in store:
+                    store[name].copy_(value)
+                    store[name].grad = None
+                else:  # state the objective keeps in the param store, e.g. a score-function baseline
+                    pyro.get_param_store()[name] = value
+        store = dict(pyro.get_param_store().named_parameters())
         # A fresh optimizer, given each parameter's saved state now: Pyro would load it lazily
         # at the first step, after set_lr, and the saved learning rate would win.
         self._new_optimizer()

@@ -83,28 +83,22 @@ def cpu_name() -> str:
         return platform.processor() or "cpu"
 
 
-def main():
-    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-    args = parse_args()
+def setup(args):
+    """(device, static-binarized data, network config, mini-batch indices) for a benchmark's ``args``."""
     device = resolve_device(args.device)
     data = datasets.load(args.dataset, data_dir=args.data_dir, binarize="static", device=device)
     config = dict(model="vae", guide="gaussian", likelihood="bernoulli",
                   **registry.NETWORK_DEFAULTS | registry.PRESETS.get(args.preset, {}))
-    x = data.x_train
     g = torch.Generator(device=device).manual_seed(0)
-    batches = datasets.batches(x.shape[0], args.batch_size, g, device=device)
+    return device, data, config, datasets.batches(data.x_train.shape[0], args.batch_size, g, device=device)
 
-    variants = {}
-    for name in ("torch", "pyro", "pyro-jit"):
-        pyro.clear_param_store()
-        torch.manual_seed(0)
-        model, guide = registry.build(config, data)
-        if name == "torch":
-            variants[name] = torch_step_fn(model, guide, 1e-3)
-        else:
-            # each Pyro variant keeps its own param store, swapped in around its steps
-            variants[name] = pyro_step_fn(model, guide, 1e-3, jit=name == "pyro-jit")
 
+def time_interleaved(variants: dict, x, batches, args, device) -> dict[str, list[float]]:
+    """ms per step of each variant (a function of a mini-batch), one entry per round.
+
+    ``args.warmup`` untimed steps first, then ``args.rounds`` rounds of ``args.steps`` steps per
+    variant in rotating order. Each Pyro variant keeps its own param store, swapped in around its steps.
+    """
     stores = {name: None for name in variants}
 
     def run(name, n, offset):
@@ -128,7 +122,28 @@ def main():
             start = time.perf_counter()
             run(name, args.steps, r * args.steps)
             times[name].append(1e3 * (time.perf_counter() - start) / args.steps)
+    return times
 
+
+def main():
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+    args = parse_args()
+    device, data, config, batches = setup(args)
+    x = data.x_train
+
+    variants = {}
+    for name in ("torch", "pyro", "pyro-jit"):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide = registry.build(config, data)
+        if name == "torch":
+            variants[name] = torch_step_fn(model, guide, 1e-3)
+        else:
+            # each Pyro variant keeps its own param store, swapped in around its steps
+            variants[name] = pyro_step_fn(model, guide, 1e-3, jit=name == "pyro-jit")
+
+    times = time_interleaved(variants, x, batches, args, device)
+    names = list(variants)
     median = {name: statistics.median(t) for name, t in times.items()}
     shape = "-".join(map(str, [data.x_dim, *config["hidden"], config["latent_dim"]]))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \

@@ -86,12 +86,27 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
                    help="(default: elbo; enum for gmm)")
     g.add_argument("--particles", type=positive_int, default=1, help="particles K per data point")
     g.add_argument("--jit", action="store_true", help="use Pyro's JIT-compiled loss (static shapes)")
+    add_objective_options(g)
 
 
-def add_training_args(p: argparse.ArgumentParser) -> None:
+def add_objective_options(g) -> None:
+    """The options of particular objectives (Rényi's α, the score-function baselines)."""
+    d = objectives.DEFAULTS
+    g.add_argument("--alpha", type=float, default=d["alpha"], help="α of the renyi objective (α ≠ 1)")
+    g.add_argument("--baseline-beta", type=float, default=d["baseline_beta"],
+                   help="decay of the running-average baseline of score-avg and score-nn")
+    g.add_argument("--baseline-lr-factor", type=positive_float, default=d["baseline_lr_factor"],
+                   help="score-nn's baseline network learns at this multiple of --lr")
+
+
+def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
+    """``epochs``: the command's own default number of epochs, if not DEFAULT_EPOCHS."""
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=nonnegative_int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
-                                                            f"with --resume, the run's own)")
+    if epochs is None:
+        g.add_argument("--epochs", type=nonnegative_int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
+                                                                       f"with --resume, the run's own)")
+    else:
+        g.add_argument("--epochs", type=nonnegative_int, default=epochs, help="total epochs")
     g.add_argument("--batch-size", type=positive_int, default=100)
     g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     g.add_argument("--lr-milestones", type=int_list, default=[], help="epochs at which lr is multiplied by --lr-gamma")
@@ -131,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
         "likelihood": args.likelihood or registry.default_likelihood(binarize),
         "method": args.method, "components": args.components, "covariance": args.covariance,
         "objective": args.objective or defaults["objective"], "particles": args.particles, "jit": args.jit,
+        **{key: getattr(args, key) for key in objectives.DEFAULTS},
         "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
         "drop_last": args.drop_last, "tol": args.tol, "seed": args.seed, "device": args.device,

@@ -12,13 +12,33 @@ from typing import Callable
 
 from ..errors import UsageError
 from .base import Objective
+from .analytic import elbo_analytic
+from .dreg import dreg
 from .elbo import elbo
 from .enum import enum
+from .iwae import iwae
+from .renyi import renyi
+from .rws import rws
+from .score import score, score_avg, score_nn
+from .stl import stl
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "elbo": elbo,
+    "elbo-analytic": elbo_analytic,
+    "score": score,
+    "score-avg": score_avg,
+    "score-nn": score_nn,
+    "iwae": iwae,
+    "renyi": renyi,
+    "rws": rws,
+    "stl": stl,
+    "dreg": dreg,
     "enum": enum,
 }
+JIT = ("elbo", "elbo-analytic")  # the objectives with a JIT-compiled Pyro loss
+# Options of particular objectives, with their defaults: Rényi's α; the score-function
+# baselines' decay β and the learned baseline's learning-rate factor.
+DEFAULTS = {"alpha": 0.5, "baseline_beta": 0.9, "baseline_lr_factor": 10.0}
 
 
 def make(name: str, particles: int = 1, **options) -> Objective:
@@ -27,7 +47,9 @@ def make(name: str, particles: int = 1, **options) -> Objective:
         raise UsageError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}.")
     if particles < 1:
         raise UsageError(f"--particles must be at least 1, got {particles}.")
-    return OBJECTIVES[name](particles=particles, **options)
+    if options.get("jit") and name not in JIT:
+        raise UsageError(f"--jit is available for {' and '.join(JIT)} only, not {name}; drop --jit.")
+    return OBJECTIVES[name](particles=particles, **{**DEFAULTS, **options})
 
 
-__all__ = ["OBJECTIVES", "Objective", "make"]
+__all__ = ["DEFAULTS", "OBJECTIVES", "Objective", "make"]

@@ -1,0 +1,154 @@
+"""Comparing inference methods: one model, guide, data set and seed, trained by each objective.
+
+:func:`compare` trains one run per objective with :func:`ppl_vae.fit` into ``out/<objective>``
+(a complete run directory: ``ppl-vae evaluate`` and ``ppl-vae train --resume`` work on it),
+every run from the same initial networks, mini-batch order, binarization and optimizer
+settings, and with the same K particles per data point. Each epoch it records the test
+IWAE-K bound, log (1/K) Σ_k w_k — one yardstick for all objectives, since it is defined for
+any guide and equals the ELBO at K = 1. After training it measures
+
+- the test ELBO and the test NLL, −log p̂_S(x) with S importance samples (Burda et al. 2016);
+- the test IWAE-K bound;
+- the signal-to-noise ratio |E g| / std g of the guide's and the model's gradient estimates
+  at the final parameters, on one fixed training batch (Rainforth et al. 2018);
+- seconds per training epoch, the median over epochs (the test-set evaluations excluded),
+
+and writes ``comparison.csv``, ``comparison.md`` and two figures of the test bound against
+epoch and against training time, all objectives on one axis.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+
+import pyro
+import torch
+
+from . import checkpoint, figures, registry
+from .device import resolve_device
+from .diagnostics import gradient_stats, summarize
+from .errors import UsageError
+from .evaluate import bound, evaluate, mean_and_se
+from .objectives import OBJECTIVES
+from .rundir import METRICS, write_json
+from .train import fit
+from .weights import iwae_bound
+
+COLUMNS = ["objective", "epochs", "particles", "test_elbo", "test_elbo_se", "test_iwae", "test_iwae_se",
+           "test_nll", "test_nll_se", "eval_particles", "guide_snr", "model_snr", "guide_grad_variance",
+           "seconds_per_epoch"]
+
+
+def parse_names(text: str) -> list[str]:
+    """'elbo,iwae' -> ['elbo', 'iwae'], each known, each once, in the order given."""
+    names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or not names:
+        raise UsageError(f"--objectives takes a comma-separated list of {', '.join(OBJECTIVES)}; "
+                         f"got {text!r}.")
+    return names
+
+
+def compare(config: dict, names: list[str], out: str, *, eval_particles: int = 1000, snr_samples: int = 100,
+            progress: bool = True) -> list[dict]:
+    """Train and measure each objective in ``names`` on ``config`` (a ``ppl-vae train`` config).
+
+    Returns one row per objective with the keys of :data:`COLUMNS`.
+    """
+    for name in names:
+        if any(os.path.exists(os.path.join(out, name, f)) for f in (METRICS, checkpoint.NAME)):
+            raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
+    device = resolve_device(config["device"])
+    data = registry.load_data(config, device)
+    rows, histories = [], {}
+    for name in names:
+        run_config = {**config, "objective": name, "test_bound": "iwae"}
+        registry.validate(run_config)
+        pyro.set_rng_seed(config["seed"])  # the same initial networks for every objective
+        model, guide = registry.build(run_config, data)
+        objective = registry.build_objective(run_config)
+        run_dir = os.path.join(out, name)
+        histories[name] = fit(model, guide, data, objective, epochs=config["epochs"],
+                              batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
+                              lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=run_dir,
+                              config=run_config, progress=progress, drop_last=config["drop_last"])
+        row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
+        row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in histories[name])
+        write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": config["dataset"], "seed": config["seed"]})
+        rows.append(row)
+    write_csv(os.path.join(out, "comparison.csv"), rows)
+    with open(os.path.join(out, "comparison.md"), "w") as f:
+        f.write(markdown(rows, config, eval_particles, snr_samples))
+    plot(histories, config["particles"], out)
+    return rows
+
+
+def measure(objective, model, guide, data, config: dict, eval_particles: int, snr_samples: int) -> dict:
+    """Test bounds and NLL, and gradient SNRs on the first training batch, at the current parameters."""
+    pyro.set_rng_seed(config["seed"])
+    result = evaluate(model, guide, data.x_test, particles=eval_particles)
+    iwae, iwae_se = mean_and_se(bound(model.model, guide.guide, data.x_test, iwae_bound, config["particles"]))
+    x = data.train_epoch(0)[:config["batch_size"]]
+    idx = torch.arange(x.shape[0], device=x.device)
+    snr = summarize(gradient_stats(objective, model, guide, x, idx, samples=snr_samples))
+    return {"objective": objective.name, "epochs": config["epochs"], "particles": config["particles"],
+            "test_elbo": result["test_elbo"], "test_elbo_se": result["test_elbo_se"],
+            "test_iwae": iwae, "test_iwae_se": iwae_se, "test_nll": result["test_nll"],
+            "test_nll_se": result["test_nll_se"], "eval_particles": eval_particles,
+            "guide_snr": snr["guide"]["snr"], "model_snr": snr["model"]["snr"],
+            "guide_grad_variance": snr["guide"]["variance"]}
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown(rows: list[dict], config: dict, eval_particles: int, snr_samples: int) -> str:
+    """The comparison table in Markdown, with what was run above it."""
+    k = config["particles"]
+    lines = [f"{config['dataset']}, {config['epochs']} epochs, K = {k} particles per data point, seed {config['seed']}; "
+             f"NLL with S = {eval_particles} importance samples; SNR = mean over parameters of |E g| / std g, "
+             f"grad var = mean over parameters of Var g, from {snr_samples} gradient estimates on one training "
+             f"batch of {config['batch_size']}. "
+             f"Nats per test example (standard errors over test points ≈ "
+             f"{max(r['test_nll_se'] for r in rows):.2f}).", "",
+             f"| objective | test ELBO | test IWAE-{k} | test NLL | guide SNR | guide grad var | model SNR | s/epoch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['objective']} | {r['test_elbo']:.2f} | {r['test_iwae']:.2f} | {r['test_nll']:.2f} "
+                     f"| {r['guide_snr']:.3g} | {r['guide_grad_variance']:.3g} | {r['model_snr']:.3g} "
+                     f"| {r['seconds_per_epoch']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(histories: dict[str, list[dict]], particles: int, out: str) -> list[str]:
+    """comparison_epochs.png and comparison_time.png: the test IWAE-K bound of every objective."""
+    paths = []
+    for x_key, x_label, name in (("epoch", "epoch", "comparison_epochs.png"),
+                                 ("time", "training time (s)", "comparison_time.png")):
+        fig, ax = figures.figure(7, 4.5)
+        for objective, history in histories.items():
+            seconds = torch.tensor([m["seconds"] for m in history]).cumsum(0).tolist()
+            xs = [m["epoch"] for m in history] if x_key == "epoch" else seconds
+            ax.plot(xs, [m["test_bound"] for m in history], label=objective, lw=1.4)
+        ax.set_ylim(*_focus(histories))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"test IWAE-{particles} bound (nats)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2, loc="lower right")
+        fig.tight_layout()
+        paths.append(figures.save(fig, os.path.join(out, name)))
+    return paths
+
+
+def _focus(histories: dict[str, list[dict]]) -> tuple[float, float]:
+    """y-limits that leave out the first tenth of training, where every curve starts far below."""
+    tails = [m["test_bound"] for h in histories.values() for m in h[len(h) // 10:]]
+    lo, hi = min(tails), max(tails)
+    pad = 0.05 * (hi - lo) + 1e-3
+    return lo - pad, hi + pad

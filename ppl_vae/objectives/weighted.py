@@ -1,0 +1,140 @@
+"""What the importance-weighted objectives (IWAE, Rényi, RWS, STL, DReG) share.
+
+K particles z_k ~ q_φ(z | x_n) are drawn at once in a vectorized plate ("particles", dim −2),
+and the model and guide traces give, per data point, tensors of shape [K, N]:
+
+    log p_θ(x_n, z_k),   log q_φ(z_k | x_n),   log w_{k,n} = log p_θ(x_n, z_k) − log q_φ(z_k | x_n),
+
+exactly as :func:`ppl_vae.weights.log_weights`. Each objective is a bound B(log w) per data
+point (its value) and one or two surrogates whose gradients with respect to the model's
+parameters θ and the guide's parameters φ are its gradient estimator. :class:`WeightedLoss`
+turns them into what ``pyro.infer.SVI`` expects: ``loss`` and ``loss_and_grads`` return
+−Σ_n B(x_n) over the mini-batch.
+
+Two variants of log q serve the estimators that treat the guide's gradient specially:
+
+- log q_φ(⊥z | x), ⊥ = stop-gradient: the guide replayed on the detached latent values. Its
+  φ-gradient is the score ∂/∂φ log q_φ(z) at fixed z (wake-φ of RWS).
+- the path derivative (STL, DReG): log q̄(z) = log q_φ(z) − log q_φ(⊥z) + ⊥log q_φ(⊥z) has
+  the value of log q_φ(z), and its gradient is d/dφ log q_φ(z(ε, φ)) minus the score term,
+  i.e. the derivative along the sample path z = z(ε, φ) only (Roeder et al. 2017). Replaying
+  the whole guide on detached values (rather than detaching one site at a time) also removes
+  the dependence of q(z₂ | z₁) on φ through z₁'s parameters, so hierarchical guides are right.
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import ELBO
+from pyro.poutine.util import site_is_subsample
+
+from ..errors import UsageError
+from ..weights import _per_point
+
+
+def latent_sites(trace):
+    """(name, site) of the trace's unobserved sample sites, subsample sites excluded."""
+    return [(name, site) for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)]
+
+
+def param_tensors(trace) -> list:
+    """The unconstrained leaf tensors of the trace's parameters, as SVI optimizes them."""
+    return [site["value"].unconstrained() for site in trace.nodes.values() if site["type"] == "param"]
+
+
+class Particles:
+    """K particles per data point from the guide, scored by the model and the guide."""
+
+    def __init__(self, model, guide, x, args, kwargs, particles: int, max_plate_nesting: int = 1):
+        self.guide, self.x, self.args, self.kwargs = guide, x, args, kwargs
+        self.plate = dict(name="particles", size=particles, dim=-max_plate_nesting - 1)
+        with pyro.plate(**self.plate):
+            self.guide_trace = poutine.trace(guide).get_trace(x, *args, **kwargs)
+            self.model_trace = poutine.trace(poutine.replay(model, trace=self.guide_trace)).get_trace(
+                x, *args, **kwargs)
+        self.shape = (particles, x.shape[0])
+        self.log_p = _per_point(self.model_trace, *self.shape)
+        self.log_q = _per_point(self.guide_trace, *self.shape, observed=False)
+        guide_params = param_tensors(self.guide_trace)
+        ids = {id(p) for p in guide_params}
+        self.params = {"guide": guide_params,
+                       "model": [p for p in param_tensors(self.model_trace) if id(p) not in ids]}
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        return self.log_p - self.log_q
+
+    def log_q_stopped(self) -> torch.Tensor:
+        """log q_φ(⊥z | x), [K, N]: its φ-gradient is the score ∂/∂φ log q_φ(z) at fixed z."""
+        stopped = self.guide_trace.copy()
+        for name, site in latent_sites(self.guide_trace):
+            stopped.nodes[name] = {**site, "value": site["value"].detach()}
+        with pyro.plate(**self.plate):
+            replayed = poutine.trace(poutine.replay(self.guide, trace=stopped)).get_trace(
+                self.x, *self.args, **self.kwargs)
+        return _per_point(replayed, *self.shape, observed=False)
+
+    def log_w_path(self) -> torch.Tensor:
+        """log w with the path derivative of log q only: same value, no score term in ∂/∂φ."""
+        stopped = self.log_q_stopped()
+        return self.log_p - (self.log_q - stopped + stopped.detach())
+
+    def require_rsample(self, objective: str) -> None:
+        """Fail with one sentence unless every latent site of the guide is reparameterizable."""
+        for name, site in latent_sites(self.guide_trace):
+            if not site["fn"].has_rsample:
+                raise UsageError(f"objective {objective!r} differentiates through the guide's samples, but "
+                                 f"site {name!r} draws from {type(site['fn']).__name__}, which has no "
+                                 f"reparameterized sampler; use rws or score instead.")
+
+
+class WeightedLoss(ELBO):
+    """A Pyro loss (``loss``, ``loss_and_grads``) for a bound of per-data-point log weights.
+
+    Subclasses set ``bound`` (log w [K, N] -> [N]) and implement :meth:`surrogates`, which
+    returns (surrogate, parameters) pairs: each surrogate is maximized with respect to its own
+    parameters only (``"all"``, ``"model"`` = θ or ``"guide"`` = φ), which is how estimators
+    with different rules for θ and φ (RWS, DReG) share one step.
+    """
+
+    name = "weighted"
+    needs_rsample = True
+
+    def __init__(self, particles: int = 1, max_plate_nesting: int = 1):
+        # not vectorize_particles=True: Pyro would add its own particle plate to max_plate_nesting
+        super().__init__(num_particles=particles, max_plate_nesting=max_plate_nesting)
+        self.particles = particles
+
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def surrogates(self, p: Particles) -> list[tuple[torch.Tensor, str]]:
+        raise NotImplementedError
+
+    def draw(self, model, guide, x, *args, **kwargs) -> Particles:
+        p = Particles(model, guide, x, args, kwargs, self.particles, self.max_plate_nesting)
+        if self.needs_rsample:
+            p.require_rsample(self.name)
+        return p
+
+    def _get_trace(self, model, guide, args, kwargs):  # what pyro.infer.ELBO asks of a subclass
+        p = self.draw(model, guide, *args, **kwargs)
+        return p.model_trace, p.guide_trace
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """−Σ_n B(x_n) over the batch, without gradients."""
+        with torch.no_grad():
+            return -self.bound(self.draw(model, guide, *args, **kwargs).log_w).sum().item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """−Σ_n B(x_n); accumulates the estimator's gradient of −Σ_n B into the parameters' .grad."""
+        p = self.draw(model, guide, *args, **kwargs)
+        pairs = [(s, p.params["guide"] + p.params["model"] if group == "all" else p.params[group])
+                 for s, group in self.surrogates(p)]
+        pairs = [(s, params) for s, params in pairs if params and s.requires_grad]
+        for i, (surrogate, params) in enumerate(pairs):
+            torch.autograd.backward(-surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
+        return -self.bound(p.log_w.detach()).sum().item()

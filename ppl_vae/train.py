@@ -36,7 +36,7 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
 def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: int = 100, lr: float = 1e-3,
         lr_milestones=(), lr_gamma: float = 0.1, particles: int = 1, seed: int = 0, device="auto",
         out: str | None = None, resume: bool = False, config: dict | None = None, progress: bool = True,
-        drop_last: bool = True) -> list[dict]:
+        drop_last: bool = True, schedule: str = "joint", e_steps: int = 1) -> list[dict]:
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
@@ -44,18 +44,33 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
     ``objective``: a name from :data:`ppl_vae.objectives.OBJECTIVES` or an ``Objective``.
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``.
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
+    ``schedule``: ``joint`` (one SVI step on θ and φ per batch) or ``vem`` (variational EM:
+    ``e_steps`` steps on the guide, then one on the model; :mod:`ppl_vae.vem`).
 
     Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
     trained parameters.
     """
-    trainer = Trainer(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,
-                      lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, particles=particles, seed=seed,
-                      device=device, out=out, config=config, progress=progress, drop_last=drop_last)
+    trainer_class, options = Trainer, {}
+    if schedule == "vem":
+        from .vem import VEMTrainer  # vem builds on this module
+
+        trainer_class, options = VEMTrainer, {"e_steps": e_steps}
+    trainer = trainer_class(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,
+                            lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, particles=particles, seed=seed,
+                            device=device, out=out, config=config, progress=progress, drop_last=drop_last,
+                            **options)
     if resume:
         trainer.restore()
     elif out is not None:
         trainer.start_run_dir()
     return trainer.run()
+
+
+def adam(params, **kwargs) -> torch.optim.Optimizer:
+    """torch's Adam for one parameter; SparseAdam when its gradient is sparse (a per-data-point
+    table, ``guides/local.py``), which moves only the rows a step's gradient holds."""
+    sparse = params[0].grad is not None and params[0].grad.is_sparse
+    return (torch.optim.SparseAdam if sparse else torch.optim.Adam)(params, **kwargs)
 
 
 class Trainer:
@@ -89,7 +104,7 @@ class Trainer:
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         self.lr = lr_at(0, **self.schedule)
-        self.optim = pyro.optim.Adam(lambda name: {"lr": self.lr * self.objective.lr_factor(name)})
+        self.optim = pyro.optim.PyroOptim(adam, lambda name: {"lr": self.lr * self.lr_factor(name)})
         self.svi = SVI(self.model, self.guide, self.optim, loss=self.objective.loss)
 
     # -- run directory -------------------------------------------------------------------
@@ -148,7 +163,12 @@ class Trainer:
         store = pyro.get_param_store()
         for param, optimizer in self.optim.optim_objs.items():
             for group in optimizer.param_groups:
-                group["lr"] = lr * self.objective.lr_factor(store.param_name(param))
+                group["lr"] = lr * self.lr_factor(store.param_name(param))
+
+    def lr_factor(self, name: str) -> float:
+        """The objective's learning-rate factor for a parameter, times the guide's if it has one."""
+        guide_factor = getattr(self.modules["guide"], "lr_factor", None)
+        return self.objective.lr_factor(name) * (guide_factor(name) if guide_factor else 1.0)
 
     def train_step(self, x: torch.Tensor, idx: torch.Tensor) -> float:
         """One SVI step on the mini-batch x = data[idx]; returns the loss, −Σ bound."""
@@ -170,6 +190,9 @@ class Trainer:
     def test_bound(self) -> float | None:
         if self.data.x_test is None:
             return None
+        per_point_guide = getattr(self.modules["guide"], "test_bound", None)
+        if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
+            return per_point_guide(self.objective, self.model, self.data.x_test).mean().item()
         return self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
 
     def run(self) -> list[dict]:

@@ -53,10 +53,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and guide")
-    g.add_argument("--model", default="vae", choices=list(registry.MODELS))
-    g.add_argument("--guide", default="gaussian", choices=list(registry.GUIDES))
+    g.add_argument("--model", default=None, choices=list(registry.MODELS), help="(default: vae)")
+    g.add_argument("--guide", default=None, choices=list(registry.GUIDES), help="(default: gaussian)")
     g.add_argument("--preset", choices=list(registry.PRESETS), default=None,
-                   help="network shape of a paper (iwae: 784-200-200-50 tanh); explicit flags override it")
+                   help="network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
+                        "VAE); explicit flags override it")
     g.add_argument("--latent-dim", type=positive_int, default=None,
                    help=f"(default: {registry.NETWORK_DEFAULTS['latent_dim']})")
     g.add_argument("--hidden", type=int_list, default=None,
@@ -66,6 +67,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"(default: {registry.NETWORK_DEFAULTS['activation']})")
     g.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
                    help="(default: bernoulli for binarized data, gaussian for --binarize none)")
+    g.add_argument("--flow-depth", type=positive_int, default=registry.FLOW_DEPTH,
+                   help="flow steps of the planar and iaf guides")
 
 
 def add_objective_args(p: argparse.ArgumentParser) -> None:
@@ -85,6 +88,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-gamma", type=positive_float, default=0.1)
     g.add_argument("--no-drop-last", dest="drop_last", action="store_false",
                    help="keep the last, smaller mini-batch of each epoch")
+    g.add_argument("--schedule", default="joint", choices=registry.SCHEDULES,
+                   help="joint: one SVI step on θ and φ per batch; vem: variational EM, --e-steps steps on the "
+                        "guide, then one on the model")
+    g.add_argument("--e-steps", type=positive_int, default=1, help="guide steps per batch with --schedule vem")
     g.add_argument("--seed", type=int, default=0)
     add_device_arg(p)
 
@@ -95,21 +102,22 @@ def add_device_arg(p: argparse.ArgumentParser, default="auto") -> None:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The run's config: every option that rebuilds its data, networks, objective and schedule."""
-    network = dict(registry.NETWORK_DEFAULTS, **registry.PRESETS.get(args.preset, {}))
+    network = {**registry.NETWORK_DEFAULTS, "model": "vae", "guide": "gaussian", **registry.PRESETS.get(args.preset, {})}
     for key in network:
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             network[key] = getattr(args, key)
     if args.epochs is not None and args.epochs < 0:
         raise UsageError(f"--epochs must be at least 0, got {args.epochs}.")
     return {
         "dataset": args.dataset, "data_dir": args.data_dir, "download": args.download,
         "binarize": args.binarize, "pad": args.pad,
-        "model": args.model, "guide": args.guide, "preset": args.preset, **network,
+        "preset": args.preset, **network, "flow_depth": args.flow_depth,
         "likelihood": args.likelihood or registry.default_likelihood(args.binarize),
         "objective": args.objective, "particles": args.particles, "jit": args.jit,
         "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
-        "drop_last": args.drop_last, "seed": args.seed, "device": args.device,
+        "drop_last": args.drop_last, "schedule": args.schedule, "e_steps": args.e_steps, "seed": args.seed,
+        "device": args.device,
     }
 
 

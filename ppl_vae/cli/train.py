@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     history = fit(model, guide, data, objective, epochs=config["epochs"],
                   batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
                   lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=out,
-                  resume=bool(args.resume), config=config, progress=args.progress, drop_last=config["drop_last"])
+                  resume=bool(args.resume), config=config, progress=args.progress, drop_last=config["drop_last"],
+                  schedule=config.get("schedule", "joint"), e_steps=config.get("e_steps", 1))
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
     last = history[-1]

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import evaluate, train
+from . import evaluate, gaps, train
 
-COMMANDS = (train, evaluate)
+COMMANDS = (train, evaluate, gaps)
 
 
 class Parser(argparse.ArgumentParser):

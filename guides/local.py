@@ -56,7 +56,7 @@ class LocalGaussian(nn.Module):
     def lr_factor(self, param_name: str) -> float:
         """The trainer's learning-rate factor: a row gets one step per epoch where a network
         weight gets one per batch, so the table trains at ``LR_FACTOR`` × the run's rate."""
-        return LR_FACTOR if param_name.startswith("local$$$") else 1.0
+        return LR_FACTOR if param_name.startswith("local.") else 1.0
 
     @property
     def n(self) -> int:

@@ -139,7 +139,7 @@ def validate(config: dict) -> None:
     for kind, table in (("model", MODELS), ("guide", GUIDES)):
         if config[kind] not in table:
             raise UsageError(f"unknown {kind} {config[kind]!r}; choose one of {', '.join(table)}.")
-    model, guide, objective = config["model"], config["guide"], config["objective"]
+    model, guide, objective = config["model"], config["guide"], config.get("objective")
     model_sites, guide_sites = SITES.get(model, ("z",)), SITES.get(guide, ("z",))
     if model_sites != guide_sites:
         raise UsageError(f"--guide {guide} samples {', '.join(guide_sites)} but --model {model} has latent "

@@ -19,6 +19,7 @@ import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer import SVI
+from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
 from . import checkpoint, objectives
@@ -163,10 +164,12 @@ class Trainer:
         store = pyro.get_param_store()
         for param, optimizer in self.optim.optim_objs.items():
             for group in optimizer.param_groups:
-                group["lr"] = lr * self.lr_factor(store.param_name(param))
+                group["lr"] = lr * self.lr_factor(normalize_param_name(store.param_name(param)))
 
     def lr_factor(self, name: str) -> float:
-        """The objective's learning-rate factor for a parameter, times the guide's if it has one."""
+        """The objective's learning-rate factor for a parameter, times the guide's if it has one.
+
+        ``name`` as ``pyro.optim`` passes it to per-parameter options: ``module.param``."""
         guide_factor = getattr(self.modules["guide"], "lr_factor", None)
         return self.objective.lr_factor(name) * (guide_factor(name) if guide_factor else 1.0)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import small_ppca
-from guides.local import LocalGaussian
+from guides.local import LR_FACTOR, LocalGaussian
 from models.vae import VAE
 from ppl_vae import Dataset
 from ppl_vae.errors import UsageError
@@ -29,6 +29,11 @@ def test_a_step_moves_only_the_rows_of_its_batch():
     after_first = guide.loc.detach().clone(), guide.raw_scale.detach().clone()
     t.train_step(x[second], second)  # the first batch's rows carry Adam momentum now: it must not move them
     after_second = guide.loc.detach().clone(), guide.raw_scale.detach().clone()
+    for lr in (1e-2, 1e-3):  # the table trains at LR_FACTOR × the run's rate: as created, and after set_lr
+        rates = {pyro.get_param_store().param_name(p): o.param_groups[0]["lr"] for p, o in t.optim.optim_objs.items()}
+        assert rates["local$$$loc"] == pytest.approx(lr * LR_FACTOR)
+        assert rates["decoder$$$decoder.0.weight"] == pytest.approx(lr)
+        t.set_lr(1e-3)
     for old, mid, new in zip(before, after_first, after_second):
         assert (mid[first] != old[first]).all() and torch.equal(mid[10:], old[10:])
         assert (new[second] != mid[second]).all()

@@ -42,8 +42,9 @@ def conv_vae(config: dict, data: Dataset):
 
 
 def checked_image_shape(data: Dataset):
-    _, h, w = data.image_shape
+    """The data's image shape, if the convolutional VAE fits it."""
     if not conv_fits(data.image_shape):
+        _, h, w = data.image_shape
         raise UsageError(f"--model conv-vae needs image sides that are multiples of 8, got {h}x{w}; "
                          f"pad the images with --pad 32.")
     return data.image_shape
@@ -61,7 +62,7 @@ def two_layer(config: dict, data: Dataset):
     return TwoLayerVAE(data.x_dim, likelihood=config["likelihood"], **two_layer_sizes(config))
 
 
-def body(config: dict, data: Dataset):
+def encoder_features(config: dict, data: Dataset):
     """(h_φ, its width): the encoder's feature network — convolutions for conv-vae, else an MLP."""
     if config["model"] == "conv-vae":
         net = ConvEncoder(checked_image_shape(data))
@@ -70,12 +71,12 @@ def body(config: dict, data: Dataset):
 
 
 def gaussian(config: dict, data: Dataset):
-    net, width = body(config, data)
+    net, width = encoder_features(config, data)
     return DiagonalGaussian(data.x_dim, config["latent_dim"], body=net, features=width)
 
 
 def full_cov(config: dict, data: Dataset):
-    return FullCovGaussian(*body(config, data), config["latent_dim"])
+    return FullCovGaussian(*encoder_features(config, data), config["latent_dim"])
 
 
 FLOW_DEPTH = 2
@@ -83,12 +84,12 @@ FLOW_DEPTH = 2
 
 def flow(name: str):
     def build(config: dict, data: Dataset):
-        return FlowGaussian(*body(config, data), config["latent_dim"], name, config.get("flow_depth", FLOW_DEPTH))
+        return FlowGaussian(*encoder_features(config, data), config["latent_dim"], name, config.get("flow_depth", FLOW_DEPTH))
     return build
 
 
 def delta(config: dict, data: Dataset):
-    return DeltaEncoder(*body(config, data), config["latent_dim"])
+    return DeltaEncoder(*encoder_features(config, data), config["latent_dim"])
 
 
 def local(config: dict, data: Dataset):
@@ -107,8 +108,7 @@ GUIDES = {"gaussian": gaussian, "full-cov": full_cov, "planar": flow("planar"), 
 SCHEDULES = ("joint", "vem")
 
 # Latent sites: a guide must sample exactly the model's.
-TWO_LAYER_SITES = ("z1", "z2")
-SITES = {"two-layer": TWO_LAYER_SITES}  # every other model and guide: ("z",)
+SITES = {"two-layer": ("z1", "z2")}  # every other model and guide: ("z",)
 
 # Which objectives each built-in guide supports, and why not the others. The names cover every
 # objective of the inference-method issue, registered in ppl_vae/objectives or not yet.

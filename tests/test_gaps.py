@@ -45,3 +45,21 @@ def test_cli_writes_json_and_chart_and_refuses_other_guides(trained, tmp_path, c
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "--guide gaussian" in lines[0], err
     assert not (iaf / "gaps.json").exists()
+
+
+def test_guide_table_script_end_to_end(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "scripts/guide_table.py", "--out", str(tmp_path), "--epochs", "1",
+                           "--particles", "20", "--points", "30", "--hidden", "16", "--latent-dim", "2",
+                           "--no-progress"], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "guide_table.json").read_text())
+    assert list(result) == ["gaussian", "full-cov", "planar", "iaf"]
+    assert all(r["n"] == 30 and r["particles"] == 20 and r["test_nll"] > 0 for r in result.values())
+    assert "amortization_gap" in result["gaussian"]["gaps"]
+    table = (tmp_path / "guide_table.md").read_text()
+    assert "| iaf |" in table and done.stdout.endswith(table)

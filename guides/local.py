@@ -66,8 +66,8 @@ class LocalGaussian(nn.Module):
         """(m, s) of rows ``idx`` (sparse gradients), or of the whole table when idx is None."""
         if idx is None:
             if batch != self.n:
-                raise UsageError(f"the local guide holds q for its own {self.n} data points only, not for {batch} "
-                                 f"other points; the test_bound in its metrics.jsonl is under q refitted per test point.")
+                raise UsageError(f"the local guide holds q only for its own {self.n} data points, not for new ones; "
+                                 f"the test_bound in its metrics.jsonl is under q refitted per test point.")
             return self.loc, F.softplus(self.raw_scale) + _MIN_SCALE
         loc = F.embedding(idx, self.loc, sparse=True)
         return loc, F.softplus(F.embedding(idx, self.raw_scale, sparse=True)) + _MIN_SCALE

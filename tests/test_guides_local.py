@@ -63,6 +63,6 @@ def test_refinement_reaches_the_best_diagonal_gaussian_of_ppca():
 
 def test_the_table_is_only_for_its_own_points():
     q = LocalGaussian(5, 2)
-    with pytest.raises(UsageError, match="its own 5 data points"):
+    with pytest.raises(UsageError, match="its own 5 data points, not for new ones"):
         q.dist(torch.zeros(3, 4))
     assert q.dist(torch.zeros(2, 4), torch.tensor([0, 4])).batch_shape == (2,)

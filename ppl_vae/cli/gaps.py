@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     write_json(path, result)
     plot(result, os.path.join(args.run_dir, "gaps.png"))
     print(f"log p(x) {result['log_px']:.2f}, L[q*] {result['elbo_q_star']:.2f}, L[q] {result['elbo_q']:.2f}; "
-          f"approximation gap {result['approximation_gap']:.2f} ± {result['approximation_gap_se']:.2f}, "
-          f"amortization gap {result['amortization_gap']:.2f} ± {result['amortization_gap_se']:.2f} nats per example "
+          f"approximation gap {result['approximation_gap']:.3f} ± {result['approximation_gap_se']:.3f}, "
+          f"amortization gap {result['amortization_gap']:.3f} ± {result['amortization_gap_se']:.3f} nats per example "
           f"({result['n']} test points, K = {args.particles}, q* after {result['refine_steps']} steps); "
           f"wrote {path} and gaps.png")
     return 0

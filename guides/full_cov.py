@@ -29,15 +29,19 @@ class FullCovGaussian(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.body = body
-        self.head = nn.Linear(features, 2 * latent_dim + latent_dim ** 2)
+        self.head = nn.Linear(features, 2 * latent_dim)
+        self.lower = nn.Linear(features, latent_dim ** 2)
+        # q starts as the diagonal encoder and learns its correlations: q(q−1)/2 random
+        # off-diagonal entries would start it far wider than the prior in high dimension
+        nn.init.zeros_(self.lower.weight)
+        nn.init.zeros_(self.lower.bias)
         self.register_buffer("mask", torch.ones(latent_dim, latent_dim).tril(-1))
 
     def forward(self, x: torch.Tensor):
         """(μ_φ(x) [..., q], L_φ(x) [..., q, q])."""
-        q = self.latent_dim
-        out = self.head(self.body(x))
-        loc, scale = loc_and_scale(out[..., :2 * q])
-        lower = out[..., 2 * q:].unflatten(-1, (q, q))
+        h = self.body(x)
+        loc, scale = loc_and_scale(self.head(h))
+        lower = self.lower(h).unflatten(-1, (self.latent_dim, self.latent_dim))
         return loc, self.mask * lower + torch.diag_embed(scale)
 
     def dist(self, x: torch.Tensor) -> dist.Distribution:

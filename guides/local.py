@@ -3,7 +3,7 @@
 There is no encoder: the variational parameters (m_i, s_i), i = 1 … n, are a table, and a
 mini-batch uses the rows of its data indices ``idx``. Its ELBO is the per-point bound
 L(θ, q_i) = E_{q_i}[log p_θ(x_i | z)] − KL(q_i ‖ p(z)), so the best q_i for each point gives
-the tightest bound a Gaussian family can give — the reference that measures the
+the tightest bound a diagonal Gaussian can give — the reference that measures the
 amortization gap of an encoder (Cremer, Li & Duvenaud 2018).
 
 Gradients reach the table as sparse rows, and ``ppl_vae.train`` steps such a parameter with

@@ -28,6 +28,9 @@ def test_full_cov_density_is_the_multivariate_normal_of_L_Lt():
     guide = FullCovGaussian(*body(), latent_dim=4)
     x = torch.randn(6, 5)
     loc, L = guide(x)
+    assert torch.equal(L, torch.diag_embed(L.diagonal(dim1=-2, dim2=-1)))  # it starts diagonal
+    torch.nn.init.normal_(guide.lower.weight)
+    loc, L = guide(x)
     assert torch.equal(L.triu(1), torch.zeros_like(L))  # lower-triangular
     assert (L.diagonal(dim1=-2, dim2=-1) > 0).all()
     assert L.tril(-1).abs().sum() > 0  # the off-diagonal part is used

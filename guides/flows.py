@@ -41,7 +41,7 @@ class FlowGaussian(nn.Module):
         self.latent_dim, self.flow = latent_dim, flow
         self.body = body
         self.head = nn.Linear(features, 2 * latent_dim)
-        hidden = [features]
+        hidden = [features]  # the conditioning networks: one hidden layer as wide as h
         if flow == "planar":
             steps = [T.conditional_planar(latent_dim, features, hidden) for _ in range(depth)]
         else:

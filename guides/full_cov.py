@@ -3,9 +3,9 @@
     q_φ(z | x) = N(z; μ_φ(x), L_φ(x) L_φ(x)ᵀ),   L = M ⊙ L′_φ(x) + diag σ_φ(x),
 
 with M the strictly lower-triangular mask of ones and σ = softplus(s) + ε > 0 (Kingma &
-Welling's full-covariance example; Kingma et al. 2016, §3). L is lower-triangular with
-diagonal σ, so the reparameterization z = μ + L ε, ε ~ N(0, I) has
-log |det ∂z/∂ε| = Σᵢ log σᵢ: the density costs no more than the diagonal one's. Site ``z``
+Welling 2019, "An Introduction to Variational Autoencoders", §2.5). L is lower-triangular
+with diagonal σ, so the reparameterization z = μ + L ε, ε ~ N(0, I) has
+log |det ∂z/∂ε| = Σᵢ log σᵢ, as cheap as for the diagonal encoder. Site ``z``
 inside ``pyro.plate("data")``, as ``MultivariateNormal(scale_tril=L)``.
 
 Pyro has no closed-form KL between a ``MultivariateNormal`` q and the ``Normal(…).to_event(1)``
@@ -31,8 +31,8 @@ class FullCovGaussian(nn.Module):
         self.body = body
         self.head = nn.Linear(features, 2 * latent_dim)
         self.lower = nn.Linear(features, latent_dim ** 2)
-        # q starts as the diagonal encoder and learns its correlations: q(q−1)/2 random
-        # off-diagonal entries would start it far wider than the prior in high dimension
+        # q starts as the diagonal encoder and learns its correlations: d(d−1)/2 random
+        # off-diagonal entries would start it far wider than the prior in d = 50 dimensions
         nn.init.zeros_(self.lower.weight)
         nn.init.zeros_(self.lower.bias)
         self.register_buffer("mask", torch.ones(latent_dim, latent_dim).tril(-1))

@@ -4,6 +4,8 @@
 
 one network h_φ(x) shared by two linear heads for μ and s. Sampling is reparameterized,
 z = μ_φ(x) + σ_φ(x) ⊙ ε with ε ~ N(0, I). Site ``z`` inside ``pyro.plate("data")``.
+h_φ is an MLP unless another feature network is passed as ``body`` (e.g. the convolutions
+of ``models/conv_vae.py``).
 """
 
 from __future__ import annotations
@@ -14,22 +16,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.mlp import mlp
+from models.mlp import encoder_body
 
 _MIN_SCALE = 1e-5
 
 
+def loc_and_scale(out: torch.Tensor):
+    """Split a head's output [..., 2q] into (μ, σ = softplus(s) + ε), each [..., q]."""
+    loc, raw_scale = out.chunk(2, dim=-1)
+    return loc, F.softplus(raw_scale) + _MIN_SCALE
+
+
 class DiagonalGaussian(nn.Module):
-    def __init__(self, x_dim: int, latent_dim: int = 8, hidden=(200,), activation: str = "relu"):
+    def __init__(self, x_dim: int, latent_dim: int = 8, hidden=(200,), activation: str = "relu",
+                 body: nn.Module | None = None, features: int | None = None):
+        """``body``, if given, is h_φ with ``features`` outputs and replaces the MLP."""
         super().__init__()
         self.latent_dim = latent_dim
-        self.body = mlp([x_dim, *hidden], activation, final_activation=True)
-        self.head = nn.Linear(hidden[-1] if hidden else x_dim, 2 * latent_dim)
+        if body is None:
+            body, features = encoder_body(x_dim, hidden, activation)
+        self.body = body
+        self.head = nn.Linear(features, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor):
         """(μ_φ(x), σ_φ(x)), each of shape [..., latent_dim]."""
-        loc, raw_scale = self.head(self.body(x)).chunk(2, dim=-1)
-        return loc, F.softplus(raw_scale) + _MIN_SCALE
+        return loc_and_scale(self.head(self.body(x)))
 
     def dist(self, x: torch.Tensor) -> dist.Distribution:
         loc, scale = self(x)

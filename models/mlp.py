@@ -26,3 +26,9 @@ def mlp(sizes, activation: str = "relu", *, final_activation: bool = False) -> n
         if final_activation or i < len(sizes) - 2:
             layers.append(act())
     return nn.Sequential(*layers)
+
+
+def encoder_body(x_dim: int, hidden=(200,), activation: str = "relu") -> tuple[nn.Sequential, int]:
+    """An encoder's feature network h(x) — the MLP x_dim → hidden..., activated — and its width."""
+    sizes = [x_dim, *hidden]
+    return mlp(sizes, activation, final_activation=True), sizes[-1]

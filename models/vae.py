@@ -6,7 +6,11 @@ with a multilayer-perceptron decoder f_θ and one of the likelihoods
 
 - ``bernoulli``: p_θ(x | z) = Π_d Bernoulli(x_d; σ(f_θ(z)_d)), for binary pixels (logits);
 - ``gaussian``: p_θ(x | z) = Π_d N(x_d; f_θ(z)_d, s_d²) with a learned per-pixel scale s,
-  for grey levels.
+  for grey levels;
+- ``continuous-bernoulli``: p_θ(x | z) = Π_d C(λ_d) λ_d^{x_d} (1 − λ_d)^{1 − x_d} with
+  λ = σ(f_θ(z)) and its normalizing constant C(λ), a proper density on grey levels in
+  [0, 1] (Loaiza-Ganem & Cunningham 2019) — the plain Bernoulli applied to grey levels omits
+  C(λ) and is not a density on [0, 1].
 
 Sites: ``z`` (latent) and ``x`` (observed), both inside ``pyro.plate("data")``.
 """
@@ -21,7 +25,7 @@ from torch import nn
 
 from .mlp import mlp
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "continuous-bernoulli")
 _MIN_SCALE = 1e-3  # keeps the Gaussian density bounded on constant pixels (e.g. image borders)
 
 
@@ -46,10 +50,12 @@ class VAE(nn.Module):
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+        if self.likelihood == "continuous-bernoulli":
+            return dist.ContinuousBernoulli(logits=out, validate_args=False).to_event(1)
         return dist.Normal(out, F.softplus(self.raw_scale) + _MIN_SCALE).to_event(1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The mean E[x | z]: pixel probabilities for Bernoulli, grey levels for Gaussian."""
+        """The mean E[x | z]: pixel probabilities for Bernoulli, grey levels for the others."""
         return self.likelihood_dist(z).base_dist.mean
 
     def model(self, x: torch.Tensor, idx=None):

@@ -44,6 +44,7 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI
 from pyro.infer.util import torch_item
+from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
 from . import checkpoint, objectives
@@ -81,7 +82,7 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
         lr_milestones=(), lr_gamma: float = 0.1, particles: int = 1, seed: int = 0, device="auto",
         out: str | None = None, resume: bool = False, config: dict | None = None, progress: bool = True,
         drop_last: bool = True, checkpoint_every: int | None = None, nan_retries: int = 1,
-        nan_lr_factor: float = 0.5) -> list[dict]:
+        nan_lr_factor: float = 0.5, schedule: str = "joint", e_steps: int = 1) -> list[dict]:
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
@@ -92,15 +93,23 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
     ``checkpoint_every``: also checkpoint every N steps (default: after every epoch only).
     ``nan_retries``, ``nan_lr_factor``: how often a non-finite step may roll training back
     to the last checkpoint, and the factor applied to the learning rate each time.
+    ``schedule``: ``joint`` (one SVI step on θ and φ per batch) or ``vem`` (variational EM:
+    ``e_steps`` steps on the guide, then one on the model; :mod:`ppl_vae.vem`).
 
     Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
     trained parameters. Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
     and :class:`Diverged` when non-finite steps persist.
     """
-    trainer = Trainer(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,
-                      lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, particles=particles, seed=seed,
-                      device=device, out=out, config=config, progress=progress, drop_last=drop_last,
-                      checkpoint_every=checkpoint_every, nan_retries=nan_retries, nan_lr_factor=nan_lr_factor)
+    trainer_class, options = Trainer, {}
+    if schedule == "vem":
+        from .vem import VEMTrainer  # vem builds on this module
+
+        trainer_class, options = VEMTrainer, {"e_steps": e_steps}
+    trainer = trainer_class(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,
+                            lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, particles=particles, seed=seed,
+                            device=device, out=out, config=config, progress=progress, drop_last=drop_last,
+                            checkpoint_every=checkpoint_every, nan_retries=nan_retries,
+                            nan_lr_factor=nan_lr_factor, **options)
     if resume:
         trainer.restore()
     elif out is not None:
@@ -152,9 +161,9 @@ class GuardedSVI(SVI):
         """What is not finite: the loss, a gradient, or nothing (None)."""
         if not all(map(math.isfinite, losses)):
             return "the loss was not finite"
-        grads = [p.grad.sum() for p in params if p.grad is not None]  # a sum is finite iff every entry is
+        grads = [dense_values(p.grad).sum() for p in params if p.grad is not None]  # finite iff every entry is
         if grads and not torch.isfinite(torch.stack(grads)).all():
-            bad = next(p for p in params if p.grad is not None and not torch.isfinite(p.grad).all())
+            bad = next(p for p in params if p.grad is not None and not torch.isfinite(dense_values(p.grad)).all())
             return f"the gradient of {pyro.get_param_store().param_name(bad)} was not finite"
         return None
 
@@ -167,6 +176,20 @@ class EpochProgress:
     loss: float = 0.0
     count: int = 0
     seconds: float = 0.0
+
+
+def dense_values(grad: torch.Tensor) -> torch.Tensor:
+    """The stored entries of a gradient: all of a dense one, the non-zero rows of a sparse one."""
+    return grad.coalesce().values() if grad.is_sparse else grad
+
+
+def adam(params, **kwargs) -> torch.optim.Optimizer:
+    """torch's Adam for one parameter; SparseAdam for a parameter marked ``sparse_grad`` (a
+    per-data-point table whose gradients are sparse rows, ``guides/local.py``), which moves
+    only the rows a step's gradient holds. A marker, not the gradient's layout, decides, so a
+    resumed run builds the same optimizers before any gradient exists."""
+    sparse = getattr(params[0], "sparse_grad", False)
+    return (torch.optim.SparseAdam if sparse else torch.optim.Adam)(params, **kwargs)
 
 
 class Trainer:
@@ -214,7 +237,7 @@ class Trainer:
         self._new_optimizer()
 
     def _new_optimizer(self) -> None:
-        self.optim = pyro.optim.Adam(lambda name: {"lr": self.lr * self.objective.lr_factor(name)})
+        self.optim = pyro.optim.PyroOptim(adam, lambda name: {"lr": self.lr * self.lr_factor(name)})
         self.svi = GuardedSVI(self.model, self.guide, self.optim, loss=self.objective.loss)
 
     # -- run directory and checkpoints ---------------------------------------------------
@@ -305,7 +328,14 @@ class Trainer:
         store = pyro.get_param_store()
         for param, optimizer in self.optim.optim_objs.items():
             for group in optimizer.param_groups:
-                group["lr"] = lr * self.objective.lr_factor(store.param_name(param))
+                group["lr"] = lr * self.lr_factor(normalize_param_name(store.param_name(param)))
+
+    def lr_factor(self, name: str) -> float:
+        """The objective's learning-rate factor for a parameter, times the guide's if it has one.
+
+        ``name`` as ``pyro.optim`` passes it to per-parameter options: ``module.param``."""
+        guide_factor = getattr(self.modules["guide"], "lr_factor", None)
+        return self.objective.lr_factor(name) * (guide_factor(name) if guide_factor else 1.0)
 
     def train_step(self, x: torch.Tensor, idx: torch.Tensor) -> float:
         """One SVI step on the mini-batch x = data[idx]; returns the loss, −Σ bound.
@@ -391,8 +421,12 @@ class Trainer:
     def test_bound(self) -> float | None:
         if self.data.x_test is None:
             return None
+        per_point_guide = getattr(self.modules["guide"], "test_bound", None)
         with invalid_values_as_faults():
-            value = self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
+            if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
+                value = per_point_guide(self.objective, self.model, self.data.x_test).mean().item()
+            else:
+                value = self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
         if not math.isfinite(value):
             raise NonFinite("the test bound was not finite")
         return value

@@ -13,9 +13,9 @@ import sys
 
 from ..errors import UsageError
 from ..train import Diverged, Interrupted
-from . import baselines, compare, evaluate, impute, outliers, plot, report, train
+from . import baselines, compare, evaluate, gaps, impute, outliers, plot, report, train
 
-COMMANDS = (train, evaluate, compare, baselines, plot, report, outliers, impute)
+COMMANDS = (train, evaluate, compare, gaps, baselines, plot, report, outliers, impute)
 
 
 class Parser(argparse.ArgumentParser):

@@ -60,7 +60,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and guide")
-    g.add_argument("--model", default="vae", choices=list(registry.MODELS))
+    g.add_argument("--model", default=None, choices=list(registry.MODELS), help="(default: vae)")
     g.add_argument("--guide", default=None, choices=list(registry.GUIDES),
                    help="(default: gaussian; linear for ppca, empty for gmm)")
     g.add_argument("--method", default="svi", choices=registry.METHODS,
@@ -68,7 +68,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--components", type=positive_int, default=10, help="mixture components K (gmm)")
     g.add_argument("--covariance", default="full", choices=COVARIANCES, help="component covariances (gmm)")
     g.add_argument("--preset", choices=list(registry.PRESETS), default=None,
-                   help="network shape of a paper (iwae: 784-200-200-50 tanh); explicit flags override it")
+                   help="network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
+                        "VAE); explicit flags override it")
     g.add_argument("--latent-dim", type=positive_int, default=None,
                    help=f"(default: {registry.NETWORK_DEFAULTS['latent_dim']})")
     g.add_argument("--hidden", type=int_list, default=None,
@@ -78,6 +79,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"(default: {registry.NETWORK_DEFAULTS['activation']})")
     g.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
                    help="(default: bernoulli for binarized data, gaussian for --binarize none)")
+    g.add_argument("--flow-depth", type=positive_int, default=registry.FLOW_DEPTH,
+                   help="flow steps of the planar and iaf guides")
 
 
 def add_objective_args(p: argparse.ArgumentParser) -> None:
@@ -115,6 +118,10 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> 
                    help="keep the last, smaller mini-batch of each epoch")
     g.add_argument("--tol", type=positive_float, default=em.DEFAULT_TOL,
                    help="--method em stops when the training log-likelihood per data point rises by less")
+    g.add_argument("--schedule", default="joint", choices=registry.SCHEDULES,
+                   help="joint: one SVI step on θ and φ per batch; vem: variational EM, --e-steps steps on the "
+                        "guide, then one on the model")
+    g.add_argument("--e-steps", type=positive_int, default=1, help="guide steps per batch with --schedule vem")
     g.add_argument("--seed", type=seed, default=0)
     g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
                    help="also checkpoint every N steps, so a killed run loses at most N steps "
@@ -133,23 +140,25 @@ def add_device_arg(p: argparse.ArgumentParser, default="auto") -> None:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The run's config: every option that rebuilds its data, networks, objective and schedule."""
-    network = dict(registry.NETWORK_DEFAULTS, **registry.PRESETS.get(args.preset, {}))
-    for key in network:
-        if getattr(args, key) is not None:
+    network = {**registry.NETWORK_DEFAULTS, "model": "vae", **registry.PRESETS.get(args.preset, {})}
+    for key in (*network, "guide"):  # explicit flags override the preset
+        if getattr(args, key, None) is not None:
             network[key] = getattr(args, key)
-    defaults = registry.model_defaults(args.model)
+    defaults = registry.model_defaults(network["model"])
+    network.setdefault("guide", defaults["guide"])
     binarize = args.binarize or ("none" if args.dequantize else defaults["binarize"])
     return {
         "dataset": args.dataset, "data_dir": args.data_dir, "download": args.download,
         "binarize": binarize, "pad": args.pad, "dequantize": args.dequantize,
-        "model": args.model, "guide": args.guide or defaults["guide"], "preset": args.preset, **network,
+        "preset": args.preset, **network, "flow_depth": args.flow_depth,
         "likelihood": args.likelihood or registry.default_likelihood(binarize),
         "method": args.method, "components": args.components, "covariance": args.covariance,
         "objective": args.objective or defaults["objective"], "particles": args.particles, "jit": args.jit,
         **{key: getattr(args, key) for key in objectives.DEFAULTS},
         "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
-        "drop_last": args.drop_last, "tol": args.tol, "seed": args.seed, "device": args.device,
+        "drop_last": args.drop_last, "tol": args.tol, "schedule": args.schedule, "e_steps": args.e_steps,
+        "seed": args.seed, "device": args.device,
         "checkpoint_every": args.checkpoint_every, "nan_retries": args.nan_retries,
         "nan_lr_factor": args.nan_lr_factor,
     }

@@ -62,10 +62,10 @@ def train_from_config(config: dict, out: str, *, resume: bool = False, progress:
     svi = config.get("method", "svi") == "svi"
     objective = registry.build_objective(config) if svi else None
     device = resolve_device(config["device"])
-    options.writable_dir(out)
     data = registry.load_data(config, device)
     pyro.set_rng_seed(config["seed"])  # the networks' initial weights
-    model, guide = registry.build(config, data)
+    model, guide = registry.build(config, data)  # checks that need the data's shapes
+    options.writable_dir(out)  # only now: a refused command leaves no empty run folder behind
     if not svi:
         return em.fit(model, guide, data, config["method"], epochs=config["epochs"],
                       tol=config.get("tol", em.DEFAULT_TOL), seed=config["seed"], out=out, resume=resume,
@@ -75,4 +75,5 @@ def train_from_config(config: dict, out: str, *, resume: bool = False, progress:
                lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=out,
                resume=resume, config=config, progress=progress, drop_last=config["drop_last"],
                checkpoint_every=config.get("checkpoint_every"), nan_retries=config.get("nan_retries", 1),
-               nan_lr_factor=config.get("nan_lr_factor", 0.5))
+               nan_lr_factor=config.get("nan_lr_factor", 0.5), schedule=config.get("schedule", "joint"),
+               e_steps=config.get("e_steps", 1))

@@ -1,0 +1,30 @@
+"""The encoder of the two-stochastic-layer VAE (Burda et al. 2016, §5):
+
+    q_φ(z₁, z₂ | x) = q_φ(z₁ | x) q_φ(z₂ | z₁),
+
+each factor a diagonal Gaussian whose mean and scale come from an MLP: x → 200-200 → z₁(100)
+and z₁ → 100-100 → z₂(50) in the paper. Sites ``z1`` and ``z2`` inside ``pyro.plate("data")``;
+the model is ``models/two_layer.py``.
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from torch import nn
+
+from .gaussian import DiagonalGaussian
+
+
+class TwoLayerGaussian(nn.Module):
+    def __init__(self, x_dim: int, z1_dim: int = 100, z2_dim: int = 50, hidden=(200, 200), hidden2=(100, 100),
+                 activation: str = "tanh"):
+        super().__init__()
+        self.q1 = DiagonalGaussian(x_dim, z1_dim, hidden, activation)
+        self.q2 = DiagonalGaussian(z1_dim, z2_dim, hidden2, activation)
+
+    def guide(self, x: torch.Tensor, idx=None):
+        pyro.module("encoder", self)
+        with pyro.plate("data", x.shape[0]):
+            z1 = pyro.sample("z1", self.q1.dist(x))
+            pyro.sample("z2", self.q2.dist(z1))

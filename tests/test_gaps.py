@@ -1,0 +1,65 @@
+"""The approximation and amortization gaps on a trained digits model, and `ppl-vae gaps`."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from ppl_vae.gaps import gaps
+from ppl_vae.rundir import load_run
+
+FAST = ["--epochs", "5", "--hidden", "64", "--latent-dim", "4", "--lr", "3e-3", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from ppl_vae.cli import main
+
+    out = tmp_path_factory.mktemp("gaps") / "run"
+    assert main(["train", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_both_gaps_are_non_negative_within_monte_carlo_error(trained):
+    run = load_run(str(trained), "cpu")
+    r = gaps(run.model, run.guide, run.data.x_test[:100], particles=500)
+    for gap in ("approximation_gap", "amortization_gap"):
+        assert r[gap] > -4 * r[f"{gap}_se"], r
+    # refinement started at the encoder's q and only climbed: after 5 epochs the gap is clearly there
+    assert r["amortization_gap"] > 4 * r["amortization_gap_se"], r
+    assert r["total_gap"] == pytest.approx(r["approximation_gap"] + r["amortization_gap"], abs=1e-4)
+    assert r["log_px"] - r["elbo_q"] == pytest.approx(r["total_gap"], abs=1e-4)
+    assert r["refine_steps"] > 0 and r["n"] == 100
+
+
+def test_cli_writes_json_and_chart_and_refuses_other_guides(trained, tmp_path, capsys):
+    code, out, err = run_cli(["gaps", trained, "--points", "40", "--particles", "50", "--max-steps", "200"], capsys)
+    assert code == 0, err
+    result = json.loads((trained / "gaps.json").read_text())
+    assert result["n"] == 40 and result["particles"] == 50 and result["epoch"] == 5
+    assert (trained / "gaps.png").read_bytes()[:4] == b"\x89PNG"
+    assert "amortization gap" in out
+    iaf = tmp_path / "iaf"
+    assert run_cli(["train", "--out", iaf, "--guide", "iaf", *FAST[:1], "1", *FAST[2:]], capsys)[0] == 0
+    code, _, err = run_cli(["gaps", iaf], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--guide gaussian" in lines[0], err
+    assert not (iaf / "gaps.json").exists()
+
+
+def test_guide_table_script_end_to_end(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "scripts/guide_table.py", "--out", str(tmp_path), "--epochs", "1",
+                           "--particles", "20", "--points", "30", "--hidden", "16", "--latent-dim", "2",
+                           "--no-progress"], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "guide_table.json").read_text())
+    assert list(result) == ["gaussian", "full-cov", "planar", "iaf"]
+    assert all(r["n"] == 30 and r["particles"] == 20 and r["test_nll"] > 0 for r in result.values())
+    assert "amortization_gap" in result["gaussian"]["gaps"]
+    table = (tmp_path / "guide_table.md").read_text()
+    assert "| iaf |" in table and done.stdout.endswith(table)

@@ -1,0 +1,131 @@
+"""Each guide's density against an independent computation, and every built-in guide trains."""
+
+import dataclasses
+import math
+
+import pyro
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+from torch.distributions import MultivariateNormal, kl_divergence
+
+from guides.delta import DeltaEncoder
+from guides.flows import FlowGaussian
+from guides.full_cov import FullCovGaussian
+from models.mlp import encoder_body
+from models.vae import VAE
+from ppl_vae.objectives import OBJECTIVES
+from ppl_vae import fit, registry
+from ppl_vae.errors import UsageError
+from ppl_vae.weights import log_weights
+
+
+def body(x_dim=5):
+    return encoder_body(x_dim, (16,), "tanh")
+
+
+def test_full_cov_density_is_the_multivariate_normal_of_L_Lt():
+    torch.manual_seed(0)
+    guide = FullCovGaussian(*body(), latent_dim=4)
+    x = torch.randn(6, 5)
+    loc, L = guide(x)
+    assert torch.equal(L, torch.diag_embed(L.diagonal(dim1=-2, dim2=-1)))  # it starts diagonal
+    torch.nn.init.normal_(guide.lower.weight)
+    loc, L = guide(x)
+    assert torch.equal(L.triu(1), torch.zeros_like(L))  # lower-triangular
+    assert (L.diagonal(dim1=-2, dim2=-1) > 0).all()
+    assert L.tril(-1).abs().sum() > 0  # the off-diagonal part is used
+    z = guide.dist(x).rsample()
+    reference = MultivariateNormal(loc, covariance_matrix=L @ L.transpose(-1, -2))
+    torch.testing.assert_close(guide.dist(x).log_prob(z), reference.log_prob(z))
+    # z = μ + L ε, so log |det ∂z/∂ε| = Σ log σ: the diagonal of L
+    J = jacobian(lambda eps: loc[0] + L[0] @ eps, torch.zeros(4))
+    torch.testing.assert_close(torch.linalg.slogdet(J)[1], L[0].diagonal().log().sum())
+
+
+def test_full_cov_analytic_kl_to_the_standard_normal():
+    torch.manual_seed(1)
+    q = FullCovGaussian(*body(), latent_dim=3).dist(torch.randn(4, 5))
+    prior = pyro.distributions.Normal(torch.zeros(3), 2.0).to_event(1)
+    reference = kl_divergence(MultivariateNormal(q.loc, scale_tril=q.scale_tril),
+                              MultivariateNormal(torch.zeros(3), 4.0 * torch.eye(3)))
+    torch.testing.assert_close(kl_divergence(q, prior), reference)
+
+
+@pytest.mark.parametrize("flow", ["planar", "iaf"])
+def test_flow_log_density_uses_the_log_det_of_the_autograd_jacobian(flow):
+    torch.manual_seed(2)
+    guide = FlowGaussian(*body(), latent_dim=3, flow=flow, depth=3)
+    for p in guide.parameters():  # move away from the near-identity initialization
+        p.data.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(2, 5)
+    h = guide.body(x)
+    q = guide.dist(x)
+    z0 = q.base_dist.sample()
+    z = z0
+    for t in q.transforms:
+        z = t(z)
+    for n in range(2):
+        def f(v, n=n):
+            out = v
+            for t in guide.transforms(h[n]):
+                out = t(out)
+            return out
+        J = jacobian(f, z0[n])
+        expected = q.base_dist.log_prob(z0)[n] - torch.linalg.slogdet(J)[1]
+        torch.testing.assert_close(q.log_prob(z)[n], expected, rtol=1e-4, atol=1e-4)
+    assert abs(torch.linalg.slogdet(J)[1]) > 1e-2  # a map that is not volume-preserving
+
+
+def test_flow_guides_broadcast_over_vectorized_particles():
+    for flow in ("planar", "iaf"):
+        guide, vae = FlowGaussian(*body(64), latent_dim=3, flow=flow), VAE(64, 3, (8,))
+        lw = log_weights(vae.model, guide.guide, torch.bernoulli(torch.full((6, 64), 0.4)), particles=4)
+        assert lw.shape == (4, 6) and lw.isfinite().all()
+
+
+def test_delta_guide_weight_is_reconstruction_plus_log_prior():
+    torch.manual_seed(3)
+    guide, vae = DeltaEncoder(*body(64), latent_dim=3), VAE(64, 3, (8,))
+    x = torch.bernoulli(torch.full((5, 64), 0.4))
+    z = guide(x)
+    expected = vae.likelihood_dist(z).log_prob(x) + vae.prior(x).log_prob(z)
+    lw = log_weights(vae.model, guide.guide, x, particles=3)
+    torch.testing.assert_close(lw, expected.expand(3, 5))
+
+
+def config(**kw):
+    return {**registry.NETWORK_DEFAULTS, "model": "vae", "guide": "gaussian", "likelihood": "bernoulli",
+            "objective": "elbo", "hidden": [32], "latent_dim": 4, **kw}
+
+
+@pytest.mark.parametrize("guide", ["gaussian", "full-cov", "planar", "iaf", "delta", "local", "two-layer"])
+def test_every_builtin_guide_trains_with_the_elbo(digits, guide):
+    model = "two-layer" if guide == "two-layer" else "vae"
+    conf = config(guide=guide, model=model)
+    pyro.set_rng_seed(0)
+    vae, q = registry.build(conf, digits)
+    data = dataclasses.replace(digits, x_test=digits.x_test[:60])  # the local guide refits q per test point
+    history = fit(vae, q, data, epochs=3, lr=3e-3, progress=False)
+    bounds = [m["test_bound"] for m in history]
+    assert all(math.isfinite(b) for b in bounds)
+    assert bounds[-1] > bounds[0] + 1.0, bounds
+
+
+def test_compatibility_table_gives_one_sentence():
+    invalid = [(g, o) for g, (objectives, _) in registry.UNSUPPORTED.items() for o in objectives]
+    assert ("delta", "iwae") in invalid and ("planar", "stl") in invalid and ("two-layer", "elbo-analytic") in invalid
+    for guide, objective in invalid:
+        model = "two-layer" if guide == "two-layer" else "vae"
+        with pytest.raises(UsageError) as e:
+            registry.validate(config(guide=guide, model=model, objective=objective))
+        message = str(e.value)
+        assert message.count(". ") == 0 and message.endswith(".") and f"--objective {objective}" in message
+    vae_guides = [g for g in registry.GUIDES if g not in ("linear", "empty")]  # those two: tests of ppca, gmm
+    for guide in vae_guides:  # everything else is allowed
+        model = "two-layer" if guide == "two-layer" else "vae"
+        for objective in [o for o in OBJECTIVES if o != "enum"]:
+            if (guide, objective) not in invalid:
+                registry.validate(config(guide=guide, model=model, objective=objective))
+    with pytest.raises(UsageError, match="--guide two-layer"):
+        registry.validate(config(model="two-layer", guide="iaf"))

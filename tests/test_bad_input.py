@@ -182,3 +182,28 @@ def test_incompatible_combinations_are_refused_before_any_work(monkeypatch, tmp_
     code, _, err = run_cli(["train", "--out", tmp_path / "new"], capsys)
     assert "gaussian guide cannot be trained with elbo" in one_line_error(code, err)
     assert not (tmp_path / "new").exists()
+
+
+def subcommand_parsers():
+    from ppl_vae.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices
+
+
+def test_every_option_value_is_range_checked_by_the_parser():
+    """A bare int or float would let -1, nan or inf through to the work and end in a traceback."""
+    for name, parser in subcommand_parsers().items():
+        for action in parser._actions:
+            assert action.type not in (int, float), f"ppl-vae {name} {action.option_strings}: use a checked type"
+
+
+@pytest.mark.parametrize("command", sorted(subcommand_parsers()))
+def test_every_command_refuses_a_negative_seed(command, world, capsys):
+    run_dir = world / "run"
+    argv = [command, *(["--out", world / "new"] if command in ("train", "compare", "baselines") else [run_dir])]
+    parser = subcommand_parsers()[command]
+    if any("--seed" in a.option_strings for a in parser._actions):
+        extra = ["--mask", "top-half"] if command == "impute" else ["--ood", "noise"] if command == "outliers" else []
+        line = one_line_error(*run_cli([*argv, *extra, "--seed", "-1"], capsys)[::2])
+        assert "--seed: expected an integer seed" in line

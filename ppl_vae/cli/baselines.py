@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=options.positive_int, default=100, help="SVI epochs; the most EM iterations")
     p.add_argument("--particles", "-k", type=options.positive_int, default=1000,
                    help="importance samples K for models without an exact log-likelihood")
-    p.add_argument("--seed", type=int, default=0)
+    options.add_seed_arg(p)
     options.add_device_arg(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     p.set_defaults(run=run)

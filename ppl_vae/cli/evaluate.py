@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
                                    "from the guide; writes RUN_DIR/eval.json.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--particles", "-k", type=options.positive_int, default=5000, help="importance samples K")
-    p.add_argument("--seed", type=options.seed, default=0)
+    options.add_seed_arg(p)
     options.add_device_arg(p)
     p.set_defaults(run=run)
 

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tol", type=options.positive_float, default=0.01,
                    help="a plateau: the mean ELBO rose by less than this over 50 steps (nats); the learning rate "
                         "is divided by 5 at each plateau, and refinement stops at the fourth")
-    p.add_argument("--seed", type=int, default=0)
+    options.add_seed_arg(p)
     options.add_device_arg(p)
     p.set_defaults(run=run)
 

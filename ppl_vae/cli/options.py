@@ -44,6 +44,11 @@ nonnegative_int = checked(int, lambda v: v >= 0, "an integer ≥ 0")
 seed = checked(int, lambda v: 0 <= v < 2**32, f"an integer seed from 0 to {2**32 - 1}")  # what NumPy accepts
 positive_float = checked(float, lambda v: 0 < v < math.inf, "a finite number > 0")
 fraction = checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+finite_float = checked(float, math.isfinite, "a finite number")
+
+
+def add_seed_arg(p, help: str | None = None) -> None:
+    p.add_argument("--seed", type=seed, default=0, help=help)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -95,8 +100,8 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
 def add_objective_options(g) -> None:
     """The options of particular objectives (Rényi's α, the score-function baselines)."""
     d = objectives.DEFAULTS
-    g.add_argument("--alpha", type=float, default=d["alpha"], help="α of the renyi objective (α ≠ 1)")
-    g.add_argument("--baseline-beta", type=float, default=d["baseline_beta"],
+    g.add_argument("--alpha", type=finite_float, default=d["alpha"], help="α of the renyi objective (α ≠ 1)")
+    g.add_argument("--baseline-beta", type=finite_float, default=d["baseline_beta"],
                    help="decay of the running-average baseline of score-avg and score-nn")
     g.add_argument("--baseline-lr-factor", type=positive_float, default=d["baseline_lr_factor"],
                    help="score-nn's baseline network learns at this multiple of --lr")
@@ -122,7 +127,7 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> 
                    help="joint: one SVI step on θ and φ per batch; vem: variational EM, --e-steps steps on the "
                         "guide, then one on the model")
     g.add_argument("--e-steps", type=positive_int, default=1, help="guide steps per batch with --schedule vem")
-    g.add_argument("--seed", type=seed, default=0)
+    add_seed_arg(g)
     g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
                    help="also checkpoint every N steps, so a killed run loses at most N steps "
                         "(default: after every epoch)")

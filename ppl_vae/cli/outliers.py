@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                    help="importance samples K for −log p(x)")
     p.add_argument("--data-dir", default=None,
                    help="folder holding mnist / fashion-mnist (default: the run's --data-dir)")
-    p.add_argument("--seed", type=int, default=0)
+    options.add_seed_arg(p)
     options.add_device_arg(p)
     p.set_defaults(run=run)
 

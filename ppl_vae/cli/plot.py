@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR/figures)")
     p.add_argument("--only", type=figure_names, default=None, metavar="NAMES",
                    help="comma-separated figure names (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior draws and Monte-Carlo means")
+    options.add_seed_arg(p, help="seed of the prior draws and Monte-Carlo means")
     options.add_device_arg(p)
     p.set_defaults(run=run)
 

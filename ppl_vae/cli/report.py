@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                                    "(bounds, NLL from eval.json, active units, outlier and imputation results "
                                    "found in the run, configuration) and RUN_DIR/report.json.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior draws and Monte-Carlo estimates")
+    options.add_seed_arg(p, help="seed of the prior draws and Monte-Carlo estimates")
     options.add_device_arg(p)
     p.set_defaults(run=run)
 

@@ -30,16 +30,29 @@ from pyro.poutine.util import site_is_subsample
 
 def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, **kwargs):
     """log w of shape [particles, N], differentiable with respect to θ and φ."""
-    with pyro.plate("particles", particles, dim=-max_plate_nesting - 1):
+    guide_tr, model_tr = particle_traces(model, guide, x, *args, particles=particles,
+                                         max_plate_nesting=max_plate_nesting, **kwargs)
+    n = x.shape[0]
+    return (per_point(model_tr, particles, n, max_plate_nesting)
+            - per_point(guide_tr, particles, n, max_plate_nesting, observed=False))
+
+
+def particle_plate(particles: int, max_plate_nesting: int = 1):
+    """The vectorized plate of K particles, left of every plate the model and guide use."""
+    return pyro.plate("particles", particles, dim=-max_plate_nesting - 1)
+
+
+def particle_traces(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, **kwargs):
+    """(guide trace, model trace) of K particles per data point; the model is replayed on the
+    guide's samples, with the discrete sites it marks for enumeration enumerated in parallel."""
+    with particle_plate(particles, max_plate_nesting):
         guide_tr = poutine.trace(guide).get_trace(x, *args, **kwargs)
         enumerated = poutine.enum(model, first_available_dim=-max_plate_nesting - 2)
         model_tr = poutine.trace(poutine.replay(enumerated, trace=guide_tr)).get_trace(x, *args, **kwargs)
-    n = x.shape[0]
-    return (_per_point(model_tr, particles, n, max_plate_nesting)
-            - _per_point(guide_tr, particles, n, max_plate_nesting, observed=False))
+    return guide_tr, model_tr
 
 
-def _per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True) -> torch.Tensor:
+def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True) -> torch.Tensor:
     """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n];
     enumerated values (dims left of the particle dim) are summed out by log-sum-exp."""
     trace.compute_log_prob()

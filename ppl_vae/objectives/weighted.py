@@ -5,7 +5,8 @@ and the model and guide traces give, per data point, tensors of shape [K, N]:
 
     log p_θ(x_n, z_k),   log q_φ(z_k | x_n),   log w_{k,n} = log p_θ(x_n, z_k) − log q_φ(z_k | x_n),
 
-exactly as :func:`ppl_vae.weights.log_weights`. Each objective is a bound B(log w) per data
+by the same traces as :func:`ppl_vae.weights.log_weights` (discrete model sites marked for
+enumeration are summed out there too). Each objective is a bound B(log w) per data
 point (its value) and one or two surrogates whose gradients with respect to the model's
 parameters θ and the guide's parameters φ are its gradient estimator. :class:`WeightedLoss`
 turns them into what ``pyro.infer.SVI`` expects: ``loss`` and ``loss_and_grads`` return
@@ -24,14 +25,13 @@ Two variants of log q serve the estimators that treat the guide's gradient speci
 
 from __future__ import annotations
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
 from ..errors import UsageError
-from ..weights import _per_point
+from ..weights import particle_plate, particle_traces, per_point
 
 
 def latent_sites(trace):
@@ -50,14 +50,12 @@ class Particles:
 
     def __init__(self, model, guide, x, args, kwargs, particles: int, max_plate_nesting: int = 1):
         self.guide, self.x, self.args, self.kwargs = guide, x, args, kwargs
-        self.plate = dict(name="particles", size=particles, dim=-max_plate_nesting - 1)
-        with pyro.plate(**self.plate):
-            self.guide_trace = poutine.trace(guide).get_trace(x, *args, **kwargs)
-            self.model_trace = poutine.trace(poutine.replay(model, trace=self.guide_trace)).get_trace(
-                x, *args, **kwargs)
+        self.nesting = max_plate_nesting
+        self.guide_trace, self.model_trace = particle_traces(model, guide, x, *args, particles=particles,
+                                                             max_plate_nesting=max_plate_nesting, **kwargs)
         self.shape = (particles, x.shape[0])
-        self.log_p = _per_point(self.model_trace, *self.shape)
-        self.log_q = _per_point(self.guide_trace, *self.shape, observed=False)
+        self.log_p = per_point(self.model_trace, *self.shape, max_plate_nesting)
+        self.log_q = per_point(self.guide_trace, *self.shape, max_plate_nesting, observed=False)
         guide_params = param_tensors(self.guide_trace)
         ids = {id(p) for p in guide_params}
         self.params = {"guide": guide_params,
@@ -72,10 +70,10 @@ class Particles:
         stopped = self.guide_trace.copy()
         for name, site in latent_sites(self.guide_trace):
             stopped.nodes[name] = {**site, "value": site["value"].detach()}
-        with pyro.plate(**self.plate):
+        with particle_plate(self.shape[0], self.nesting):
             replayed = poutine.trace(poutine.replay(self.guide, trace=stopped)).get_trace(
                 self.x, *self.args, **self.kwargs)
-        return _per_point(replayed, *self.shape, observed=False)
+        return per_point(replayed, *self.shape, self.nesting, observed=False)
 
     def log_w_path(self) -> torch.Tensor:
         """log w with the path derivative of log q only: same value, no score term in ∂/∂φ."""

@@ -33,7 +33,7 @@ from .errors import UsageError
 from .evaluate import bound, evaluate, mean_and_se
 from .objectives import OBJECTIVES
 from .rundir import METRICS, write_json
-from .train import fit
+from .train import fit, fit_options
 from .weights import iwae_bound
 
 COLUMNS = ["objective", "epochs", "particles", "test_elbo", "test_elbo_se", "test_iwae", "test_iwae_se",
@@ -70,10 +70,8 @@ def compare(config: dict, names: list[str], out: str, *, eval_particles: int = 1
         model, guide = registry.build(run_config, data)
         objective = registry.build_objective(run_config)
         run_dir = os.path.join(out, name)
-        histories[name] = fit(model, guide, data, objective, epochs=config["epochs"],
-                              batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
-                              lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=run_dir,
-                              config=run_config, progress=progress, drop_last=config["drop_last"])
+        histories[name] = fit(model, guide, data, objective, device=device, out=run_dir, config=run_config,
+                              progress=progress, **fit_options(run_config))
         row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
         row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in histories[name])
         write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": config["dataset"], "seed": config["seed"]})

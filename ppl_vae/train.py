@@ -117,6 +117,15 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
     return trainer.run()
 
 
+def fit_options(config: dict) -> dict:
+    """The keyword arguments of :func:`fit` that a run's config holds (the CLI's options)."""
+    return dict(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
+                lr_milestones=config["lr_milestones"], lr_gamma=config["lr_gamma"], seed=config["seed"],
+                drop_last=config["drop_last"], checkpoint_every=config.get("checkpoint_every"),
+                nan_retries=config.get("nan_retries", 1), nan_lr_factor=config.get("nan_lr_factor", 0.5),
+                schedule=config.get("schedule", "joint"), e_steps=config.get("e_steps", 1))
+
+
 @contextlib.contextmanager
 def invalid_values_as_faults():
     """Turn torch.distributions' "found invalid values" errors into :class:`NonFinite`.

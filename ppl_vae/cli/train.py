@@ -11,7 +11,7 @@ from .. import checkpoint, em, registry
 from ..device import resolve_device
 from ..errors import UsageError
 from ..rundir import read_config, require_run
-from ..train import fit
+from ..train import fit, fit_options
 from . import options
 
 
@@ -70,10 +70,5 @@ def train_from_config(config: dict, out: str, *, resume: bool = False, progress:
         return em.fit(model, guide, data, config["method"], epochs=config["epochs"],
                       tol=config.get("tol", em.DEFAULT_TOL), seed=config["seed"], out=out, resume=resume,
                       config=config, progress=progress)
-    return fit(model, guide, data, objective, epochs=config["epochs"],
-               batch_size=config["batch_size"], lr=config["lr"], lr_milestones=config["lr_milestones"],
-               lr_gamma=config["lr_gamma"], seed=config["seed"], device=device, out=out,
-               resume=resume, config=config, progress=progress, drop_last=config["drop_last"],
-               checkpoint_every=config.get("checkpoint_every"), nan_retries=config.get("nan_retries", 1),
-               nan_lr_factor=config.get("nan_lr_factor", 0.5), schedule=config.get("schedule", "joint"),
-               e_steps=config.get("e_steps", 1))
+    return fit(model, guide, data, objective, device=device, out=out, resume=resume, config=config,
+               progress=progress, **fit_options(config))

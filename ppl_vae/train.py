@@ -31,7 +31,6 @@ import contextlib
 import copy
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -42,8 +41,6 @@ import pyro
 import pyro.optim
 import torch
 from pyro import poutine
-from pyro.infer import SVI
-from pyro.infer.util import torch_item
 from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
@@ -51,12 +48,9 @@ from . import checkpoint, objectives
 from .device import resolve_device
 from .data import Dataset, batches, epoch_generator, steps_per_epoch
 from .errors import UsageError
+from .guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from .pair import as_pyro_callable, owning_module, with_idx
 from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
-
-
-class NonFinite(Exception):
-    """A step's loss or gradient was not finite; no parameter moved."""
 
 
 class Diverged(Exception):
@@ -126,57 +120,6 @@ def fit_options(config: dict) -> dict:
                 schedule=config.get("schedule", "joint"), e_steps=config.get("e_steps", 1))
 
 
-@contextlib.contextmanager
-def invalid_values_as_faults():
-    """Turn torch.distributions' "found invalid values" errors into :class:`NonFinite`.
-
-    With Pyro's validation on, a NaN reaching a distribution's parameter or a sample raises
-    that ``ValueError`` before any loss exists; it is the same numerical fault.
-    """
-    try:
-        yield
-    except ValueError as e:
-        if "found invalid values" not in str(e):
-            raise
-        site = re.search(r"at site '([^']+)'", str(e))
-        what = f"a value at sample site {site.group(1)!r}" if site else "a distribution's parameter"
-        raise NonFinite(f"{what} was NaN or outside its support") from e
-
-
-class GuardedSVI(SVI):
-    """``SVI`` whose step checks the loss and every gradient before the optimizer moves.
-
-    Like ``SVI.step``, but a non-finite loss or gradient raises :class:`NonFinite` and
-    leaves the parameters and the optimizer's state as they were. The check costs one
-    host sync per step, on top of the one ``SVI.step`` makes for the loss.
-    """
-
-    def step(self, *args, **kwargs):
-        with poutine.trace(param_only=True) as param_capture, invalid_values_as_faults():
-            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
-        losses = tuple(map(torch_item, loss if isinstance(loss, tuple) else (loss,)))
-        fault = self.fault(losses, params)
-        if fault is not None:
-            for p in params:
-                p.grad = None
-            raise NonFinite(fault)
-        self.optim(params)
-        pyro.infer.util.zero_grads(params)
-        return losses if isinstance(loss, tuple) else losses[0]
-
-    @staticmethod
-    def fault(losses, params) -> str | None:
-        """What is not finite: the loss, a gradient, or nothing (None)."""
-        if not all(map(math.isfinite, losses)):
-            return "the loss was not finite"
-        grads = [dense_values(p.grad).sum() for p in params if p.grad is not None]  # finite iff every entry is
-        if grads and not torch.isfinite(torch.stack(grads)).all():
-            bad = next(p for p in params if p.grad is not None and not torch.isfinite(dense_values(p.grad)).all())
-            return f"the gradient of {pyro.get_param_store().param_name(bad)} was not finite"
-        return None
-
-
 @dataclass
 class EpochProgress:
     """How far the current epoch has got: steps, Σ loss over them, data points, seconds."""
@@ -185,11 +128,6 @@ class EpochProgress:
     loss: float = 0.0
     count: int = 0
     seconds: float = 0.0
-
-
-def dense_values(grad: torch.Tensor) -> torch.Tensor:
-    """The stored entries of a gradient: all of a dense one, the non-zero rows of a sparse one."""
-    return grad.coalesce().values() if grad.is_sparse else grad
 
 
 def adam(params, **kwargs) -> torch.optim.Optimizer:

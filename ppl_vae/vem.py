@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pyro
 from pyro import poutine
-from .train import GuardedSVI, Trainer
+from .guard import GuardedSVI
+from .train import Trainer
 
 
 def drop_grads() -> None:

@@ -12,7 +12,8 @@ from pyro.infer import Trace_ELBO
 from conftest import run_cli
 from ppl_vae import checkpoint, fit, objectives
 from ppl_vae.rundir import read_jsonl
-from ppl_vae.train import Diverged, GuardedSVI, NonFinite
+from ppl_vae.guard import GuardedSVI, NonFinite
+from ppl_vae.train import Diverged
 from test_train import pair
 
 

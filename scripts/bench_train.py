@@ -1,11 +1,13 @@
 """Milliseconds per training step: the Pyro VAE under SVI against a hand-written PyTorch VAE.
 
-All three variants train the same networks (the model's decoder and the guide's encoder,
+All four variants train the same networks (the model's decoder and the guide's encoder,
 built by the same classes from the same initial weights) on the same mini-batches with Adam
 at the same learning rate, and estimate the same single-sample reparameterized ELBO:
 
 - ``pyro``: ``SVI(vae.model, encoder.guide, pyro.optim.Adam, Trace_ELBO())``;
 - ``pyro-jit``: the same with ``JitTrace_ELBO``;
+- ``fit``: the step ``ppl_vae.fit`` takes — ``GuardedSVI`` (the loss and every gradient
+  checked for NaN/inf before the optimizer moves) with ``Trace_ELBO``;
 - ``torch``: the ELBO written by hand, −Σ_n [log p(x_n|z_n) + log p(z_n) − log q(z_n|x_n)],
   with one ``torch.optim.Adam`` over all parameters.
 
@@ -34,6 +36,8 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from ppl_vae import data as datasets
 from ppl_vae import registry
 from ppl_vae.device import resolve_device
+from ppl_vae.guard import GuardedSVI
+from ppl_vae.train import adam
 
 
 def parse_args():
@@ -69,10 +73,13 @@ def torch_step_fn(model, guide, lr):
     return step
 
 
-def pyro_step_fn(model, guide, lr, jit):
-    loss = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
-    svi = SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=loss)
-    return svi.step
+def pyro_step_fn(model, guide, lr, variant):
+    """``SVI.step`` with Pyro's Adam; ``fit``: the step ``ppl_vae.fit`` takes, whose
+    ``GuardedSVI`` checks the loss and gradients before the optimizer moves."""
+    loss = JitTrace_ELBO(ignore_jit_warnings=True) if variant == "pyro-jit" else Trace_ELBO()
+    if variant == "fit":
+        return GuardedSVI(model.model, guide.guide, pyro.optim.PyroOptim(adam, {"lr": lr}), loss=loss).step
+    return SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=loss).step
 
 
 def cpu_name() -> str:
@@ -132,7 +139,7 @@ def main():
     x = data.x_train
 
     variants = {}
-    for name in ("torch", "pyro", "pyro-jit"):
+    for name in ("torch", "pyro", "pyro-jit", "fit"):
         pyro.clear_param_store()
         torch.manual_seed(0)
         model, guide = registry.build(config, data)
@@ -140,7 +147,7 @@ def main():
             variants[name] = torch_step_fn(model, guide, 1e-3)
         else:
             # each Pyro variant keeps its own param store, swapped in around its steps
-            variants[name] = pyro_step_fn(model, guide, 1e-3, jit=name == "pyro-jit")
+            variants[name] = pyro_step_fn(model, guide, 1e-3, name)
 
     times = time_interleaved(variants, x, batches, args, device)
     names = list(variants)

@@ -35,6 +35,9 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "dreg": dreg,
     "enum": enum,
 }
+# The inference methods for continuous latents that `ppl-vae compare` runs by default; `enum`
+# sums discrete latents out exactly and is the Gaussian mixture's objective.
+COMPARED = tuple(name for name in OBJECTIVES if name != "enum")
 JIT = ("elbo", "elbo-analytic")  # the objectives with a JIT-compiled Pyro loss
 # Options of particular objectives, with their defaults: Rényi's α; the score-function
 # baselines' decay β and the learned baseline's learning-rate factor.

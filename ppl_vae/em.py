@@ -15,12 +15,18 @@ model and guide, so ``load_run`` and ``ppl-vae evaluate`` read it like any other
 guide with ``set_exact`` (the linear guide of PPCA) is set to the exact posterior, so the
 importance-sampled log p(x) of ``ppl-vae evaluate`` equals the exact one.
 
+As in ``fit``, nothing is lost: EM writes its checkpoint after every iteration, so SIGKILL
+costs at most the iteration in progress; SIGINT and SIGTERM end the loop after the current
+iteration with :class:`~ppl_vae.train.Interrupted` (exit 130 / 143), and ``resume=True``
+continues from the checkpoint.
+
 Dequantized data: EM sees one draw of the noise, the training tensor of epoch 0.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import torch
@@ -29,6 +35,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .errors import UsageError
 from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
+from .train import Interrupted, stop_requests
 
 DEFAULT_TOL = 1e-4  # nats per data point
 
@@ -69,13 +76,17 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
         if not resume:
             model.init_em(x, torch.Generator(device=x.device).manual_seed(seed))
         previous = history[-1]["train_bound"] if history else -float("inf")
-        with tqdm(total=epochs, initial=start_epoch, disable=not progress, unit="iter", desc="em",
-                  dynamic_ncols=True) as bar:
+        with stop_requests() as request, tqdm(total=epochs, initial=start_epoch, disable=not progress,
+                                              unit="iter", desc="em", dynamic_ncols=True) as bar:
             for epoch in range(start_epoch + 1, epochs + 1):
                 model.em_step(x)
                 row = record(epoch, time.perf_counter() - start)
+                if out is not None:  # each iteration is checkpointed, so a kill loses at most one
+                    _save(out, model, guide, epoch, config)
                 bar.update()
                 bar.set_postfix(train=f"{row['train_bound']:.3f}")
+                if request.signum is not None:
+                    _stop(request.signum, epoch, out)
                 if row["train_bound"] - previous < tol:
                     break
                 previous = row["train_bound"]
@@ -85,6 +96,15 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
     if out is not None and history:
         _save(out, model, guide, history[-1]["epoch"], config)
     return history
+
+
+def _stop(signum: int, epoch: int, out: str | None):
+    name = signal.Signals(signum).name
+    if out is None:
+        raise Interrupted(f"stopped by {name} after EM iteration {epoch}; no run directory was given, "
+                          f"so nothing was saved.", signum)
+    raise Interrupted(f"stopped by {name} after EM iteration {epoch}; checkpoint saved, continue with "
+                      f"`ppl-vae train --resume {out}`.", signum)
 
 
 def _start_run_dir(out: str, config: dict) -> None:

@@ -67,6 +67,35 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
 
+class StopRequest:
+    """The first SIGINT/SIGTERM caught by :func:`stop_requests`: ``signum``, or None."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """While the block runs, SIGINT and SIGTERM only set ``request.signum``, so the loop can
+    checkpoint between steps; a second signal raises :class:`Interrupted` at once."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # Python delivers signals to the main thread only
+        return
+
+    def handler(signum, frame):
+        if request.signum is not None:
+            raise Interrupted(f"second {signal.Signals(signum).name}: abandoned the step in progress; "
+                              f"the last checkpoint stays as it was.", signum)
+        request.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
 def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
     """Step schedule: lr · γ^(number of milestones ≤ epoch), epochs counted from 0."""
     return lr * gamma ** sum(epoch >= m for m in milestones)
@@ -175,7 +204,7 @@ class Trainer:
         self.lr_scale = 1.0  # × nan_lr_factor after each numerical fault
         self.faults = 0  # rollbacks since the last checkpoint
         self.good: dict | None = None  # the last checkpoint, kept in memory for rollbacks
-        self.stop_signal: int | None = None
+        self.stop_request = StopRequest()
         self.history: list[dict] = []
 
         pyro.clear_param_store()
@@ -310,7 +339,7 @@ class Trainer:
             done.seconds += time.perf_counter() - start
             self.step += 1
             bar.update()
-            if self.stop_signal is not None:
+            if self.stop_request.signum is not None:
                 self.stop()
             if self.checkpoint_every and self.step % self.checkpoint_every == 0 and done.steps < len(chunks):
                 self.save()
@@ -334,36 +363,15 @@ class Trainer:
 
     def stop(self, saved: bool = False) -> None:
         """Act on SIGINT/SIGTERM between steps: checkpoint, then raise :class:`Interrupted`."""
-        name = signal.Signals(self.stop_signal).name
+        name = signal.Signals(self.stop_request.signum).name
         where = f"after step {self.step} ({self.epoch} epochs and {self.in_epoch.steps} steps done)"
         if self.out is None:
             raise Interrupted(f"stopped by {name} {where}; no run directory was given, so nothing was saved.",
-                              self.stop_signal)
+                              self.stop_request.signum)
         if not saved:
             self.save()
         raise Interrupted(f"stopped by {name} {where}; checkpoint saved, continue with "
-                          f"`ppl-vae train --resume {self.out}`.", self.stop_signal)
-
-    @contextlib.contextmanager
-    def signals_handled(self):
-        """While training, SIGINT and SIGTERM set ``stop_signal``; a second one aborts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield  # Python delivers signals to the main thread only
-            return
-
-        def handler(signum, frame):
-            if self.stop_signal is not None:
-                raise Interrupted(f"second {signal.Signals(signum).name}: abandoned the step in progress; "
-                                  f"the last checkpoint stays as it was.", signum)
-            self.stop_signal = signum
-
-        self.stop_signal = None
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, signal.SIG_DFL if h is None else h)
+                          f"`ppl-vae train --resume {self.out}`.", self.stop_request.signum)
 
     def test_bound(self) -> float | None:
         if self.data.x_test is None:
@@ -395,9 +403,9 @@ class Trainer:
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.batch_size, self.drop_last)
         writer = tensorboard_writer(self.out)
         try:
-            with self.signals_handled(), tqdm(total=self.epochs * per_epoch, initial=self.step,
-                                              disable=not self.progress, unit="step", desc=self.objective.name,
-                                              dynamic_ncols=True) as bar:
+            with stop_requests() as self.stop_request, \
+                    tqdm(total=self.epochs * per_epoch, initial=self.step, disable=not self.progress, unit="step",
+                         desc=self.objective.name, dynamic_ncols=True) as bar:
                 if self.good is None:
                     self._create_params()
                     self.save()  # the state a numerical fault or a kill falls back to
@@ -413,7 +421,7 @@ class Trainer:
                         for key in ("train_bound", "test_bound", "lr"):
                             if metrics[key] is not None:
                                 writer.add_scalar(key, metrics[key], self.epoch)
-                    if self.stop_signal is not None:
+                    if self.stop_request.signum is not None:
                         self.stop(saved=True)
         finally:
             if writer is not None:

@@ -1,6 +1,8 @@
 """The Gaussian mixture: EM against scikit-learn, SVI with enumeration against EM, recovery, CLI."""
 
 import json
+import os
+import signal
 import warnings
 
 import pyro
@@ -14,7 +16,7 @@ from conftest import run_cli
 from guides.empty import Empty
 from models.gmm import GMM, fit_codes
 from ppl_vae import data as datasets
-from ppl_vae import em, fit
+from ppl_vae import checkpoint, em, fit
 from ppl_vae.evaluate import evaluate
 from ppl_vae.rundir import load_run
 from conftest import one_line_error
@@ -144,15 +146,45 @@ def test_cli_writes_the_same_run_directory_as_the_vae(method, tmp_path, capsys):
                                                                                     abs=1e-3)
 
 
-def test_em_resumes_where_it_stopped(tmp_path, capsys):
-    out = tmp_path / "run"
+class Killed(BaseException):
+    """Stands for SIGKILL: the iteration in progress never finishes and nothing more is written."""
+
+
+@pytest.mark.parametrize("stop", ["finished", "SIGINT", "SIGTERM", "killed"])
+def test_em_resumes_where_it_stopped(stop, tmp_path, capsys, monkeypatch):
+    """After a finished, a signalled or a killed EM run, --resume ends where a straight run ends."""
     args = ["--method", "em", "--tol", "1e-12", *FAST]
-    assert run_cli(["train", "--out", out, "--epochs", "2", *args], capsys)[0] == 0
+    straight = tmp_path / "straight"
+    assert run_cli(["train", "--out", straight, "--epochs", "4", *args], capsys)[0] == 0
+
+    out, em_step = tmp_path / "run", GMM.em_step
+
+    def third_iteration_interrupted(self, x):
+        if self.em_iterations == 2:
+            if stop == "killed":
+                raise Killed
+            os.kill(os.getpid(), getattr(signal, stop))
+        self.em_iterations += 1
+        return em_step(self, x)
+
+    if stop == "finished":
+        assert run_cli(["train", "--out", out, "--epochs", "2", *args], capsys)[0] == 0
+    else:
+        monkeypatch.setattr(GMM, "em_iterations", 0, raising=False)
+        monkeypatch.setattr(GMM, "em_step", third_iteration_interrupted)
+        if stop == "killed":
+            with pytest.raises(Killed):
+                run_cli(["train", "--out", out, "--epochs", "4", *args], capsys)
+        else:
+            code, _, err = run_cli(["train", "--out", out, "--epochs", "4", *args], capsys)
+            assert code == 128 + getattr(signal, stop)
+            assert f"stopped by {stop} after EM iteration 3; checkpoint saved" in err and "--resume" in err
+        monkeypatch.undo()
+        saved = 2 if stop == "killed" else 3  # a kill loses only the iteration in progress
+        assert checkpoint.load(out / "checkpoint.pt")["epoch"] == saved
     code, _, err = run_cli(["train", "--resume", out, "--epochs", "4", "--no-progress"], capsys)
     assert code == 0, err
     resumed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    straight = tmp_path / "straight"
-    assert run_cli(["train", "--out", straight, "--epochs", "4", *args], capsys)[0] == 0
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
     assert [r["train_bound"] for r in resumed] == pytest.approx([r["train_bound"] for r in rows], abs=1e-5)

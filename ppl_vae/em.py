@@ -26,7 +26,6 @@ Dequantized data: EM sees one draw of the noise, the training tensor of epoch 0.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import torch
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .errors import UsageError
 from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
-from .train import Interrupted, stop_requests
+from .train import interrupted, stop_requests
 
 DEFAULT_TOL = 1e-4  # nats per data point
 
@@ -86,7 +85,7 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
                 bar.update()
                 bar.set_postfix(train=f"{row['train_bound']:.3f}")
                 if request.signum is not None:
-                    _stop(request.signum, epoch, out)
+                    raise interrupted(request.signum, out, f"after EM iteration {epoch}")
                 if row["train_bound"] - previous < tol:
                     break
                 previous = row["train_bound"]
@@ -96,15 +95,6 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
     if out is not None and history:
         _save(out, model, guide, history[-1]["epoch"], config)
     return history
-
-
-def _stop(signum: int, epoch: int, out: str | None):
-    name = signal.Signals(signum).name
-    if out is None:
-        raise Interrupted(f"stopped by {name} after EM iteration {epoch}; no run directory was given, "
-                          f"so nothing was saved.", signum)
-    raise Interrupted(f"stopped by {name} after EM iteration {epoch}; checkpoint saved, continue with "
-                      f"`ppl-vae train --resume {out}`.", signum)
 
 
 def _start_run_dir(out: str, config: dict) -> None:

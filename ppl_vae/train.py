@@ -96,6 +96,15 @@ def stop_requests():
             signal.signal(s, signal.SIG_DFL if h is None else h)
 
 
+def interrupted(signum: int, out: str | None, where: str) -> Interrupted:
+    """The :class:`Interrupted` that ends a loop stopped by ``signum`` ``where``, its checkpoint in ``out``."""
+    name = signal.Signals(signum).name
+    if out is None:
+        return Interrupted(f"stopped by {name} {where}; no run directory was given, so nothing was saved.", signum)
+    return Interrupted(f"stopped by {name} {where}; checkpoint saved, continue with "
+                       f"`ppl-vae train --resume {out}`.", signum)
+
+
 def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
     """Step schedule: lr · γ^(number of milestones ≤ epoch), epochs counted from 0."""
     return lr * gamma ** sum(epoch >= m for m in milestones)
@@ -363,15 +372,10 @@ class Trainer:
 
     def stop(self, saved: bool = False) -> None:
         """Act on SIGINT/SIGTERM between steps: checkpoint, then raise :class:`Interrupted`."""
-        name = signal.Signals(self.stop_request.signum).name
-        where = f"after step {self.step} ({self.epoch} epochs and {self.in_epoch.steps} steps done)"
-        if self.out is None:
-            raise Interrupted(f"stopped by {name} {where}; no run directory was given, so nothing was saved.",
-                              self.stop_request.signum)
-        if not saved:
+        if self.out is not None and not saved:
             self.save()
-        raise Interrupted(f"stopped by {name} {where}; checkpoint saved, continue with "
-                          f"`ppl-vae train --resume {self.out}`.", self.stop_request.signum)
+        raise interrupted(self.stop_request.signum, self.out,
+                          f"after step {self.step} ({self.epoch} epochs and {self.in_epoch.steps} steps done)")
 
     def test_bound(self) -> float | None:
         if self.data.x_test is None:

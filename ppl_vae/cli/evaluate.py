@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import pyro
-
 from ..evaluate import evaluate
-from ..rundir import load_run, write_json
+from ..rundir import write_json
 from . import options
 
 
@@ -24,8 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_run(args.run_dir, args.device)
-    pyro.set_rng_seed(args.seed)
+    run_ = options.open_run(args)
     results = evaluate(run_.model, run_.guide, run_.data.x_test, particles=args.particles)
     results.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config["dataset"])
     path = os.path.join(args.run_dir, "eval.json")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import pyro
-
 from ..gaps import gaps, plot
-from ..rundir import load_run, write_json
+from ..rundir import write_json
 from . import options
 
 
@@ -34,8 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_run(args.run_dir, args.device)
-    pyro.set_rng_seed(args.seed)
+    run_ = options.open_run(args)
     x = run_.data.x_test[:args.points]
     result = gaps(run_.model, run_.guide, x, args.particles, refine_particles=args.refine_particles,
                   lr=args.refine_lr, max_steps=args.max_steps, tol=args.tol)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import pyro
-
 from .. import impute, plots
-from ..rundir import load_run, write_json
+from ..rundir import write_json
 from . import options
 
 
@@ -30,9 +28,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_run(args.run_dir, args.device)
+    run_ = options.open_run(args)
     data = run_.data
-    pyro.set_rng_seed(args.seed)
     x = data.x_test[plots.examples(data, args.n).to(data.device)]
     missing = impute.make_mask(args.mask, x.shape[0], data.image_shape, fraction=args.fraction, seed=args.seed,
                                device=data.device)

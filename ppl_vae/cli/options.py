@@ -7,9 +7,12 @@ import math
 import os
 import tempfile
 
+import pyro
+
 from .. import data, em, objectives, registry
 from ..device import DEVICES
 from ..errors import UsageError
+from ..rundir import load_run
 from models.gmm import COVARIANCES
 from models.mlp import ACTIVATIONS
 from models.vae import LIKELIHOODS
@@ -137,6 +140,13 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> 
     g.add_argument("--nan-lr-factor", type=fraction, default=0.5,
                    help="learning-rate factor applied at each such rollback")
     add_device_arg(p)
+
+
+def open_run(args: argparse.Namespace):
+    """The run in ``args.run_dir`` on ``args.device``, with Pyro's RNG seeded by ``args.seed``."""
+    run = load_run(args.run_dir, args.device)
+    pyro.set_rng_seed(args.seed)
+    return run
 
 
 def add_device_arg(p: argparse.ArgumentParser, default="auto") -> None:

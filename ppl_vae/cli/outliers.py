@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import pyro
-
 from .. import outliers
-from ..rundir import load_run, write_json
+from ..rundir import write_json
 from . import options
 
 
@@ -30,8 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_run(args.run_dir, args.device)
-    pyro.set_rng_seed(args.seed)
+    run_ = options.open_run(args)
     data_dir = args.data_dir or run_.config.get("data_dir", "data")
     results, x_out, raw = outliers.detect(run_.model, run_.guide, run_.data, args.ood, n=args.n,
                                           particles=args.particles, data_dir=data_dir, seed=args.seed)

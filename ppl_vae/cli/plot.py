@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import pyro
-
 from .. import plots
 from ..errors import UsageError
-from ..rundir import load_run
 from . import options
 
 
@@ -36,9 +33,8 @@ def figure_names(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_run(args.run_dir, args.device)
+    run_ = options.open_run(args)
     out = options.writable_dir(args.out or os.path.join(args.run_dir, "figures"))
-    pyro.set_rng_seed(args.seed)
     drawn, skipped = plots.draw_all(run_, out, args.only)
     for name, path in drawn.items():
         print(f"wrote {path}")

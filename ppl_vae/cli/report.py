@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import pyro
-
 from .. import report
-from ..rundir import load_run
 from . import options
 
 
@@ -23,8 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_run(args.run_dir, args.device)
-    pyro.set_rng_seed(args.seed)
+    run_ = options.open_run(args)
     path = report.write(run_)
     print(f"wrote {path}")
     return 0

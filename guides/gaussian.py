@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.mlp import encoder_body
+from ppl_vae.models.mlp import encoder_body
 
 _MIN_SCALE = 1e-5
 

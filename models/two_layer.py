@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyro
 import torch
 
-from guides.gaussian import DiagonalGaussian
+from ppl_vae.guides.gaussian import DiagonalGaussian
 
 from .vae import VAE
 

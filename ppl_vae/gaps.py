@@ -27,8 +27,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from guides.gaussian import DiagonalGaussian
-from guides.local import LocalGaussian
+from ppl_vae.guides.gaussian import DiagonalGaussian
+from ppl_vae.guides.local import LocalGaussian
 
 from . import figures
 from .errors import UsageError

@@ -11,19 +11,19 @@ import dataclasses
 
 import torch
 
-from guides.delta import DeltaEncoder
-from guides.empty import Empty
-from guides.flows import FlowGaussian
-from guides.full_cov import FullCovGaussian
-from guides.gaussian import DiagonalGaussian
-from guides.linear import LinearGaussian
-from guides.two_layer import TwoLayerGaussian
-from models.conv_vae import ConvEncoder, ConvVAE, conv_fits
-from models.gmm import COVARIANCES, GMM
-from models.mlp import ACTIVATIONS, encoder_body
-from models.ppca import PPCA
-from models.two_layer import TwoLayerVAE
-from models.vae import LIKELIHOODS, VAE
+from ppl_vae.guides.delta import DeltaEncoder
+from ppl_vae.guides.empty import Empty
+from ppl_vae.guides.flows import FlowGaussian
+from ppl_vae.guides.full_cov import FullCovGaussian
+from ppl_vae.guides.gaussian import DiagonalGaussian
+from ppl_vae.guides.linear import LinearGaussian
+from ppl_vae.guides.two_layer import TwoLayerGaussian
+from ppl_vae.models.conv_vae import ConvEncoder, ConvVAE, conv_fits
+from ppl_vae.models.gmm import COVARIANCES, GMM
+from ppl_vae.models.mlp import ACTIVATIONS, encoder_body
+from ppl_vae.models.ppca import PPCA
+from ppl_vae.models.two_layer import TwoLayerVAE
+from ppl_vae.models.vae import LIKELIHOODS, VAE
 
 from . import data as datasets
 from . import objectives
@@ -127,7 +127,7 @@ def delta(config: dict, data: Dataset):
 
 
 def local(config: dict, data: Dataset):
-    from guides.local import LocalGaussian  # it refines q with ppl_vae's log weights: imported here, not in a cycle
+    from ppl_vae.guides.local import LocalGaussian  # it refines q with ppl_vae's log weights: imported here, not in a cycle
 
     return LocalGaussian(data.x_train.shape[0], config["latent_dim"])
 

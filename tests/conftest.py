@@ -47,13 +47,13 @@ def tiny_mnist(tmp_path):
 
 
 def exact_guide(ppca):
-    from guides.linear import LinearGaussian
+    from ppl_vae.guides.linear import LinearGaussian
 
     return LinearGaussian(ppca.x_dim, ppca.latent_dim).to(ppca.W.dtype).set_exact(ppca)
 
 
 def small_ppca(seed=0, x_dim=5, latent_dim=2, sigma=0.7):
-    from models.ppca import PPCA
+    from ppl_vae.models.ppca import PPCA
 
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(x_dim, latent_dim, generator=g, dtype=torch.float64)

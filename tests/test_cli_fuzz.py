@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from ppl_vae import data, objectives, registry
 from ppl_vae.cli import main
 from ppl_vae.device import DEVICES
-from models.mlp import ACTIVATIONS
-from models.vae import LIKELIHOODS
+from ppl_vae.models.mlp import ACTIVATIONS
+from ppl_vae.models.vae import LIKELIHOODS
 
 GARBAGE = st.text(max_size=10)
 FEW = settings(max_examples=40, deadline=None, derandomize=True,

@@ -13,8 +13,8 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
 
 from conftest import run_cli
-from guides.empty import Empty
-from models.gmm import GMM, fit_codes
+from ppl_vae.guides.empty import Empty
+from ppl_vae.models.gmm import GMM, fit_codes
 from ppl_vae import data as datasets
 from ppl_vae import checkpoint, em, fit
 from ppl_vae.evaluate import evaluate
@@ -104,8 +104,8 @@ def test_importance_sampling_is_exact_for_the_enumerated_mixture():
 
 
 def test_gmm_on_the_latent_codes_of_a_trained_vae(digits):
-    from guides.gaussian import DiagonalGaussian
-    from models.vae import VAE
+    from ppl_vae.guides.gaussian import DiagonalGaussian
+    from ppl_vae.models.vae import VAE
 
     vae, encoder = VAE(64, 2, [64]), DiagonalGaussian(64, 2, [64])
     fit(vae, encoder, digits, epochs=10, lr=3e-3, progress=False)

@@ -9,11 +9,11 @@ import torch
 from torch.autograd.functional import jacobian
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from guides.delta import DeltaEncoder
-from guides.flows import FlowGaussian
-from guides.full_cov import FullCovGaussian
-from models.mlp import encoder_body
-from models.vae import VAE
+from ppl_vae.guides.delta import DeltaEncoder
+from ppl_vae.guides.flows import FlowGaussian
+from ppl_vae.guides.full_cov import FullCovGaussian
+from ppl_vae.models.mlp import encoder_body
+from ppl_vae.models.vae import VAE
 from ppl_vae.objectives import OBJECTIVES
 from ppl_vae import fit, registry
 from ppl_vae.errors import UsageError

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import small_ppca
-from guides.local import LR_FACTOR, LocalGaussian
-from models.vae import VAE
+from ppl_vae.guides.local import LR_FACTOR, LocalGaussian
+from ppl_vae.models.vae import VAE
 from ppl_vae import Dataset
 from ppl_vae.errors import UsageError
 from ppl_vae.train import Trainer

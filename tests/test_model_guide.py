@@ -2,8 +2,8 @@ import pyro
 import torch
 from pyro import poutine
 
-from guides.gaussian import DiagonalGaussian
-from models.vae import VAE
+from ppl_vae.guides.gaussian import DiagonalGaussian
+from ppl_vae.models.vae import VAE
 from ppl_vae import data, registry
 
 

@@ -6,8 +6,8 @@ import pyro
 import torch
 
 from conftest import run_cli
-from models.conv_vae import ConvEncoder, ConvVAE
-from models.vae import VAE
+from ppl_vae.models.conv_vae import ConvEncoder, ConvVAE
+from ppl_vae.models.vae import VAE
 from ppl_vae import data, fit, registry
 from ppl_vae.evaluate import bound
 from ppl_vae.weights import elbo_bound

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import exact_guide, small_ppca
-from guides.linear import LinearGaussian
+from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.objectives import make
 from ppl_vae.objectives.renyi import renyi_bound
 from ppl_vae.weights import iwae_bound

@@ -166,8 +166,8 @@ def test_path_derivative_vanishes_at_the_exact_posterior_of_a_hierarchy(name):
 @pytest.mark.parametrize("name", ["score-avg", "score-nn"])
 def test_score_function_baselines_resume_bit_identically(name, digits, tmp_path):
     """The running average and the baseline network live in the param store and the checkpoint."""
-    from guides.gaussian import DiagonalGaussian
-    from models.vae import VAE
+    from ppl_vae.guides.gaussian import DiagonalGaussian
+    from ppl_vae.models.vae import VAE
     from ppl_vae import checkpoint, fit
 
     def pair():

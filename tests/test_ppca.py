@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from guides.linear import LinearGaussian
-from models.ppca import PPCA
+from ppl_vae.guides.linear import LinearGaussian
+from ppl_vae.models.ppca import PPCA
 from ppl_vae import em, fit
 from ppl_vae.evaluate import evaluate
 from ppl_vae.rundir import load_run

@@ -6,8 +6,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from guides.gaussian import DiagonalGaussian
-from models.vae import VAE
+from ppl_vae.guides.gaussian import DiagonalGaussian
+from ppl_vae.models.vae import VAE
 from ppl_vae import checkpoint, fit
 from ppl_vae.errors import UsageError
 from ppl_vae.rundir import read_jsonl

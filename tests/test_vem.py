@@ -3,8 +3,8 @@
 import pyro
 import torch
 
-from guides.local import LocalGaussian
-from models.vae import VAE
+from ppl_vae.guides.local import LocalGaussian
+from ppl_vae.models.vae import VAE
 from ppl_vae import Dataset, checkpoint, fit
 from ppl_vae.vem import VEMTrainer
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import exact_guide, small_ppca
-from guides.linear import LinearGaussian
+from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.evaluate import MAX_ELEMENTS, chunk_sizes, evaluate, per_point
 from ppl_vae.weights import elbo_bound, iwae_bound, log_weights
 

@@ -13,9 +13,9 @@ from .. import data, em, objectives, registry
 from ..device import DEVICES
 from ..errors import UsageError
 from ..rundir import load_run
-from models.gmm import COVARIANCES
-from models.mlp import ACTIVATIONS
-from models.vae import LIKELIHOODS
+from ppl_vae.models.gmm import COVARIANCES
+from ppl_vae.models.mlp import ACTIVATIONS
+from ppl_vae.models.vae import LIKELIHOODS
 
 DEFAULT_EPOCHS = 100
 

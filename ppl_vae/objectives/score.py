@@ -23,7 +23,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
-from models.mlp import mlp
+from ppl_vae.models.mlp import mlp
 
 from ..errors import UsageError
 from ..weights import elbo_bound

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from models.gmm import fit_codes
+from ppl_vae.models.gmm import fit_codes
 from ppl_vae import figures
 from ppl_vae.rundir import load_run
 

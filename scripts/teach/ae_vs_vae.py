@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 import ppl_vae
-from guides.gaussian import DiagonalGaussian
-from models.mlp import mlp
-from models.vae import VAE
+from ppl_vae.guides.gaussian import DiagonalGaussian
+from ppl_vae.models.mlp import mlp
+from ppl_vae.models.vae import VAE
 from ppl_vae import data as datasets
 from ppl_vae import figures, latents
 

@@ -28,8 +28,8 @@ import os
 
 import torch
 
-from guides.linear import LinearGaussian
-from models.ppca import PPCA
+from ppl_vae.guides.linear import LinearGaussian
+from ppl_vae.models.ppca import PPCA
 from ppl_vae import data as datasets
 from ppl_vae import figures
 from ppl_vae.weights import log_weights

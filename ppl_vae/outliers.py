@@ -64,7 +64,8 @@ def fit_shape(images: torch.Tensor, shape) -> torch.Tensor:
     return images.reshape(images.shape[0], -1)
 
 
-def ood_images(name: str, data, *, n: int, data_dir: str = "data", seed: int = 0) -> torch.Tensor:
+def ood_images(name: str, data, *, n: int, data_dir: str = "data", download: bool = False,
+               seed: int = 0) -> torch.Tensor:
     """n out-of-distribution images [n, D] looking like ``data``'s test set (see module doc)."""
     if name not in OOD:
         raise UsageError(f"unknown --ood set {name!r}; choose one of {', '.join(OOD)}.")
@@ -79,7 +80,7 @@ def ood_images(name: str, data, *, n: int, data_dir: str = "data", seed: int = 0
     if name == "flipped":
         images = data.x_test[:n].reshape(-1, *data.image_shape)
         return images.flip(-2).reshape(images.shape[0], -1)
-    other = datasets.load(name, data_dir=data_dir, binarize="none", device=data.device)
+    other = datasets.load(name, data_dir=data_dir, download=download, binarize="none", device=data.device)
     grey = fit_shape(other.x_test[:n].reshape(-1, *other.image_shape), data.image_shape)
     return grey if data.binarize == "none" else torch.bernoulli(grey, generator=g)
 
@@ -95,11 +96,11 @@ SCORE_LABELS = {"kl": "KL(q(z | x) ‖ p(z)) (nats)", "nll": "−log p̂(x) (nat
 
 
 def detect(model, guide, data, ood: str, *, n: int = 1000, particles: int = 100, data_dir: str = "data",
-           seed: int = 0):
+           download: bool = False, seed: int = 0):
     """Score ``n`` test images and ``n`` images of the ``ood`` set; returns (results, x_out, raw
     scores) where results holds the AUROC of each score and the mean scores, as plain numbers."""
     x_in = data.x_test[:n]
-    x_out = ood_images(ood, data, n=x_in.shape[0], data_dir=data_dir, seed=seed)
+    x_out = ood_images(ood, data, n=x_in.shape[0], data_dir=data_dir, download=download, seed=seed)
     s_in, s_out = scores(model, guide, x_in, particles), scores(model, guide, x_out, particles)
     results = {"ood": ood, "dataset": data.name, "n_in": int(x_in.shape[0]), "n_out": int(x_out.shape[0]),
                "particles": particles, "seed": seed}

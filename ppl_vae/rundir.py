@@ -31,11 +31,11 @@ def require_run(run_dir: str) -> None:
     """Fail with one sentence unless ``run_dir`` holds a config and a checkpoint."""
     if not os.path.isdir(run_dir):
         what = "is a file, not a folder" if os.path.exists(run_dir) else "does not exist"
-        raise UsageError(f"run directory {run_dir} {what}; pass the --out folder of a `ppl-vae train` run.")
+        raise UsageError(f"run directory {run_dir} {what}; pass a folder that `ppl-vae train --out` wrote.")
     missing = [n for n in (CONFIG, checkpoint.NAME) if not os.path.isfile(os.path.join(run_dir, n))]
     if missing:
         raise UsageError(f"{run_dir} is not a ppl-vae run directory (no {' or '.join(missing)}); "
-                         f"pass the --out folder of a `ppl-vae train` run.")
+                         f"pass a folder that `ppl-vae train --out` wrote.")
 
 
 def read_config(run_dir: str) -> dict:

@@ -52,6 +52,7 @@ CASES = [
     ("train --out {new} --nan-lr-factor 1.5", r"--nan-lr-factor: expected a number in \(0, 1\]"),
     # data files
     ("train --out {new} --dataset mnist --data-dir {empty}", "files were not found in .*--download"),
+    ("outliers {run} --ood mnist --data-dir {empty}", "files were not found in .*--download"),
     # run directories
     ("train", "one of the arguments --out --resume is required"),
     ("train --out {new} --resume {run}", "not allowed with argument"),
@@ -143,6 +144,9 @@ def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(world, tmp_path, c
     before = snapshot(world)
     line = one_line_error(*run_cli(argv, capsys)[::2])
     assert re.search(expected, line), line
+    advised = set(re.findall(r"--[a-z][a-z0-9-]*", re.sub(r"`[^`]*`", "", line)))  # quoted commands aside
+    offered = {o for a in subcommand_parsers()[argv[0]]._actions for o in a.option_strings}
+    assert advised <= offered, f"{line!r} names {advised - offered}, which `ppl-vae {argv[0]}` does not take"
     assert snapshot(world) == before
     assert not (paths["new"].exists() and any(paths["new"].iterdir()))  # a new run directory gets no file
 

@@ -18,11 +18,30 @@ from . import baselines, compare, evaluate, gaps, impute, outliers, plot, report
 COMMANDS = (train, evaluate, compare, gaps, baselines, plot, report, outliers, impute)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default once, and only where it says something: not for on/off flags,
+    not for a default of None or an empty list (the help text then says what happens), not
+    where the help already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("(default" in text or action.nargs == 0 or default in (None, argparse.SUPPRESS)
+                or default == [] or not action.option_strings):
+            return text
+        return f"{text} (default: {show_default(default)})"
+
+
+def show_default(value) -> str:
+    """A default as the user would type it: lists comma-separated."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with defaults shown in --help and errors reported in one line."""
+    """argparse with each default shown once in --help and errors reported in one line."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message):

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                                    "OUT/baselines.md with the test log-likelihood (exact where the model has one, "
                                    "importance-sampled otherwise), bits per dimension and time to fit.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--dataset", default="digits", choices=data.DATASETS)
+    p.add_argument("--dataset", default="digits", choices=data.DATASETS, help="digits needs no files or network")
     p.add_argument("--data-dir", default="data", help="folder holding the torchvision datasets")
     p.add_argument("--latent-dim", type=options.positive_int, default=8, help="latent dimension of PPCA and the VAEs")
     p.add_argument("--components", type=options.positive_int, default=10, help="mixture components K")

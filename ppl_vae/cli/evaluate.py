@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a run",
                        description="Estimate log p(x) on the test set by importance sampling with K particles "
                                    "from the guide; writes RUN_DIR/eval.json.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    options.add_run_dir_arg(p)
     p.add_argument("--particles", "-k", type=options.positive_int, default=5000, help="importance samples K")
     options.add_seed_arg(p)
     options.add_device_arg(p)

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                        description="Refine q per test point from the encoder's output until its ELBO converges "
                                    "(Cremer et al. 2018); report log p(x), L[q*], L[q] and the gaps "
                                    "log p(x) − L[q*] and L[q*] − L[q]. Writes RUN_DIR/gaps.json and gaps.png.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    options.add_run_dir_arg(p)
     p.add_argument("--points", type=options.positive_int, default=1000, help="the first N test points")
     p.add_argument("--particles", "-k", type=options.positive_int, default=5000,
                    help="importance samples K for log p(x) and the ELBOs")

@@ -16,8 +16,9 @@ def add_parser(sub) -> None:
                                    "sampling with the encoder, then importance resampling of p(z | observed "
                                    "pixels). Writes RUN_DIR/impute-MASK.json (errors on the missing pixels, "
                                    "effective sample size) and RUN_DIR/figures/impute-MASK.png.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--mask", required=True, choices=impute.MASKS)
+    options.add_run_dir_arg(p)
+    p.add_argument("--mask", required=True, choices=impute.MASKS,
+                   help="which pixels to hide: the top half of each image, or a random --fraction of them")
     p.add_argument("--fraction", type=options.fraction, default=0.5, help="share of pixels hidden by --mask random")
     p.add_argument("--n", type=options.positive_int, default=300, help="test images to fill in (at most the test set)")
     p.add_argument("--particles", "-k", type=options.positive_int, default=1000, help="importance samples K")

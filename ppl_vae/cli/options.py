@@ -50,8 +50,12 @@ fraction = checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 finite_float = checked(float, math.isfinite, "a finite number")
 
 
-def add_seed_arg(p, help: str | None = None) -> None:
+def add_seed_arg(p, help: str = "seed of every random draw (initial weights, data order, particles)") -> None:
     p.add_argument("--seed", type=seed, default=0, help=help)
+
+
+def add_run_dir_arg(p) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `ppl-vae train`")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -60,7 +64,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", default="data", help="folder holding the torchvision datasets")
     g.add_argument("--download", action="store_true", help="download a torchvision dataset that is missing")
     g.add_argument("--binarize", default=None, choices=data.BINARIZE,
-                   help="(default: dynamic; none for the continuous models ppca and gmm and with --dequantize)")
+                   help="how grey levels become pixels (default: dynamic; none for the continuous models ppca and gmm "
+                        "and with --dequantize)")
     g.add_argument("--dequantize", action="store_true",
                    help="grey levels k/(L-1) become (k + u)/L with u ~ U[0,1), for continuous densities")
     g.add_argument("--pad", type=positive_int, default=None, help="zero-pad images to PAD×PAD (e.g. 32)")
@@ -68,9 +73,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and guide")
-    g.add_argument("--model", default=None, choices=list(registry.MODELS), help="(default: vae)")
+    g.add_argument("--model", default=None, choices=list(registry.MODELS), help="the generative model p(x, z) (default: vae)")
     g.add_argument("--guide", default=None, choices=list(registry.GUIDES),
-                   help="(default: gaussian; linear for ppca, empty for gmm)")
+                   help="the guide q(z | x) (default: gaussian; linear for ppca, empty for gmm)")
     g.add_argument("--method", default="svi", choices=registry.METHODS,
                    help="svi: train by SVI; closed-form (ppca) or em (ppca, gmm): the model's own maximum likelihood")
     g.add_argument("--components", type=positive_int, default=10, help="mixture components K (gmm)")
@@ -79,14 +84,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
                         "VAE); explicit flags override it")
     g.add_argument("--latent-dim", type=positive_int, default=None,
-                   help=f"(default: {registry.NETWORK_DEFAULTS['latent_dim']})")
+                   help=f"dimension of the latent z (default: {registry.NETWORK_DEFAULTS['latent_dim']})")
     g.add_argument("--hidden", type=int_list, default=None,
                    help="hidden widths, comma-separated "
                         f"(default: {','.join(map(str, registry.NETWORK_DEFAULTS['hidden']))})")
     g.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
-                   help=f"(default: {registry.NETWORK_DEFAULTS['activation']})")
+                   help=f"activation of the hidden layers (default: {registry.NETWORK_DEFAULTS['activation']})")
     g.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
-                   help="(default: bernoulli for binarized data, gaussian for --binarize none)")
+                   help="p(x | z) (default: bernoulli for binarized data, gaussian for --binarize none)")
     g.add_argument("--flow-depth", type=positive_int, default=registry.FLOW_DEPTH,
                    help="flow steps of the planar and iaf guides")
 
@@ -94,7 +99,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_objective_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("objective")
     g.add_argument("--objective", default=None, choices=list(objectives.OBJECTIVES),
-                   help="(default: elbo; enum for gmm)")
+                   help="the training objective (default: elbo; enum for gmm)")
     g.add_argument("--particles", type=positive_int, default=1, help="particles K per data point")
     g.add_argument("--jit", action="store_true", help="use Pyro's JIT-compiled loss (static shapes)")
     add_objective_options(g)
@@ -118,10 +123,13 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> 
                                                                        f"with --resume, the run's own)")
     else:
         g.add_argument("--epochs", type=nonnegative_int, default=epochs, help="total epochs")
-    g.add_argument("--batch-size", type=positive_int, default=100)
+    g.add_argument("--batch-size", type=positive_int, default=100, help="data points per mini-batch")
     g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    g.add_argument("--lr-milestones", type=int_list, default=[], help="epochs at which lr is multiplied by --lr-gamma")
-    g.add_argument("--lr-gamma", type=positive_float, default=0.1)
+    g.add_argument("--lr-milestones", type=int_list, default=[], metavar="EPOCHS",
+                   help="comma-separated epochs at which the learning rate is multiplied by --lr-gamma "
+                        "(default: none, a constant rate)")
+    g.add_argument("--lr-gamma", type=positive_float, default=0.1,
+                   help="factor applied to the learning rate at each of --lr-milestones")
     g.add_argument("--no-drop-last", dest="drop_last", action="store_false",
                    help="keep the last, smaller mini-batch of each epoch")
     g.add_argument("--tol", type=positive_float, default=em.DEFAULT_TOL,

@@ -15,13 +15,14 @@ def add_parser(sub) -> None:
                        description="Score test images and out-of-distribution images by KL(q(z|x) ‖ p(z)) and "
                                    "by the importance-sampled −log p(x); writes RUN_DIR/outliers-OOD.json and "
                                    "RUN_DIR/figures/outliers-OOD.png (examples and score histograms).")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    options.add_run_dir_arg(p)
     p.add_argument("--ood", required=True, choices=outliers.OOD, help="the out-of-distribution images")
     p.add_argument("--n", type=options.positive_int, default=1000, help="images of each set (at most the test set)")
     p.add_argument("--particles", "-k", type=options.positive_int, default=100,
                    help="importance samples K for −log p(x)")
     p.add_argument("--data-dir", default=None,
                    help="folder holding mnist / fashion-mnist (default: the run's --data-dir)")
+    p.add_argument("--download", action="store_true", help="download the --ood dataset if it is missing")
     options.add_seed_arg(p)
     options.add_device_arg(p)
     p.set_defaults(run=run)
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     run_ = options.open_run(args)
     data_dir = args.data_dir or run_.config.get("data_dir", "data")
     results, x_out, raw = outliers.detect(run_.model, run_.guide, run_.data, args.ood, n=args.n,
-                                          particles=args.particles, data_dir=data_dir, seed=args.seed)
+                                          particles=args.particles, data_dir=data_dir, download=args.download,
+                                          seed=args.seed)
     figure = os.path.join("figures", f"outliers-{args.ood}.png")
     outliers.histograms(results, raw, run_.data.x_test, x_out, run_.data.image_shape,
                         os.path.join(args.run_dir, figure))

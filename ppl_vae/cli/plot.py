@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="figures of a trained run: reconstructions, samples, latent space, ...",
                        description="Draw PNG figures of a trained run into RUN_DIR/figures (or --out): "
                                    + ", ".join(plots.NAMES) + ".")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    options.add_run_dir_arg(p)
     p.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR/figures)")
     p.add_argument("--only", type=figure_names, default=None, metavar="NAMES",
                    help="comma-separated figure names (default: all)")

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
                        description="Draw every figure of the run into RUN_DIR/figures and write RUN_DIR/report.md "
                                    "(bounds, NLL from eval.json, active units, outlier and imputation results "
                                    "found in the run, configuration) and RUN_DIR/report.json.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    options.add_run_dir_arg(p)
     options.add_seed_arg(p, help="seed of the prior draws and Monte-Carlo estimates")
     options.add_device_arg(p)
     p.set_defaults(run=run)

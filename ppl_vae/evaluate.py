@@ -8,9 +8,16 @@ a stochastic lower bound whose expectation increases to log p(x) as K grows. The
 give the ELBO as the mean of log w. Particles are drawn in chunks under ``torch.no_grad()``
 and combined with a running log-sum-exp, so K = 5000 fits in memory on any device.
 
-Results are nats per data point: bounds as log-likelihoods (negative numbers, higher is
-better) and NLL = −log p̂_K(x) as a positive number, each with the standard error of its
-mean over the test points.
+Results are nats per data point: bounds as log-likelihoods (higher is better) and
+NLL = −log p̂_K(x), each with the standard error of its mean over the test points. Every
+result says what its numbers are (``estimate``), since not every pair has the same answer:
+
+- ``"importance-sampled"``: the above, with K particles;
+- ``"exact"``: the model has a closed-form ``log_marginal`` (PPCA, the Gaussian mixture),
+  and NLL = −log p(x) with no sampling (for continuous data log p(x) is a log-density and
+  can be positive, so the NLL can be negative);
+- ``"not a bound"``: the guide is a point mass q = δ(z − f(x)), whose entropy is −∞; the
+  number is log p(x | f(x)) + log p(f(x)), reconstruction plus log prior, and no NLL exists.
 """
 
 from __future__ import annotations
@@ -19,7 +26,11 @@ import math
 
 import torch
 
-from .pair import as_pyro_callable
+from pyro import poutine
+from pyro.distributions import Delta
+from torch.distributions import Independent
+
+from .pair import as_pyro_callable, owning_module
 from .weights import log_weights
 
 MAX_ELEMENTS = 1 << 22  # particles × points × dims held at once: 16 MiB of float32 per tensor
@@ -67,17 +78,59 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
     return values.mean().item(), se
 
 
+def point_mass_sites(guide, x) -> list[str]:
+    """The guide's latent sites whose distribution is a point mass (``Delta``), on one data point."""
+    with torch.no_grad():
+        trace = poutine.trace(guide).get_trace(x[:1])
+    sites = []
+    for name, site in trace.nodes.items():
+        fn = site.get("fn")
+        while isinstance(fn, Independent):
+            fn = fn.base_dist
+        if site["type"] == "sample" and not site["is_observed"] and isinstance(fn, Delta):
+            sites.append(name)
+    return sites
+
+
 def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
              max_elements: int = MAX_ELEMENTS) -> dict:
-    """Test ELBO and importance-sampled NLL in nats per data point, with standard errors.
+    """Test ELBO and NLL in nats per data point, with standard errors, labelled by ``estimate``
+    (see the module docstring): importance-sampled with K = ``particles``, exact, or not a bound.
 
     ``model`` and ``guide`` are Pyro callables (or modules with ``.model`` / ``.guide``);
     ``x`` is the test tensor [N, D] on their device. ``max_elements`` bounds particles ×
     points × dimensions per chunk, i.e. the memory one chunk takes.
     """
+    module = owning_module(model)
     model, guide = as_pyro_callable(model, "model"), as_pyro_callable(guide, "guide")
+    n = int(x.shape[0])
+    if hasattr(module, "log_marginal"):
+        with torch.no_grad():
+            ll_mean, ll_se = mean_and_se(module.log_marginal(x))
+        return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
     elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements)
     elbo_mean, elbo_se = mean_and_se(elbo)
+    point_masses = point_mass_sites(guide, x)
+    if point_masses:
+        return {"estimate": "not a bound", "bound": False,
+                "reason": f"the guide's site {point_masses[0]!r} is a point mass, whose entropy is −∞: "
+                          f"the number is log p(x | z) + log p(z) at the guide's z, and log p(x) is not estimated",
+                "test_objective": elbo_mean, "test_objective_se": elbo_se, "n": n}
     ll_mean, ll_se = mean_and_se(ll)
-    return {"test_elbo": elbo_mean, "test_elbo_se": elbo_se, "test_nll": -ll_mean, "test_nll_se": ll_se,
-            "particles": particles, "n": int(x.shape[0])}
+    return {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
+            "test_nll": -ll_mean, "test_nll_se": ll_se, "particles": particles, "n": n}
+
+
+def describe(result: dict) -> str:
+    """One line saying what ``evaluate``'s numbers are, for the CLI and scripts."""
+    if result["estimate"] == "exact":
+        return (f"test log p(x) {result['test_log_px']:.2f} ± {result['test_nll_se']:.2f} nats per example, exact "
+                f"(the model's closed form; for continuous data a log-density, which can be positive), "
+                f"{result['n']} test points")
+    if result["estimate"] == "not a bound":
+        return (f"test log p(x | z) + log p(z) {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} "
+                f"nats per example at the point-mass guide's z, {result['n']} test points: not a bound on "
+                f"log p(x), and no NLL is estimated")
+    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, test NLL {result['test_nll']:.2f} "
+            f"± {result['test_nll_se']:.2f} nats per example (importance-sampled, K = {result['particles']}, "
+            f"{result['n']} test points)")

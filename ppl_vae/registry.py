@@ -160,6 +160,21 @@ UNSUPPORTED = {
                   "q(z2 | z1) depends on the sampled z1, so the analytic KL of a mean-field guide does not apply"),
 }
 
+# Models with a discrete latent marked for enumeration: the only ones `enum` applies to.
+ENUMERATED = ("gmm",)
+# Guides whose q is a point mass: what trains is log p(x | z) + log p(z) at z = f(x), not a bound.
+POINT_MASS = ("delta",)
+
+
+def bound_name(config: dict) -> str:
+    """What a run's train_bound and test_bound are, in words."""
+    if config.get("method", "svi") != "svi":
+        return "log p(x) (exact)"
+    if config["guide"] in POINT_MASS:
+        return "log p(x | z) + log p(z) (point-mass guide: not a bound)"
+    return "bound"
+
+
 # What a model gets when --guide, --objective and --binarize are left out (models not listed: the VAE's).
 MODEL_DEFAULTS = {
     "vae": {"guide": "gaussian", "objective": "elbo", "binarize": "dynamic"},
@@ -192,6 +207,10 @@ def validate(config: dict) -> None:
         raise UsageError(f"--guide {guide} samples {', '.join(guide_sites)} but --model {model} has latent "
                          f"{', '.join(model_sites)}; use --model two-layer with --guide two-layer "
                          f"(--preset iwae2), and a one-layer guide with the other models.")
+    if objective == "enum" and model not in ENUMERATED:
+        raise UsageError(f"--objective enum sums discrete latent variables out exactly, and --model {model} has "
+                         f"none (its latents are continuous), so it would train a plain ELBO under another "
+                         f"name; use --objective elbo.")
     unsupported, why = UNSUPPORTED.get(guide, ((), ""))
     if objective in unsupported:
         raise UsageError(f"--guide {guide} cannot train with --objective {objective}: {why}.")

@@ -43,8 +43,8 @@ def numbers(run, stats: dict) -> dict:
             out.update(best_test_bound=best["test_bound"], best_epoch=best["epoch"])
     ev = _read_json(os.path.join(run.dir, "eval.json"))
     if ev:
-        out["eval"] = {k: ev.get(k) for k in ("test_elbo", "test_elbo_se", "test_nll", "test_nll_se",
-                                              "particles", "n", "epoch")}
+        out["eval"] = {k: ev.get(k) for k in ("estimate", "test_elbo", "test_elbo_se", "test_nll", "test_nll_se",
+                                              "test_objective", "test_objective_se", "particles", "n", "epoch")}
     out["latent"] = stats
     return out
 
@@ -74,9 +74,15 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
     if "best_test_bound" in nums:
         lines.append(f"| best test bound (epoch {nums['best_epoch']}) | {_fmt(nums['best_test_bound'])} |")
     ev = nums.get("eval")
-    if ev:
+    estimate = ev.get("estimate", "importance-sampled") if ev else None  # older eval.json files: IS
+    if estimate == "exact":
+        lines.append(f"| test NLL = −log p(x), exact (eval.json) | {_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])} |")
+    elif estimate == "not a bound":
+        lines.append(f"| test log p(x \\| z) + log p(z) at the point-mass guide's z (eval.json; not a bound) | "
+                     f"{_fmt(ev['test_objective'])} ± {_fmt(ev['test_objective_se'])} |")
+    elif ev:
         lines.append(f"| test ELBO (eval.json, K = {ev['particles']}) | {_fmt(ev['test_elbo'])} ± {_fmt(ev['test_elbo_se'])} |")
-        lines.append(f"| test NLL = −log p̂(x) (eval.json, K = {ev['particles']}) | "
+        lines.append(f"| test NLL = −log p̂(x) (eval.json, importance-sampled, K = {ev['particles']}) | "
                      f"{_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])} |")
     else:
         lines.append(f"| test NLL | not estimated; run `ppl-vae evaluate {run.dir}` |")

@@ -50,6 +50,9 @@ CASES = [
     ("train --out {new} --checkpoint-every 0", "--checkpoint-every: expected an integer ≥ 1"),
     ("train --out {new} --nan-retries -1", "--nan-retries: expected an integer ≥ 0"),
     ("train --out {new} --nan-lr-factor 1.5", r"--nan-lr-factor: expected a number in \(0, 1\]"),
+    # accepted by Pyro, meaningless here
+    ("train --out {new} --objective enum", "--objective enum sums discrete latent variables out exactly"),
+    ("compare --out {new} --guide delta --objectives elbo", "--guide delta is a point mass"),
     # data files
     ("train --out {new} --dataset mnist --data-dir {empty}", "files were not found in .*--download"),
     ("outliers {run} --ood mnist --data-dir {empty}", "files were not found in .*--download"),

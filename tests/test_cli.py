@@ -57,3 +57,19 @@ def test_console_entry_point_help_and_error():
     bad = subprocess.run([sys.executable, "-m", "ppl_vae", "evaluate", "/nonexistent/run"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "does not exist" in bad.stderr
+
+
+def test_a_point_mass_guide_is_never_reported_as_a_bound(tmp_path, capsys):
+    out = tmp_path / "delta"
+    code, stdout, err = run_cli(["train", "--out", out, "--guide", "delta", *FAST], capsys)
+    assert code == 0, err
+    assert "not a bound" in stdout and "train bound" not in stdout
+    code, stdout, err = run_cli(["evaluate", out, "--particles", "5"], capsys)
+    assert code == 0, err
+    assert "not a bound" in stdout and "NLL" not in stdout.replace("no NLL", "")
+    result = json.loads((out / "eval.json").read_text())
+    assert result["estimate"] == "not a bound" and result["bound"] is False and "'z'" in result["reason"]
+    assert "test_nll" not in result and "test_elbo" not in result and result["test_objective"] < 0
+    code, _, err = run_cli(["report", out], capsys)
+    assert code == 0, err
+    assert "not a bound" in (out / "report.md").read_text()

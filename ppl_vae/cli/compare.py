@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if config["epochs"] < 1:
         raise UsageError(f"--epochs must be at least 1 to compare objectives, got {config['epochs']}.")
     registry.validate(config)
+    if config["guide"] in registry.POINT_MASS:
+        raise UsageError(f"--guide {config['guide']} is a point mass, with no density to importance-weight, so "
+                         f"compare's test bounds and NLL do not exist for it; compare objectives on another --guide.")
     options.writable_dir(args.out)
     rows = compare(config, names, args.out, eval_particles=args.eval_particles,
                    snr_samples=args.snr_samples, progress=args.progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..evaluate import evaluate
+from ..evaluate import describe, evaluate
 from ..rundir import write_json
 from . import options
 
@@ -13,7 +13,8 @@ from . import options
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a run",
                        description="Estimate log p(x) on the test set by importance sampling with K particles "
-                                   "from the guide; writes RUN_DIR/eval.json.")
+                                   "from the guide (exactly for models with a closed form, such as ppca and gmm); "
+                                   "writes RUN_DIR/eval.json, whose 'estimate' says which.")
     options.add_run_dir_arg(p)
     p.add_argument("--particles", "-k", type=options.positive_int, default=5000, help="importance samples K")
     options.add_seed_arg(p)
@@ -27,7 +28,5 @@ def run(args: argparse.Namespace) -> int:
     results.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config["dataset"])
     path = os.path.join(args.run_dir, "eval.json")
     write_json(path, results)
-    print(f"test ELBO {results['test_elbo']:.2f} ± {results['test_elbo_se']:.2f}, "
-          f"test NLL {results['test_nll']:.2f} ± {results['test_nll_se']:.2f} nats per example "
-          f"(K = {args.particles}, {results['n']} test points); wrote {path}")
+    print(f"{describe(results)}; wrote {path}")
     return 0

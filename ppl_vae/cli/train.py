@@ -49,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
     history = train_from_config(config, out, resume=bool(args.resume), progress=args.progress)
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
-    last = history[-1]
-    print(f"epoch {last['epoch']}: train bound {last['train_bound']:.2f}, test bound {last['test_bound']:.2f} "
-          f"nats per example; run directory {out}")
+    last, what = history[-1], registry.bound_name(config)
+    test = "no test set" if last["test_bound"] is None else f"test {what} {last['test_bound']:.2f}"
+    print(f"epoch {last['epoch']}: train {what} {last['train_bound']:.2f}, {test} nats per example; "
+          f"run directory {out}")
     return 0
 
 

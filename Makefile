@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Trains the default VAE on the bundled digits, estimates its test NLL and writes report.md; a second
-# `make demo` starts a fresh run (the previous runs/demo is removed first).
+# `make demo` starts a fresh run and keeps the previous one, with whatever was added to it, in
+# runs/demo.previous (replacing an older one there).
 demo: $(STAMP)
-	rm -rf runs/demo
+	@if [ -e runs/demo ]; then rm -rf runs/demo.previous && mv runs/demo runs/demo.previous && \
+		echo "the previous runs/demo is now runs/demo.previous"; fi
 	$(BIN)/ppl-vae train --out runs/demo
 	$(BIN)/ppl-vae evaluate runs/demo --particles 1000
 	$(BIN)/ppl-vae report runs/demo

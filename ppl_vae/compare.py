@@ -34,8 +34,11 @@ from .evaluate import bound, evaluate, mean_and_se
 from .objectives import OBJECTIVES
 from .rundir import METRICS, write_json
 from .train import fit, fit_options
+from .text import count
 from .weights import iwae_bound
 
+LINE_STYLES = ("-", "--", ":")
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 COLUMNS = ["objective", "epochs", "particles", "test_elbo", "test_elbo_se", "test_iwae", "test_iwae_se",
            "test_nll", "test_nll_se", "eval_particles", "guide_snr", "model_snr", "guide_grad_variance",
            "seconds_per_epoch"]
@@ -109,7 +112,7 @@ def write_csv(path: str, rows: list[dict]) -> None:
 def markdown(rows: list[dict], config: dict, eval_particles: int, snr_samples: int) -> str:
     """The comparison table in Markdown, with what was run above it."""
     k = config["particles"]
-    lines = [f"{config['dataset']}, {config['epochs']} epochs, K = {k} particles per data point, seed {config['seed']}; "
+    lines = [f"{config['dataset']}, {count(config['epochs'], 'epoch')}, K = {k} particles per data point, seed {config['seed']}; "
              f"NLL with S = {eval_particles} importance samples; SNR = mean over parameters of |E g| / std g, "
              f"grad var = mean over parameters of Var g, from {snr_samples} gradient estimates on one training "
              f"batch of {config['batch_size']}. "
@@ -130,10 +133,14 @@ def plot(histories: dict[str, list[dict]], particles: int, out: str) -> list[str
     for x_key, x_label, name in (("epoch", "epoch", "comparison_epochs.png"),
                                  ("time", "training time (s)", "comparison_time.png")):
         fig, ax = figures.figure(7, 4.5)
-        for objective, history in histories.items():
+        for i, (objective, history) in enumerate(histories.items()):
             seconds = torch.tensor([m["seconds"] for m in history]).cumsum(0).tolist()
             xs = [m["epoch"] for m in history] if x_key == "epoch" else seconds
-            ax.plot(xs, [m["test_bound"] for m in history], label=objective, lw=1.4)
+            # curves of similar objectives lie on top of each other: style and markers tell them apart
+            every = max(1, len(xs) // 8)  # markers staggered so that coinciding curves show each one
+            ax.plot(xs, [m["test_bound"] for m in history], label=objective, lw=1.4, color=f"C{i % 10}",
+                    ls=LINE_STYLES[i % len(LINE_STYLES)], marker=MARKERS[i % len(MARKERS)],
+                    markevery=(i * every // len(histories), every), markersize=5)
         ax.set_ylim(*_focus(histories))
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"test IWAE-{particles} bound (nats)")

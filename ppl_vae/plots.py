@@ -218,6 +218,7 @@ def kl_units(model, guide, data, path: str, stats: dict | None = None) -> str:
     right.bar(units, np.maximum(act, 1e-6), color=colours)
     right.axhline(latents.ACTIVE_THRESHOLD, color="k", ls="--", lw=1)
     right.set_yscale("log")
+    right.set_ylabel("Cov_x(E_q[z_u | x]) (log scale)")
     right.set_title(f"activity Cov_x(E_q[z_u | x]) per unit\n{int(active.sum())} of {d} active (above 0.01, dashed)")
     for ax in (left, right):
         ax.set_xlabel("latent unit u")

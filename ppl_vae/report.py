@@ -17,6 +17,7 @@ import os
 from . import latents, plots
 from .errors import UsageError
 from .rundir import METRICS, read_jsonl, write_json
+from .text import count
 
 NAME = "report.md"
 
@@ -66,7 +67,7 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
     lines = [f"# Run report: `{run.dir}`", "",
              f"Model `{c.get('model')}` with guide `{c.get('guide')}`, latent dimension {lat.get('latent_dim', c.get('latent_dim'))}, "
              f"trained on `{c.get('dataset')}` (binarization `{c.get('binarize')}`) with the objective "
-             f"`{c.get('objective')}` (K = {c.get('particles')}) for {nums['epoch']} epochs. "
+             f"`{c.get('objective')}` (K = {c.get('particles')}) for {count(nums['epoch'], 'epoch')}. "
              "All values are in nats per test image; bounds are log-likelihoods (higher is better).", "",
              "## Numbers", "", "| quantity | value |", "|---|---|"]
     lines.append(f"| train bound, last epoch | {_fmt(nums.get('train_bound'))} |")

@@ -51,6 +51,7 @@ from .errors import UsageError
 from .guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from .pair import as_pyro_callable, owning_module, with_idx
 from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
+from .text import count
 
 
 class Diverged(Exception):
@@ -375,7 +376,8 @@ class Trainer:
         if self.out is not None and not saved:
             self.save()
         raise interrupted(self.stop_request.signum, self.out,
-                          f"after step {self.step} ({self.epoch} epochs and {self.in_epoch.steps} steps done)")
+                          f"after step {self.step} ({count(self.epoch, 'epoch')} and "
+                          f"{count(self.in_epoch.steps, 'step')} done)")
 
     def test_bound(self) -> float | None:
         if self.data.x_test is None:
@@ -420,7 +422,11 @@ class Trainer:
                         self.recover(fault, bar)
                         continue
                     metrics = self.end_epoch(train_bound, test_bound)
-                    bar.set_postfix(train=f"{train_bound:.2f}", test=f"{metrics['test_bound'] or float('nan'):.2f}")
+                    test = "–" if test_bound is None else f"{test_bound:.2f}"
+                    bar.set_postfix(train=f"{train_bound:.2f}", test=test)
+                    if not self.progress:  # a log line per epoch instead of the bar, for logs and batch jobs
+                        print(f"epoch {self.epoch}/{self.epochs} ({self.objective.name}): train {train_bound:.2f}, "
+                              f"test {test}, {metrics['seconds']:.2f} s", file=sys.stderr, flush=True)
                     if writer is not None:
                         for key in ("train_bound", "test_bound", "lr"):
                             if metrics[key] is not None:

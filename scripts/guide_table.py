@@ -27,6 +27,7 @@ from ppl_vae.cli import main as ppl_vae
 from ppl_vae.evaluate import mean_and_se, per_point
 from ppl_vae.gaps import gaps
 from ppl_vae.rundir import load_run, read_jsonl, write_json
+from ppl_vae.text import count
 
 GUIDES = ("gaussian", "full-cov", "planar", "iaf")
 
@@ -62,7 +63,7 @@ def measure(out: str, args):
 def table(results: dict, args) -> str:
     first = results["gaussian"]
     lines = [f"{args.dataset}: test ELBO and NLL of each guide on the same model (architecture, data, seed) "
-             f"({first['epoch']} epochs, {first['n']} test points, NLL by importance sampling with "
+             f"({count(first['epoch'], 'epoch')}, {first['n']} test points, NLL by importance sampling with "
              f"K = {args.particles} from the guide), nats per example; Δ NLL is the paired difference "
              f"from the diagonal guide on the same test points",
              "", "| guide | test ELBO | test NLL | Δ NLL | s / epoch (median) |", "| --- | ---: | ---: | ---: | ---: |"]

@@ -48,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['n']} test images, {args.mask} mask: squared error per missing pixel "
           f"{summary['mse_importance']:.4f} (importance resampling, K = {args.particles}), "
           f"{summary['mse_pseudo_gibbs']:.4f} (pseudo-Gibbs alone), {summary['mse_train_mean']:.4f} "
-          f"(training mean image); median ESS {summary['ess_median']:.0f}; wrote {path}")
+          f"(training mean image); median ESS {summary['ess_median']:.0f}; wrote {path} and "
+          f"{os.path.join(args.run_dir, figure)}")
     return 0

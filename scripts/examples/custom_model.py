@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ppl_vae
+from ppl_vae.text import count
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--epochs", type=int, default=20)
@@ -46,6 +47,6 @@ def guide(x):
 
 history = ppl_vae.fit(model, guide, data, objective="elbo", epochs=args.epochs, device="cpu")
 result = ppl_vae.evaluate(model, guide, data.x_test, particles=args.particles)
-print(f"after {len(history)} epochs: test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, "
+print(f"after {count(len(history), 'epoch')}: test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, "
       f"test NLL {result['test_nll']:.2f} ± {result['test_nll_se']:.2f} nats per example "
       f"(K = {args.particles})")

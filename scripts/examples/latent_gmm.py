@@ -40,11 +40,16 @@ print(f"GMM with K = {args.components} on {codes.shape[0]} codes of dimension {c
       f"log-likelihood {loglik:.2f} nats per code, NMI with the digit labels {nmi:.2f}")
 
 if codes.shape[1] == 2:
-    fig, ax = figures.figure(6, 5)
-    ax.scatter(*codes.T.numpy(), c=clusters.numpy(), cmap="tab10", s=4)
+    fig, ax = figures.figure(7, 5)
+    points = ax.scatter(*codes.T.numpy(), c=clusters.numpy(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
+    handles, names = points.legend_elements()
+    ax.legend(handles, [f"cluster {n}" for n in names], loc="center left", bbox_to_anchor=(1.01, 0.5),
+              frameon=False, fontsize=8)
     angles = np.linspace(0, 2 * np.pi, 100)
     circle = 2 * np.stack([np.cos(angles), np.sin(angles)])  # 2σ of N(0, I)
     for mean, L in zip(gmm.means.detach().numpy(), gmm.scale_tril().detach().numpy()):
         ax.plot(*(mean[:, None] + L @ circle), color="black", lw=1)
-    ax.set(xlabel="z₁", ylabel="z₂", title=f"VAE codes and a {args.components}-component GMM (2σ ellipses)")
+    ax.set(xlabel="E_q[z₁ | x]", ylabel="E_q[z₂ | x]",
+           title=f"VAE codes and a {args.components}-component GMM (2σ ellipses)")
+    fig.tight_layout()
     print("wrote", figures.save(fig, os.path.join(args.run_dir, "latent_gmm.png")))

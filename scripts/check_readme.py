@@ -57,6 +57,23 @@ extra. A number is an integer, decimal or scientific literal with an optional si
 U+2212, counts as minus) standing on its own: in ``iwae2`` or ``z1`` the digit is part of a
 word, and ``1.9.2`` is a version, so both are compared as text.
 
+Timings: wall-clock times vary from run to run, so they are not compared (the summary counts
+them as "timings not compared"), though ``--write`` updates them like every other number. A
+timing is
+
+- a number directly followed by a unit of time as a whole word: ``12.3 s``, ``4.34 ms``,
+  ``2 min 54 s``, ``1.5 h``, ``0.23 s/epoch``, ``2 ms per step`` (units ``s``, ``ms``, ``µs``,
+  ``sec``, ``secs``, ``second(s)``, ``min``, ``mins``, ``minute(s)``, ``h``, ``hour(s)``); the
+  ``s`` of ``3 steps`` or ``5 samples`` is part of a word, so those numbers are compared;
+- in a Markdown table (lines starting with ``|``, a header row followed by a ``|---|`` row),
+  every number below the header in a column whose header cell names seconds or time as a
+  word: ``s``, ``(s)``, ``s/epoch``, ``s / epoch (median)``, ``fit (s)``, ``ms``, ``sec``,
+  ``seconds``, ``time``;
+- a date, ``2026-11-22``: when the run happened.
+
+A file region that is not a code block keeps the blank lines at its top and bottom (Markdown
+needs them around a table); ``--write`` replaces only the lines in between.
+
 Running: each command runs with ``bash -c`` in the repository root (the folder above
 scripts/, or ``--root``), with ``.venv/bin`` first on PATH and VIRTUAL_ENV set, as after
 ``source .venv/bin/activate`` (the first README command, ``make demo``, creates .venv);
@@ -94,6 +111,13 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PROGRESS_MARKS = ("%|", "it/s]", "it/s,", "s/it]", "s/it,", "step/s]", "step/s,", "s/step]", "s/step,")
 FENCE = re.compile(r"^( *)(`{3,}|~{3,})")
 COMMENT = re.compile(r"^\s*<!--\s*check-readme:(.*?)-->\s*$", re.S)
+# A unit of time right after a number, as a whole word: "12.3 s", "0.23 s/epoch", not the s of "3 steps".
+TIME_UNIT = re.compile(r"\s*(?:s|ms|µs|secs?|seconds?|mins?|minutes?|h|hours?)(?![\w'’])")
+# A table header cell naming seconds or time: "s / epoch (median)", "fit (s)", "ms", "time"; not "guide's".
+TIME_HEADER = re.compile(r"(?<![\w'’])(?:s|ms|µs|secs?|seconds?|time)(?![\w'’])", re.I)
+DATE = re.compile(r"(?<![\w.])\d{4}-\d{2}-\d{2}(?!\w|\.\d)")
+PIPE = re.compile(r"(?<!\\)\|")  # a cell border; \| inside a cell is a literal pipe
+SEPARATOR_CELL = re.compile(r"^\s*:?-+:?\s*$")
 
 
 class ReadmeError(Exception):
@@ -154,7 +178,7 @@ class Readme:
 
 @dataclass
 class Finding:
-    kind: str        # "number", "text" or "note" (a note is not counted)
+    kind: str        # "number", "text", "note" (not counted) or "timing" (not compared, counted apart)
     line: int | None
     message: str
 
@@ -312,12 +336,15 @@ def parse_region(lines: list[str], start: int, words: list[str]):
 
 
 def fenced_inside(lines: list[str], start: int, end: int):
-    """The region's lines, or the inside of the one code block they form."""
+    """The region's lines without the blank lines at its top and bottom, or the inside of the one
+    code block they form."""
     filled = [j for j in range(start, end) if lines[j].strip()]
     if len(filled) >= 2:
         fence = FENCE.match(lines[filled[0]])
         if fence and is_closing(lines[filled[-1]], fence.group(2)):
             return filled[0] + 1, filled[-1], fence.group(1)
+    if filled:
+        return filled[0], filled[-1] + 1, ""
     return start, end, ""
 
 
@@ -327,6 +354,39 @@ def fenced_inside(lines: list[str], start: int, end: int):
 def numbers(line: str) -> tuple[str, list[str]]:
     """The line with every number replaced by a placeholder, and the numbers as printed."""
     return NUMBER.sub(PLACEHOLDER, line), NUMBER.findall(line)
+
+
+def is_table_row(line: str) -> bool:
+    return line.lstrip().startswith("|")
+
+
+def is_separator(line: str) -> bool:
+    """A Markdown table's |---|:--:| row."""
+    cells = PIPE.split(line.strip())
+    cells = cells[1:-1] if cells[-1].strip() == "" else cells[1:]
+    return is_table_row(line) and bool(cells) and all(SEPARATOR_CELL.match(cell) for cell in cells)
+
+
+def timings(lines: list[str]) -> list[set[int]]:
+    """For each line, the positions (in the order of `numbers`) of its numbers that are timings:
+    followed by a unit of time, in a table column whose header names seconds or time, or in a date."""
+    found: list[set[int]] = []
+    columns: set[int] = set()  # timing columns of the table the line is in
+    for n, line in enumerate(lines):
+        header = is_table_row(line) and n + 1 < len(lines) and is_separator(lines[n + 1])
+        if header:
+            columns = {k for k, cell in enumerate(PIPE.split(line)) if TIME_HEADER.search(cell)}
+        elif not is_table_row(line):
+            columns = set()
+        dates = [m.span() for m in DATE.finditer(line)]
+        marked = set()
+        for k, match in enumerate(NUMBER.finditer(line)):
+            in_column = not header and len(PIPE.findall(line, 0, match.start())) in columns
+            in_date = any(a <= match.start() and match.end() <= b for a, b in dates)
+            if in_column or in_date or TIME_UNIT.match(line, match.end()):
+                marked.add(k)
+        found.append(marked)
+    return found
 
 
 def is_progress(fragment: str) -> bool:
@@ -390,13 +450,14 @@ def compare(expected: list[tuple[int, str]], actual: list[str], options: Options
         findings.append(Finding("note", line, f"expected {len(expected)} lines of output, got {len(actual)}"))
     exp = [numbers(text) for _, text in expected]
     got = [numbers(text) for text in actual]
+    exp_times, got_times = timings([text for _, text in expected]), timings(actual)
     matcher = difflib.SequenceMatcher(None, [t for t, _ in exp], [t for t, _ in got], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         for k in range(max(i2 - i1, j2 - j1)):
             i, j = i1 + k, j1 + k
             where = expected[min(i, i2 - 1)][0] if i2 > i1 else (expected[i1 - 1][0] if i1 else line)
             if op == "equal":
-                findings += moved_numbers(exp[i][1], got[j][1], actual[j], options, where)
+                findings += moved_numbers(exp[i][1], got[j][1], actual[j], options, where, exp_times[i] | got_times[j])
             elif i < i2 and j < j2:
                 findings.append(Finding("text", where, f'text changed: expected "{expected[i][1]}" got "{actual[j]}"'))
             elif i < i2:
@@ -406,9 +467,17 @@ def compare(expected: list[tuple[int, str]], actual: list[str], options: Options
     return findings
 
 
-def moved_numbers(expected: list[str], got: list[str], text: str, options: Options, line: int) -> list[Finding]:
-    return [Finding("number", line, f"number moved: expected {e} got {g} (tolerance {tolerance_text(options)}): {text}")
-            for e, g in zip(expected, got) if not within(e, g, options)]
+def moved_numbers(expected: list[str], got: list[str], text: str, options: Options, line: int,
+                  times: set[int] = frozenset()) -> list[Finding]:
+    """A "number" finding for each pair outside the tolerance, a "timing" one for each timing (not compared)."""
+    findings = []
+    for k, (e, g) in enumerate(zip(expected, got)):
+        if k in times:
+            findings.append(Finding("timing", line, f"timing not compared: expected {e} got {g}: {text}"))
+        elif not within(e, g, options):
+            findings.append(Finding("number", line, f"number moved: expected {e} got {g} "
+                                                    f"(tolerance {tolerance_text(options)}): {text}"))
+    return findings
 
 
 # ---------------------------------------------------------------- running
@@ -574,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = command_env(args.root)
     edits: list[tuple[int, int, list[str]]] = []
-    moved = changed = ran = skipped = timed_out = missing = 0
+    moved = changed = ran = skipped = timed_out = missing = untimed = 0
     for n, (command, compared) in enumerate(todo, 1):
         if command.options.skip is not None:
             skipped += 1
@@ -596,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         findings = compare(expected, output_lines(result.output), command.options, command.line)
         moved += sum(f.kind == "number" for f in findings)
         changed += sum(f.kind == "text" for f in findings)
+        untimed += sum(f.kind == "timing" for f in findings)
+        findings = [f for f in findings if f.kind != "timing"]
         if findings:
             report(f"{name}:{command.line}: $ {command.text}", findings, name)
         edits.append((command.out_start, command.out_end,
@@ -614,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         findings = compare(expected, [part for line in content for part in fragments(line)], region.options, region.line)
         moved += sum(f.kind == "number" for f in findings)
         changed += sum(f.kind == "text" for f in findings)
+        untimed += sum(f.kind == "timing" for f in findings)
+        findings = [f for f in findings if f.kind != "timing"]
         if findings:
             report(header, findings, name)
         edits.append((region.start, region.end, [region.indent + line if line else "" for line in content]))
@@ -623,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_readme: rewrote {name}", file=sys.stderr)
     failures = [f"{missing} files missing"] * bool(missing) + [f"{timed_out} timed out"] * bool(timed_out)
     print(f"check_readme: {ran} commands run, {skipped} skipped, {len(doc.regions)} file regions; "
-          f"{moved} numbers moved, {changed} text changes" + "".join(f"; {f}" for f in failures))
+          f"{moved} numbers moved, {changed} text changes" + f", {untimed} timings not compared" * bool(untimed)
+          + "".join(f"; {f}" for f in failures))
     return 1 if moved or changed or missing or timed_out else 0
 
 

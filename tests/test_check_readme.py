@@ -94,6 +94,21 @@ def test_parse_file_region():
     assert doc.lines[region.line - 1].startswith("<!-- check-readme: file")
 
 
+def test_file_region_keeps_its_blank_lines_at_top_and_bottom():
+    doc = cr.parse(md("""
+        <!-- check-readme: file runs/t.md -->
+
+        | a | 1.5 |
+
+        | b | 2 |
+
+        <!-- check-readme: end -->
+        """))
+    (region,) = doc.regions
+    assert doc.lines[region.start:region.end] == ["| a | 1.5 |", "", "| b | 2 |"]
+    assert (region.start, region.end) == (2, 5)
+
+
 def test_parse_file_region_quoting_a_code_block_compares_its_inside():
     doc = cr.parse(md("""
         <!-- check-readme: file runs/eval.json -->
@@ -167,7 +182,7 @@ def check(expected, actual, tol="0", rtol="0"):
 
 def test_numbers_within_tolerance_pass():
     assert check(["test ELBO -23.84 ± 0.21"], ["test ELBO -23.89 ± 0.19"], tol="0.05") == []
-    assert check(["time 100.0 s"], ["time 100.9 s"], rtol="0.01") == []
+    assert check(["nll 100.0 nats"], ["nll 100.9 nats"], rtol="0.01") == []  # 100.0 s would be a timing
     assert check(["a 10 b 0.001"], ["a 10.5 b 0.0011"], tol="0.0001", rtol="0.05") == []  # either suffices
 
 
@@ -175,7 +190,7 @@ def test_numbers_outside_tolerance_are_reported_with_the_line():
     (f,) = check(["test ELBO -23.84 ± 0.21"], ["test ELBO -23.90 ± 0.21"], tol="0.05")
     assert f.kind == "number" and f.line == 10
     assert f.message == "number moved: expected -23.84 got -23.90 (tolerance 0.05): test ELBO -23.90 ± 0.21"
-    (f,) = check(["time 100.0 s"], ["time 101.1 s"], rtol="0.01")
+    (f,) = check(["nll 100.0 nats"], ["nll 101.1 nats"], rtol="0.01")
     assert "tolerance rtol 0.01" in f.message
 
 
@@ -183,6 +198,58 @@ def test_tolerance_zero_means_as_printed():
     assert check(["nll 23.50"], ["nll 23.50"]) == []
     assert [f.kind for f in check(["nll 23.50"], ["nll 23.5"])] == ["number"]
     assert [f.kind for f in check(["nll 23.50"], ["nll 23.51"])] == ["number"]
+
+
+@pytest.mark.parametrize("line, marked", [
+    ("trained in 0.3 s, 12.3 s in all", {0, 1}),
+    ("4.34 ms per step, 2 ms", {0, 1}),
+    ("took 2 min 54 s", {0, 1}),
+    ("1.5 h on a GPU", {0}),
+    ("0.23 s/epoch (median)", {0}),
+    ("5 sec, 10 seconds, 1 second, 3 minutes", {0, 1, 2, 3}),
+    ("after 3 steps with 5 samples, 2 sigma", set()),  # the unit must be a whole word
+    ("step 224 (14 epochs and 14 steps done)", set()),
+    ("2 mins 3 hours; 20 minimum", {0, 1}),
+    ("K = 1000 s. then", {0}),
+    ("(2026-11-22, CPU, 2 cores)", {0, 1, 2}),  # a date is when the run happened
+    ("version 1.9.2, 12 h", {0}),
+])
+def test_timings_by_unit(line, marked):
+    assert cr.timings([line]) == [marked]
+
+
+TABLE = [
+    "caption with 3 s in it",
+    "| guide | test NLL | s / epoch (median) | fit (s) | epochs | s/epoch | seconds | ms | time | guide's SNR |",
+    "| --- | ---: | ---: | ---: | ---: |---|---|---|:--:|---|",
+    "| a | 23.50 ± 0.21 | 0.04 | 6.2 | 100 | 0.23 | 7 | 12 | 3.5 | 1.88 |",
+    "| b \\| c 2 | 23.66 | 0.06 | 4.3 | 71 | 0.31 | 8 | 13 | 4 | 0.17 |",
+    "not in the table 0.04 after it",
+    "| log p(x) | L[q*] |",
+    "| ---: | ---: |",
+    "| -23.50 | -23.67 |",
+]
+
+
+def test_timings_in_table_columns_whose_header_names_seconds_or_time():
+    assert cr.timings(TABLE) == [
+        {0},                     # a unit, outside any table
+        set(),                   # the header row itself is text
+        set(),
+        {2, 3, 5, 6, 7, 8},      # 0.04, 6.2, 0.23, 7, 12, 3.5; not 23.50, 0.21, 100, 1.88
+        {2, 3, 5, 6, 7, 8},      # the escaped pipe is inside a cell: its 2 is in the guide column
+        set(),                   # a line that is not a table row ends the table
+        set(), set(), set(),     # a table without a time column
+    ]
+
+
+def test_timings_are_not_compared_but_reported_apart():
+    findings = check(["trained in 0.3 s after 3 steps", "| k | s |", "|---|---|", "| 1 | 0.04 |"],
+                     ["trained in 0.5 s after 4 steps", "| k | s |", "|---|---|", "| 2 | 0.07 |"])
+    assert [f.kind for f in findings] == ["timing", "number", "number", "timing"]
+    assert findings[0].message == "timing not compared: expected 0.3 got 0.5: trained in 0.5 s after 4 steps"
+    assert "expected 3 got 4" in findings[1].message and "expected 1 got 2" in findings[2].message
+    assert [f.kind for f in check(["took 1 min 2 s"], ["took 1 min 2 s"])] == ["timing", "timing"]  # equal or not
 
 
 def test_text_changes_missing_and_extra_lines():
@@ -305,6 +372,53 @@ def test_write_rewrites_quoted_output_and_keeps_every_other_line(tmp_path):
     again = run_script(repo, "--clean")  # runs/ now holds the first run's file
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.strip().endswith("0 numbers moved, 0 text changes")
+
+
+TIMING_README = md("""
+    FENCE
+    $ echo "trained in 0.3 s after 3 steps"; printf '| run | fit (s) |\\n|---|---:|\\n| a | 1.5 |\\n'
+    trained in 9.9 s after 3 steps
+    | run | fit (s) |
+    |---|---:|
+    | a | 7.25 |
+    FENCE
+    """)
+
+
+def test_timings_pass_are_counted_and_written(tmp_path):
+    repo = make_repo(tmp_path / "repo", TIMING_README)
+    done = run_script(repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "check_readme: 1 commands run, 0 skipped, 0 file regions; "
+        "0 numbers moved, 0 text changes, 2 timings not compared")
+    assert (repo / "README.md").read_text() == TIMING_README
+    done = run_script(repo, "--write")
+    assert done.returncode == 0
+    assert (repo / "README.md").read_text() == TIMING_README.replace("9.9 s", "0.3 s").replace("7.25", "1.5")
+    (repo / "README.md").write_text(TIMING_README.replace("3 steps\n", "4 steps\n"))
+    done = run_script(repo)  # the s of steps is no unit: 3 steps against 4 moved
+    assert done.returncode == 1 and "number moved: expected 4 got 3" in done.stdout
+
+
+def test_write_keeps_the_blank_lines_around_a_region(tmp_path):
+    readme = md("""
+        FENCE
+        $ mkdir -p runs && printf 'caption 1\\n\\n| a | 2 |\\n' > runs/t.md
+        FENCE
+
+        <!-- check-readme: file runs/t.md -->
+
+        caption 1
+
+        | a | 3 |
+
+        <!-- check-readme: end -->
+        """)
+    repo = make_repo(tmp_path / "repo", readme)
+    done = run_script(repo, "--write")
+    assert done.returncode == 1 and "number moved: expected 3 got 2" in done.stdout
+    assert (repo / "README.md").read_text() == readme.replace("| a | 3 |", "| a | 2 |")
 
 
 def test_text_change_and_line_count_are_reported(tmp_path):

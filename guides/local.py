@@ -6,7 +6,7 @@ L(θ, q_i) = E_{q_i}[log p_θ(x_i | z)] − KL(q_i ‖ p(z)), so the best q_i fo
 the tightest bound a diagonal Gaussian can give — the reference that measures the
 amortization gap of an encoder (Cremer, Li & Duvenaud 2018).
 
-Gradients reach the table as sparse rows, and ``ppl_vae.train`` steps such a parameter with
+Gradients reach the table as sparse rows, and ``ppl_vae.inference.trainer`` steps such a parameter with
 ``torch.optim.SparseAdam``: a step moves the rows of the batch it saw and no other (dense
 Adam would keep moving every row already visited by its momentum).
 
@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppl_vae.errors import UsageError
-from ppl_vae.evaluate import chunk_sizes
-from ppl_vae.weights import log_weights
+from ppl_vae.evaluation.evaluate import chunk_sizes
+from ppl_vae.inference.weights import log_weights
 
 from .gaussian import _MIN_SCALE
 
@@ -89,7 +89,7 @@ class LocalGaussian(nn.Module):
     def test_bound(self, objective, model, x: torch.Tensor, refine_particles: int = 1) -> torch.Tensor:
         """``objective``'s bound per point of ``x`` [N], each under its own q refitted from the prior.
 
-        ``x`` is split in the chunks ``objective.test_bound`` uses (``ppl_vae.evaluate``), and
+        ``x`` is split in the chunks ``objective.test_bound`` uses (``ppl_vae.evaluation.evaluate``), and
         each chunk gets a fresh table, refined with θ fixed (one particle per step: this runs
         every epoch), as the guide of its points.
         """

@@ -5,11 +5,11 @@ model/guide pair, ``evaluate`` for the test ELBO and importance-sampled NLL; the
 command line is a thin layer on them.
 """
 
-from . import data
-from .data import Dataset
-from .errors import UsageError
-from .evaluate import evaluate
-from .train import fit
+from ppl_vae import data
+from ppl_vae.data import Dataset
+from ppl_vae.errors import UsageError
+from ppl_vae.evaluation.evaluate import evaluate
+from ppl_vae.inference.trainer import fit
 
 __all__ = ["Dataset", "UsageError", "data", "evaluate", "fit"]
 __version__ = "0.1.0"

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UsageError
+from ppl_vae.errors import UsageError
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist")
 BINARIZE = ("dynamic", "static", "none")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UsageError
+from ppl_vae.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
 

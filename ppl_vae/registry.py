@@ -25,11 +25,11 @@ from ppl_vae.models.ppca import PPCA
 from ppl_vae.models.two_layer import TwoLayerVAE
 from ppl_vae.models.vae import LIKELIHOODS, VAE
 
-from . import data as datasets
-from . import objectives
-from .data import Dataset
-from .errors import UsageError
-from .weights import iwae_bound
+from ppl_vae import data as datasets
+from ppl_vae.inference import objectives
+from ppl_vae.data import Dataset
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.weights import iwae_bound
 
 # Network shapes: the default is sized for the 8×8 digits; `iwae` is the one-stochastic-layer
 # 784-200-200-50 tanh architecture of Burda et al. 2016, `iwae2` their two-stochastic-layer one
@@ -182,7 +182,7 @@ MODEL_DEFAULTS = {
     "gmm": {"guide": "empty", "objective": "enum", "binarize": "none"},
 }
 # How a model can be fit: `svi` is `fit`; `closed-form` and `em` are the model's own
-# maximum-likelihood fits (ppl_vae/em.py). Models not listed train by SVI only.
+# maximum-likelihood fits (ppl_vae/classical/em.py). Models not listed train by SVI only.
 METHODS = ("closed-form", "em", "svi")
 FIT_METHODS = {"ppca": ("closed-form", "em", "svi"), "gmm": ("em", "svi")}
 

@@ -3,7 +3,7 @@
 Every variant trains the same networks (built by the registry from the same seed) on the
 same mini-batches with Adam at the same learning rate:
 
-- one SVI step of each objective in :data:`ppl_vae.objectives.OBJECTIVES` with K particles
+- one SVI step of each objective in :data:`ppl_vae.inference.objectives.OBJECTIVES` with K particles
   per data point, reported as ms/step and as a multiple of ``elbo``'s;
 - the ``iwae`` SVI step for K = 1, 5, 50, against ``torch-iwae``, the same IWAE step written
   by hand in PyTorch (z = μ + σ ε for all K at once, log-sum-exp over particles per data
@@ -32,7 +32,8 @@ from pyro.infer import SVI
 
 from bench_train import cpu_name, setup, time_interleaved
 from ppl_vae import data as datasets
-from ppl_vae import objectives, registry
+from ppl_vae import registry
+from ppl_vae.inference import objectives
 
 IWAE_K = (1, 5, 50)
 

@@ -36,8 +36,8 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from ppl_vae import data as datasets
 from ppl_vae import registry
 from ppl_vae.device import resolve_device
-from ppl_vae.guard import GuardedSVI
-from ppl_vae.train import adam
+from ppl_vae.inference.guard import GuardedSVI
+from ppl_vae.inference.trainer import adam
 
 
 def parse_args():

@@ -45,7 +45,7 @@ EXIT = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 143, signal.SIGINT: 130
 def child(heartbeat: str, argv: list[str]) -> int:
     """``ppl-vae argv``, appending each finished step's number to ``heartbeat``."""
     from ppl_vae.cli import main
-    from ppl_vae.train import Trainer
+    from ppl_vae.inference.trainer import Trainer
 
     fd = os.open(heartbeat, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     train_step = Trainer.train_step
@@ -89,8 +89,8 @@ def run_to_end(run: Path, heartbeat: Path, log: Path) -> tuple[int, float]:
 
 
 def final_state(run: Path):
-    from ppl_vae import checkpoint
-    from ppl_vae.rundir import read_jsonl
+    from ppl_vae.io import checkpoint
+    from ppl_vae.io.rundir import read_jsonl
 
     params = checkpoint.load(run / "checkpoint.pt")["params"]
     metrics = [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(run / "metrics.jsonl")]
@@ -105,9 +105,9 @@ def gaps(rows: list[dict], epochs: int) -> int:
 
 def trial(number: int, rng: random.Random, folder: Path, step_seconds: float, kills: int) -> dict:
     """Train, signalling the run ``kills`` times, each at a random step plus a random fraction of a step."""
-    from ppl_vae import checkpoint
+    from ppl_vae.io import checkpoint
     from ppl_vae.errors import UsageError
-    from ppl_vae.rundir import read_jsonl
+    from ppl_vae.io.rundir import read_jsonl
 
     run, heartbeat, log = folder / "run", folder / "heartbeat", folder / "log.txt"
     interval = rng.choice(INTERVALS)

@@ -3,7 +3,7 @@
 Trains the same VAE (same data, seed, networks and optimizer) with the diagonal Gaussian,
 full-covariance, planar-flow and IAF guides by the ELBO, then reports for each the test
 ELBO and the importance-sampled test NLL (K particles from its own guide), and for the
-diagonal encoder the approximation and amortization gaps (``ppl_vae/gaps.py``, Cremer et
+diagonal encoder the approximation and amortization gaps (``ppl_vae/evaluation/gaps.py``, Cremer et
 al. 2018). Writes OUT/guide_table.md and OUT/guide_table.json and prints the table.
 
     python scripts/guide_table.py --out runs/guide_table                       # digits, 100 epochs
@@ -24,9 +24,9 @@ import sys
 import pyro
 
 from ppl_vae.cli import main as ppl_vae
-from ppl_vae.evaluate import mean_and_se, per_point
-from ppl_vae.gaps import gaps
-from ppl_vae.rundir import load_run, read_jsonl, write_json
+from ppl_vae.evaluation.evaluate import mean_and_se, per_point
+from ppl_vae.evaluation.gaps import gaps
+from ppl_vae.io.rundir import load_run, read_jsonl, write_json
 from ppl_vae.text import count
 
 GUIDES = ("gaussian", "full-cov", "planar", "iaf")

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from conftest import one_line_error, run_cli
-from ppl_vae import checkpoint, objectives, registry
+from ppl_vae import registry
+from ppl_vae.io import checkpoint
+from ppl_vae.inference import objectives
 from ppl_vae.errors import UsageError
 
 CHOICE = r"invalid choice: '{}' \(choose from '?{}"

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import run_cli
-from ppl_vae import baselines, data
-from ppl_vae.rundir import read_config, read_jsonl
+from ppl_vae import data
+from ppl_vae.classical import baselines
+from ppl_vae.io.rundir import read_config, read_jsonl
 from conftest import one_line_error
 
 

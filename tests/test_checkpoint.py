@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from ppl_vae import checkpoint
+from ppl_vae.io import checkpoint
 from ppl_vae.errors import UsageError
 
 

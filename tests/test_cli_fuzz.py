@@ -12,7 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ppl_vae import data, objectives, registry
+from ppl_vae import data, registry
+
+from ppl_vae.inference import objectives
 from ppl_vae.cli import main
 from ppl_vae.device import DEVICES
 from ppl_vae.models.mlp import ACTIVATIONS

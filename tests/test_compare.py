@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from ppl_vae.compare import COLUMNS
+from ppl_vae.evaluation.compare import COLUMNS
 from conftest import one_line_error
 
 TINY = ["--epochs", "2", "--hidden", "16", "--latent-dim", "2", "--particles", "3", "--eval-particles", "20",

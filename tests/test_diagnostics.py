@@ -6,8 +6,8 @@ import pyro
 import torch
 
 from conftest import exact_guide, small_ppca
-from ppl_vae.diagnostics import gradient_stats, summarize
-from ppl_vae.objectives import make
+from ppl_vae.inference.diagnostics import gradient_stats, summarize
+from ppl_vae.inference.objectives import make
 from test_objectives import exact_elbo, flat, setup
 
 

@@ -16,9 +16,11 @@ from conftest import run_cli
 from ppl_vae.guides.empty import Empty
 from ppl_vae.models.gmm import GMM, fit_codes
 from ppl_vae import data as datasets
-from ppl_vae import checkpoint, em, fit
-from ppl_vae.evaluate import evaluate, per_point
-from ppl_vae.rundir import load_run
+from ppl_vae import fit
+from ppl_vae.io import checkpoint
+from ppl_vae.classical import em
+from ppl_vae.evaluation.evaluate import evaluate, per_point
+from ppl_vae.io.rundir import load_run
 from conftest import one_line_error
 
 CENTRES = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], dtype=torch.float64)

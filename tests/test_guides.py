@@ -14,10 +14,10 @@ from ppl_vae.guides.flows import FlowGaussian
 from ppl_vae.guides.full_cov import FullCovGaussian
 from ppl_vae.models.mlp import encoder_body
 from ppl_vae.models.vae import VAE
-from ppl_vae.objectives import OBJECTIVES
+from ppl_vae.inference.objectives import OBJECTIVES
 from ppl_vae import fit, registry
 from ppl_vae.errors import UsageError
-from ppl_vae.weights import log_weights
+from ppl_vae.inference.weights import log_weights
 
 
 def body(x_dim=5):

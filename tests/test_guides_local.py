@@ -9,7 +9,7 @@ from ppl_vae.guides.local import LR_FACTOR, LocalGaussian
 from ppl_vae.models.vae import VAE
 from ppl_vae import Dataset
 from ppl_vae.errors import UsageError
-from ppl_vae.train import Trainer
+from ppl_vae.inference.trainer import Trainer
 
 
 def trainer(x, guide, **kw):

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from conftest import run_cli
-from ppl_vae import checkpoint, fit
-from ppl_vae.rundir import read_jsonl
-from ppl_vae.train import Trainer
+from ppl_vae import fit
+from ppl_vae.io import checkpoint
+from ppl_vae.io.rundir import read_jsonl
+from ppl_vae.inference.trainer import Trainer
 from test_train import pair
 
 ARGS = ["--epochs", "2", "--batch-size", "20", "--hidden", "16", "--latent-dim", "2", "--checkpoint-every", "7",

@@ -9,8 +9,8 @@ from conftest import run_cli
 from ppl_vae.models.conv_vae import ConvEncoder, ConvVAE
 from ppl_vae.models.vae import VAE
 from ppl_vae import data, fit, registry
-from ppl_vae.evaluate import bound
-from ppl_vae.weights import elbo_bound
+from ppl_vae.evaluation.evaluate import bound
+from ppl_vae.inference.weights import elbo_bound
 
 
 def bounds_before_and_after(config, dataset, epochs):

@@ -10,10 +10,12 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from conftest import run_cli
-from ppl_vae import checkpoint, fit, objectives
-from ppl_vae.rundir import read_jsonl
-from ppl_vae.guard import GuardedSVI, NonFinite
-from ppl_vae.train import Diverged
+from ppl_vae import fit
+from ppl_vae.io import checkpoint
+from ppl_vae.inference import objectives
+from ppl_vae.io.rundir import read_jsonl
+from ppl_vae.inference.guard import GuardedSVI, NonFinite
+from ppl_vae.inference.trainer import Diverged
 from test_train import pair
 
 

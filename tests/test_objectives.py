@@ -14,9 +14,9 @@ import torch
 
 from conftest import exact_guide, small_ppca
 from ppl_vae.guides.linear import LinearGaussian
-from ppl_vae.objectives import make
-from ppl_vae.objectives.renyi import renyi_bound
-from ppl_vae.weights import iwae_bound
+from ppl_vae.inference.objectives import make
+from ppl_vae.inference.objectives.renyi import renyi_bound
+from ppl_vae.inference.weights import iwae_bound
 
 ALL = ["elbo", "elbo-analytic", "score", "score-avg", "score-nn", "iwae", "renyi", "rws", "stl", "dreg"]
 K = 10  # particles per data point in the tests
@@ -187,7 +187,7 @@ def test_score_function_is_noisier_than_reparameterized_and_baselines_reduce_it(
     import pyro.optim
     from pyro.infer import SVI
 
-    from ppl_vae.objectives.score import BASELINE
+    from ppl_vae.inference.objectives.score import BASELINE
 
     ppca, guide, x = setup()
     reparam = guide_variance(make("elbo"), ppca, guide, x)

@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import small_ppca
 from ppl_vae.errors import UsageError
-from ppl_vae.objectives import make
+from ppl_vae.inference.objectives import make
 from test_objectives import log_w_plain, mean_se, setup
 
 
@@ -168,7 +168,8 @@ def test_score_function_baselines_resume_bit_identically(name, digits, tmp_path)
     """The running average and the baseline network live in the param store and the checkpoint."""
     from ppl_vae.guides.gaussian import DiagonalGaussian
     from ppl_vae.models.vae import VAE
-    from ppl_vae import checkpoint, fit
+    from ppl_vae import fit
+    from ppl_vae.io import checkpoint
 
     def pair():
         torch.manual_seed(0)

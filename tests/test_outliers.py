@@ -11,9 +11,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from conftest import run_cli
-from ppl_vae import latents, outliers
+from ppl_vae.evaluation import latents
+from ppl_vae.evaluation import outliers
 from ppl_vae.errors import UsageError
-from ppl_vae.rundir import load_run
+from ppl_vae.io.rundir import load_run
 
 
 @pytest.mark.parametrize("seed", range(4))

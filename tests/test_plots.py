@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from conftest import run_cli, train_tiny_run
-from ppl_vae import figures, latents, plots
+from ppl_vae.viz import figures
+from ppl_vae.evaluation import latents
+from ppl_vae.viz import plots
 from ppl_vae.errors import UsageError
-from ppl_vae.rundir import load_run
+from ppl_vae.io.rundir import load_run
 
 
 def assert_png(path, name):

@@ -11,9 +11,10 @@ import torch
 from conftest import run_cli
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.models.ppca import PPCA
-from ppl_vae import em, fit
-from ppl_vae.evaluate import evaluate, per_point
-from ppl_vae.rundir import load_run
+from ppl_vae import fit
+from ppl_vae.classical import em
+from ppl_vae.evaluation.evaluate import evaluate, per_point
+from ppl_vae.io.rundir import load_run
 from conftest import one_line_error
 
 D, Q = 6, 2

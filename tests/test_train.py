@@ -8,10 +8,11 @@ import torch
 
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.models.vae import VAE
-from ppl_vae import checkpoint, fit
+from ppl_vae import fit
+from ppl_vae.io import checkpoint
 from ppl_vae.errors import UsageError
-from ppl_vae.rundir import read_jsonl
-from ppl_vae.train import lr_at
+from ppl_vae.io.rundir import read_jsonl
+from ppl_vae.inference.trainer import lr_at
 
 
 def pair(ds, seed=0):
@@ -122,7 +123,7 @@ def test_lr_schedule_reaches_the_optimizer(digits):
 def test_jit_elbo_estimates_the_same_loss(digits):
     """--jit compiles the same estimator: after the first call (which traces), the same random
     draws give the same loss as the plain ELBO, up to float rounding; and it trains through fit."""
-    from ppl_vae import objectives
+    from ppl_vae.inference import objectives
 
     model, guide = pair(digits)
     x = digits.x_test[:50]

@@ -5,8 +5,9 @@ import torch
 
 from ppl_vae.guides.local import LocalGaussian
 from ppl_vae.models.vae import VAE
-from ppl_vae import Dataset, checkpoint, fit
-from ppl_vae.vem import VEMTrainer
+from ppl_vae import Dataset, fit
+from ppl_vae.io import checkpoint
+from ppl_vae.inference.vem import VEMTrainer
 
 
 def pair(x_dim=64, n=1500, seed=0):

@@ -7,8 +7,8 @@ import torch
 
 from conftest import exact_guide, small_ppca
 from ppl_vae.guides.linear import LinearGaussian
-from ppl_vae.evaluate import MAX_ELEMENTS, chunk_sizes, evaluate, per_point
-from ppl_vae.weights import elbo_bound, iwae_bound, log_weights
+from ppl_vae.evaluation.evaluate import MAX_ELEMENTS, chunk_sizes, evaluate, per_point
+from ppl_vae.inference.weights import elbo_bound, iwae_bound, log_weights
 
 
 def perturbed_guide(ppca, shift=0.5, scale=1.6):
@@ -63,12 +63,16 @@ def test_evaluate_is_exact_with_the_exact_posterior_and_chunked():
     ppca = small_ppca()
     x = ppca.marginal().sample((13,))
     # 35 elements: chunks of 7 particles over single points, so both loops run several times
-    result = evaluate(ppca, exact_guide(ppca), x, particles=30, max_elements=35)
+    # a plain function, not the module with its closed form, so that importance sampling runs
+    result = evaluate(lambda x: ppca.model(x), exact_guide(ppca), x, particles=30, max_elements=35)
+    assert result["estimate"] == "importance-sampled"
     exact = ppca.log_marginal(x).detach()
     assert result["test_nll"] == pytest.approx(-exact.mean().item(), abs=1e-9)
     assert result["test_elbo"] == pytest.approx(exact.mean().item(), abs=1e-9)
     assert result["test_nll_se"] == pytest.approx(exact.std().item() / math.sqrt(13), rel=1e-6)
     assert result["particles"] == 30 and result["n"] == 13
+    closed_form = evaluate(ppca, exact_guide(ppca), x, particles=30)  # the module: its exact log p(x)
+    assert closed_form["estimate"] == "exact" and closed_form["test_nll"] == pytest.approx(result["test_nll"], abs=1e-9)
 
 
 def test_is_estimate_lies_between_elbo_and_log_marginal():

@@ -4,7 +4,7 @@ Every row is a ``ppl-vae train`` command line (the flags below plus the shared d
 trained into ``OUT/runs/<row>`` and then scored on the test set:
 
 - exactly, log p(x) = ``model.log_marginal(x)``, for models that have it (PPCA, GMM);
-- by importance sampling with K particles from the guide (``ppl_vae.evaluate``) otherwise (VAE).
+- by importance sampling with K particles from the guide (``ppl_vae.evaluation.evaluate``) otherwise (VAE).
 
 Two tables, because densities of different data cannot be compared:
 
@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import pyro
 import torch
 
-from .errors import UsageError
-from .data import GREY_LEVELS
-from .device import resolve_device
-from .evaluate import evaluate, mean_and_se
-from .rundir import METRICS, load_run, read_jsonl
+from ppl_vae.errors import UsageError
+from ppl_vae.data import GREY_LEVELS
+from ppl_vae.device import resolve_device
+from ppl_vae.evaluation.evaluate import evaluate, mean_and_se
+from ppl_vae.io.rundir import METRICS, load_run, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,9 @@ def run(dataset: str = "digits", out: str = "baselines", *, data_dir: str = "dat
         components: int = 10, epochs: int = 100, particles: int = 1000, seed: int = 0, device: str = "auto",
         progress: bool = True) -> list[dict]:
     """Train and score every row of both tables; writes OUT/baselines.csv and OUT/baselines.md, returns the rows."""
-    from .cli import build_parser  # the CLI imports this module, so its parser is imported when needed
-    from .cli.options import config_from_args
-    from .cli.train import train_from_config
+    from ppl_vae.cli import build_parser  # the CLI imports this module, so its parser is imported when needed
+    from ppl_vae.cli.options import config_from_args
+    from ppl_vae.cli.train import train_from_config
 
     runs = os.path.join(out, "runs")
     if os.path.isdir(runs) and os.listdir(runs):

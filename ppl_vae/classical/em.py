@@ -17,7 +17,7 @@ importance-sampled log p(x) of ``ppl-vae evaluate`` equals the exact one.
 
 As in ``fit``, nothing is lost: EM writes its checkpoint after every iteration, so SIGKILL
 costs at most the iteration in progress; SIGINT and SIGTERM end the loop after the current
-iteration with :class:`~ppl_vae.train.Interrupted` (exit 130 / 143), and ``resume=True``
+iteration with :class:`~ppl_vae.inference.trainer.Interrupted` (exit 130 / 143), and ``resume=True``
 continues from the checkpoint.
 
 Dequantized data: EM sees one draw of the noise, the training tensor of epoch 0.
@@ -31,10 +31,10 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .errors import UsageError
-from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
-from .train import interrupted, stop_requests
+from ppl_vae.io import checkpoint
+from ppl_vae.errors import UsageError
+from ppl_vae.io.rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
+from ppl_vae.inference.trainer import interrupted, stop_requests
 
 DEFAULT_TOL = 1e-4  # nats per data point
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UsageError
-from ..train import Diverged, Interrupted
-from . import baselines, compare, evaluate, gaps, impute, outliers, plot, report, train
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.trainer import Diverged, Interrupted
+from ppl_vae.cli import baselines, compare, evaluate, gaps, impute, outliers, plot, report, train
 
 COMMANDS = (train, evaluate, compare, gaps, baselines, plot, report, outliers, impute)
 

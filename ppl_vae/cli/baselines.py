@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import baselines, data
-from . import options
+from ppl_vae import data
+
+from ppl_vae.classical import baselines
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import registry
-from ..compare import compare, parse_names
-from ..errors import UsageError
-from ..objectives import COMPARED
-from . import options
+from ppl_vae import registry
+from ppl_vae.evaluation.compare import compare, parse_names
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.objectives import COMPARED
+from ppl_vae.cli import options
 
 EPOCHS = 50  # all ten objectives at K = 50 on digits in a few minutes on two CPU cores
 

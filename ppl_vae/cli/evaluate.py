@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..evaluate import describe, evaluate
-from ..rundir import write_json
-from . import options
+from ppl_vae.evaluation.evaluate import describe, evaluate
+from ppl_vae.io.rundir import write_json
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..gaps import gaps, plot
-from ..rundir import write_json
-from . import options
+from ppl_vae.evaluation.gaps import gaps, plot
+from ppl_vae.io.rundir import write_json
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import impute, plots
-from ..rundir import write_json
-from . import options
+from ppl_vae.evaluation import impute
+
+from ppl_vae.viz import plots
+from ppl_vae.io.rundir import write_json
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

@@ -9,10 +9,14 @@ import tempfile
 
 import pyro
 
-from .. import data, em, objectives, registry
-from ..device import DEVICES
-from ..errors import UsageError
-from ..rundir import load_run
+from ppl_vae import data, registry
+
+from ppl_vae.classical import em
+
+from ppl_vae.inference import objectives
+from ppl_vae.device import DEVICES
+from ppl_vae.errors import UsageError
+from ppl_vae.io.rundir import load_run
 from ppl_vae.models.gmm import COVARIANCES
 from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.vae import LIKELIHOODS

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import outliers
-from ..rundir import write_json
-from . import options
+from ppl_vae.evaluation import outliers
+from ppl_vae.io.rundir import write_json
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

@@ -1,13 +1,13 @@
-"""``ppl-vae plot``: PNG figures of what a trained run learned (see :mod:`ppl_vae.plots`)."""
+"""``ppl-vae plot``: PNG figures of what a trained run learned (see :mod:`ppl_vae.viz.plots`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from .. import plots
-from ..errors import UsageError
-from . import options
+from ppl_vae.viz import plots
+from ppl_vae.errors import UsageError
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

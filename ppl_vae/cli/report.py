@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import report
-from . import options
+from ppl_vae.viz import report
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:

@@ -7,12 +7,16 @@ import os
 
 import pyro
 
-from .. import checkpoint, em, registry
-from ..device import resolve_device
-from ..errors import UsageError
-from ..rundir import read_config, require_run
-from ..train import fit, fit_options
-from . import options
+from ppl_vae import registry
+
+from ppl_vae.io import checkpoint
+
+from ppl_vae.classical import em
+from ppl_vae.device import resolve_device
+from ppl_vae.errors import UsageError
+from ppl_vae.io.rundir import read_config, require_run
+from ppl_vae.inference.trainer import fit, fit_options
+from ppl_vae.cli import options
 
 
 def add_parser(sub) -> None:
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 def train_from_config(config: dict, out: str, *, resume: bool = False, progress: bool = True) -> list[dict]:
     """Build data, model and guide from ``config`` and train them into ``out`` by the config's method:
-    SVI (``fit``) or the model's own closed form or EM (``ppl_vae.em.fit``)."""
+    SVI (``fit``) or the model's own closed form or EM (``ppl_vae.classical.em.fit``)."""
     registry.validate(config)
     svi = config.get("method", "svi") == "svi"
     objective = registry.build_objective(config) if svi else None

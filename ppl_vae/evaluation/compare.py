@@ -26,16 +26,20 @@ import statistics
 import pyro
 import torch
 
-from . import checkpoint, figures, registry
-from .device import resolve_device
-from .diagnostics import gradient_stats, summarize
-from .errors import UsageError
-from .evaluate import bound, evaluate, mean_and_se
-from .objectives import OBJECTIVES
-from .rundir import METRICS, write_json
-from .train import fit, fit_options
-from .text import count
-from .weights import iwae_bound
+from ppl_vae import registry
+
+from ppl_vae.io import checkpoint
+
+from ppl_vae.viz import figures
+from ppl_vae.device import resolve_device
+from ppl_vae.inference.diagnostics import gradient_stats, summarize
+from ppl_vae.errors import UsageError
+from ppl_vae.evaluation.evaluate import bound, evaluate, mean_and_se
+from ppl_vae.inference.objectives import OBJECTIVES
+from ppl_vae.io.rundir import METRICS, write_json
+from ppl_vae.inference.trainer import fit, fit_options
+from ppl_vae.text import count
+from ppl_vae.inference.weights import iwae_bound
 
 LINE_STYLES = ("-", "--", ":")
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")

@@ -30,8 +30,8 @@ from pyro import poutine
 from pyro.distributions import Delta
 from torch.distributions import Independent
 
-from .pair import as_pyro_callable, owning_module
-from .weights import log_weights
+from ppl_vae.pair import as_pyro_callable, owning_module
+from ppl_vae.inference.weights import log_weights
 
 MAX_ELEMENTS = 1 << 22  # particles × points × dims held at once: 16 MiB of float32 per tensor
 

@@ -30,9 +30,9 @@ import torch
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.guides.local import LocalGaussian
 
-from . import figures
-from .errors import UsageError
-from .evaluate import chunk_sizes, mean_and_se, per_point
+from ppl_vae.viz import figures
+from ppl_vae.errors import UsageError
+from ppl_vae.evaluation.evaluate import chunk_sizes, mean_and_se, per_point
 
 
 def gaps(model, encoder, x: torch.Tensor, particles: int = 5000, *, refine_particles: int = 10, lr: float = 0.05,

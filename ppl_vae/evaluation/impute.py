@@ -27,8 +27,10 @@ from __future__ import annotations
 import torch
 from torch.distributions import Independent
 
-from . import figures, latents
-from .errors import UsageError
+from ppl_vae.viz import figures
+
+from ppl_vae.evaluation import latents
+from ppl_vae.errors import UsageError
 
 MASKS = ("top-half", "random")
 MAX_ELEMENTS = 1 << 22  # particles × points × pixels held at once

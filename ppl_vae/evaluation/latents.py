@@ -31,8 +31,8 @@ import torch
 from pyro import poutine
 from torch.distributions import Independent, kl_divergence
 
-from .errors import UsageError
-from .pair import as_pyro_callable
+from ppl_vae.errors import UsageError
+from ppl_vae.pair import as_pyro_callable
 
 SITE = "z"
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016

@@ -4,9 +4,9 @@ Two scores per image, higher meaning more unusual:
 
 - KL(q_φ(z | x) ‖ p(z)), the lecture's score: the encoder places an image like the training
   data where the prior has mass, and an unusual one far from it (analytic for a diagonal
-  Gaussian q, Monte-Carlo otherwise; see :mod:`ppl_vae.latents`);
+  Gaussian q, Monte-Carlo otherwise; see :mod:`ppl_vae.evaluation.latents`);
 - −log p̂_K(x), the importance-sampled negative log-likelihood with K particles from the
-  guide (:func:`ppl_vae.evaluate.per_point`; Burda et al. 2016).
+  guide (:func:`ppl_vae.evaluation.evaluate.per_point`; Burda et al. 2016).
 
 Each score is judged by its AUROC for telling the test set (negatives) from an
 out-of-distribution set (positives): the probability that a random outlier scores higher
@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
-from . import data as datasets
-from . import figures, latents
-from .errors import UsageError
-from .evaluate import per_point
-from .pair import as_pyro_callable
+from ppl_vae import data as datasets
+from ppl_vae.viz import figures
+from ppl_vae.evaluation import latents
+from ppl_vae.errors import UsageError
+from ppl_vae.evaluation.evaluate import per_point
+from ppl_vae.pair import as_pyro_callable
 
 OOD = ("noise", "flipped", "fashion-mnist", "mnist")
 SIZE = (10.0, 6.0)  # inches of the histogram figure; ×100 in pixels

@@ -23,9 +23,9 @@ import pyro
 import torch
 from pyro import poutine
 
-from .objectives import Objective
-from .objectives.weighted import Particles
-from .pair import as_pyro_callable
+from ppl_vae.inference.objectives import Objective
+from ppl_vae.inference.objectives.weighted import Particles
+from ppl_vae.pair import as_pyro_callable
 
 
 @dataclass
@@ -46,7 +46,7 @@ class ParamStats:
 def gradient_stats(objective, model, guide, *args, samples: int = 100, **kwargs) -> list[ParamStats]:
     """Mean and variance of ``samples`` gradient estimates of −Σ_n bound at the current parameters.
 
-    ``objective`` is an :class:`~ppl_vae.objectives.Objective` or a Pyro loss; ``args``,
+    ``objective`` is an :class:`~ppl_vae.inference.objectives.Objective` or a Pyro loss; ``args``,
     ``kwargs`` are what the model and guide take (a mini-batch ``x``, ...). One estimate is
     made and dropped first, so that parameters the loss creates lazily exist.
     """

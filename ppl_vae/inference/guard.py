@@ -2,7 +2,7 @@
 
 :class:`GuardedSVI` is ``pyro.infer.SVI`` with one difference: after ``loss_and_grads`` it
 checks the loss and every gradient, and only then lets the optimizer move the parameters.
-A fault raises :class:`NonFinite`; the trainer (:mod:`ppl_vae.train`) then rolls back to its
+A fault raises :class:`NonFinite`; the trainer (:mod:`ppl_vae.inference.trainer`) then rolls back to its
 last checkpoint with a smaller learning rate.
 """
 

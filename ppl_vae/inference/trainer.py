@@ -44,14 +44,16 @@ from pyro import poutine
 from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
-from . import checkpoint, objectives
-from .device import resolve_device
-from .data import Dataset, batches, epoch_generator, steps_per_epoch
-from .errors import UsageError
-from .guard import GuardedSVI, NonFinite, invalid_values_as_faults
-from .pair import as_pyro_callable, owning_module, with_idx
-from .rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
-from .text import count
+from ppl_vae.io import checkpoint
+
+from ppl_vae.inference import objectives
+from ppl_vae.device import resolve_device
+from ppl_vae.data import Dataset, batches, epoch_generator, steps_per_epoch
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
+from ppl_vae.pair import as_pyro_callable, owning_module, with_idx
+from ppl_vae.io.rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
+from ppl_vae.text import count
 
 
 class Diverged(Exception):
@@ -120,14 +122,14 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
     ``data``: a :class:`~ppl_vae.data.Dataset`, or a tensor [N, D] of training data.
-    ``objective``: a name from :data:`ppl_vae.objectives.OBJECTIVES` or an ``Objective``.
+    ``objective``: a name from :data:`ppl_vae.inference.objectives.OBJECTIVES` or an ``Objective``.
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``.
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
     ``checkpoint_every``: also checkpoint every N steps (default: after every epoch only).
     ``nan_retries``, ``nan_lr_factor``: how often a non-finite step may roll training back
     to the last checkpoint, and the factor applied to the learning rate each time.
     ``schedule``: ``joint`` (one SVI step on θ and φ per batch) or ``vem`` (variational EM:
-    ``e_steps`` steps on the guide, then one on the model; :mod:`ppl_vae.vem`).
+    ``e_steps`` steps on the guide, then one on the model; :mod:`ppl_vae.inference.vem`).
 
     Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
     trained parameters. Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
@@ -135,7 +137,7 @@ def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: i
     """
     trainer_class, options = Trainer, {}
     if schedule == "vem":
-        from .vem import VEMTrainer  # vem builds on this module
+        from ppl_vae.inference.vem import VEMTrainer  # vem builds on this module
 
         trainer_class, options = VEMTrainer, {"e_steps": e_steps}
     trainer = trainer_class(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,

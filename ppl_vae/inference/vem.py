@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pyro
 from pyro import poutine
-from .guard import GuardedSVI
-from .train import Trainer
+from ppl_vae.inference.guard import GuardedSVI
+from ppl_vae.inference.trainer import Trainer
 
 
 def drop_grads() -> None:
@@ -27,7 +27,7 @@ def drop_grads() -> None:
 
 
 class VEMTrainer(Trainer):
-    """:class:`~ppl_vae.train.Trainer` whose step is N E-steps and one M-step on the batch."""
+    """:class:`~ppl_vae.inference.trainer.Trainer` whose step is N E-steps and one M-step on the batch."""
 
     def __init__(self, *args, e_steps: int = 1, **kwargs):
         super().__init__(*args, **kwargs)

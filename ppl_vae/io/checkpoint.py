@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 import torch
 
-from .errors import UsageError
+from ppl_vae.errors import UsageError
 
 FORMAT = "ppl-vae-checkpoint"
 VERSION = 1

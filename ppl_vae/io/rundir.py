@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import pyro
 from torch import nn
 
-from . import checkpoint, registry
-from .data import Dataset
-from .device import resolve_device
-from .errors import UsageError
+from ppl_vae import registry
+
+from ppl_vae.io import checkpoint
+from ppl_vae.data import Dataset
+from ppl_vae.device import resolve_device
+from ppl_vae.errors import UsageError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"

@@ -1,6 +1,6 @@
 """Figures of what a trained model learned, as PNG files of fixed pixel sizes.
 
-Every figure reads the model and guide through :mod:`ppl_vae.latents` (q(z | x), p(z),
+Every figure reads the model and guide through :mod:`ppl_vae.evaluation.latents` (q(z | x), p(z),
 E[x | z]), so it works for any pair with one latent site ``z``; a pair that cannot provide
 what a figure needs makes that figure raise a one-sentence :class:`UsageError`.
 
@@ -28,9 +28,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import figures, latents
-from .errors import UsageError
-from .rundir import METRICS, read_jsonl
+from ppl_vae.viz import figures
+
+from ppl_vae.evaluation import latents
+from ppl_vae.errors import UsageError
+from ppl_vae.io.rundir import METRICS, read_jsonl
 
 LABEL_COLOURS = "tab10"
 # (width, height) in inches; PNGs are 100 × that in pixels (figures.DPI)

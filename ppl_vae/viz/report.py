@@ -2,7 +2,7 @@
 
 The page holds the training and test bounds (``metrics.jsonl``), the importance-sampled NLL
 (``eval.json``, when ``ppl-vae evaluate`` was run), the active units and KL of the latent
-space, every figure of :mod:`ppl_vae.plots` the pair can give, the outlier and imputation
+space, every figure of :mod:`ppl_vae.viz.plots` the pair can give, the outlier and imputation
 results already in the run directory (``outliers-*.json``, ``impute-*.json``), and the
 configuration. Links are relative to the run directory and point only at files that exist.
 The numbers are also written to ``report.json``.
@@ -14,10 +14,12 @@ import glob
 import json
 import os
 
-from . import latents, plots
-from .errors import UsageError
-from .rundir import METRICS, read_jsonl, write_json
-from .text import count
+from ppl_vae.evaluation import latents
+
+from ppl_vae.viz import plots
+from ppl_vae.errors import UsageError
+from ppl_vae.io.rundir import METRICS, read_jsonl, write_json
+from ppl_vae.text import count
 
 NAME = "report.md"
 

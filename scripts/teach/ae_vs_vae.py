@@ -32,7 +32,8 @@ from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.models.mlp import mlp
 from ppl_vae.models.vae import VAE
 from ppl_vae import data as datasets
-from ppl_vae import figures, latents
+from ppl_vae.viz import figures
+from ppl_vae.evaluation import latents
 
 LATENT, HIDDEN = 2, 200
 

@@ -30,7 +30,7 @@ import pyro.distributions.transforms as T
 import torch
 from torch import nn
 
-from ppl_vae import figures
+from ppl_vae.viz import figures
 
 NOISE = 0.3
 BOX = (-2.5, 2.5, -1.0, 3.0)  # z₁ from, to; z₂ from, to: the figures

@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 
-from ppl_vae import figures
+from ppl_vae.viz import figures
 
 SIGMA = 0.8
 ESTIMATORS = ("reparameterized", "score function", "score function, baseline")

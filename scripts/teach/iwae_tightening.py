@@ -14,7 +14,7 @@ mean: the best factorized (mean-field) Gaussian, whose precision is the diagonal
 bigger gap.
 
 E[L_K] is estimated from one pool of 16 K_max log weights per test point
-(``ppl_vae.weights``), averaging over the disjoint groups of K in it; the error bars are 2
+(``ppl_vae.inference.weights``), averaging over the disjoint groups of K in it; the error bars are 2
 standard errors of the mean over test images of the per-image gap log p(x) − L_K.
 
     python scripts/teach/iwae_tightening.py [--components 8] [--max-particles 256] [--out runs/teach/iwae_tightening]
@@ -31,8 +31,8 @@ import torch
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.models.ppca import PPCA
 from ppl_vae import data as datasets
-from ppl_vae import figures
-from ppl_vae.weights import log_weights
+from ppl_vae.viz import figures
+from ppl_vae.inference.weights import log_weights
 
 
 def ppca_mle(x: torch.Tensor, q: int, seed: int = 0) -> PPCA:

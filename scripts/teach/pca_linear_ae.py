@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ppl_vae import data as datasets
-from ppl_vae import figures
+from ppl_vae.viz import figures
 
 
 def principal_cosines(B: torch.Tensor, U: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Training objectives by name: each is a loss that ``pyro.infer.SVI`` accepts, plus its bound.
 
 An :class:`Objective` pairs the Pyro loss that SVI minimizes with the bound it estimates,
-written as a function of per-data-point log importance weights (see :mod:`ppl_vae.weights`),
+written as a function of per-data-point log importance weights (see :mod:`ppl_vae.inference.weights`),
 so that training curves and evaluations of every objective are reported the same way:
 as log-likelihood bounds in nats per data point. One module per estimator family.
 """
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import UsageError
-from .base import Objective
-from .analytic import elbo_analytic
-from .dreg import dreg
-from .elbo import elbo
-from .enum import enum
-from .iwae import iwae
-from .renyi import renyi
-from .rws import rws
-from .score import score, score_avg, score_nn
-from .stl import stl
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.analytic import elbo_analytic
+from ppl_vae.inference.objectives.dreg import dreg
+from ppl_vae.inference.objectives.elbo import elbo
+from ppl_vae.inference.objectives.enum import enum
+from ppl_vae.inference.objectives.iwae import iwae
+from ppl_vae.inference.objectives.renyi import renyi
+from ppl_vae.inference.objectives.rws import rws
+from ppl_vae.inference.objectives.score import score, score_avg, score_nn
+from ppl_vae.inference.objectives.stl import stl
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "elbo": elbo,

@@ -6,8 +6,8 @@ import warnings
 
 from pyro.infer import JitTraceMeanField_ELBO, TraceMeanField_ELBO
 
-from ..weights import elbo_bound
-from .base import Objective
+from ppl_vae.inference.weights import elbo_bound
+from ppl_vae.inference.objectives.base import Objective
 
 
 def elbo_analytic(particles: int = 1, jit: bool = False, **_) -> Objective:

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from ..evaluate import bound as bound_per_point
+from ppl_vae.evaluation.evaluate import bound as bound_per_point
 
 
 def same_lr(param_name: str) -> float:

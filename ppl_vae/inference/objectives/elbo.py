@@ -6,8 +6,8 @@ import warnings
 
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
-from ..weights import elbo_bound
-from .base import Objective
+from ppl_vae.inference.weights import elbo_bound
+from ppl_vae.inference.objectives.base import Objective
 
 
 def elbo(particles: int = 1, jit: bool = False, **_) -> Objective:

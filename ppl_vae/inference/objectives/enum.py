@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyro.infer import TraceEnum_ELBO
 
-from ..weights import elbo_bound
-from .base import Objective
+from ppl_vae.inference.weights import elbo_bound
+from ppl_vae.inference.objectives.base import Objective
 
 
 def enum(particles: int = 1, **_) -> Objective:
@@ -19,7 +19,7 @@ def enum(particles: int = 1, **_) -> Objective:
     and maximizing it is maximum likelihood.
 
     The test bound needs no override of :meth:`Objective.test_bound`: the log weights of
-    :mod:`ppl_vae.weights` sum the same sites out by log-sum-exp, so it is the same L per data
+    :mod:`ppl_vae.inference.weights` sum the same sites out by log-sum-exp, so it is the same L per data
     point, the exact log p(x) for the mixture.
     """
     loss = TraceEnum_ELBO(max_plate_nesting=1, num_particles=particles, vectorize_particles=particles > 1)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..weights import iwae_bound
-from .base import Objective
-from .weighted import WeightedLoss
+from ppl_vae.inference.weights import iwae_bound
+from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 class IWAELoss(WeightedLoss):

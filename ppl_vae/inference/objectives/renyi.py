@@ -7,9 +7,9 @@ from functools import partial
 
 import torch
 
-from ..errors import UsageError
-from .base import Objective
-from .weighted import WeightedLoss
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 def renyi_bound(log_w: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -25,9 +25,9 @@ from torch import nn
 
 from ppl_vae.models.mlp import mlp
 
-from ..errors import UsageError
-from ..weights import elbo_bound
-from .base import Objective
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.weights import elbo_bound
+from ppl_vae.inference.objectives.base import Objective
 
 BASELINE = "score_baseline"  # the learned baseline's name in Pyro's parameter store
 BASELINE_HIDDEN = 100  # one tanh layer, as the input-dependent baseline of Mnih & Gregor 2014

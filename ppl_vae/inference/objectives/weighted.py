@@ -5,7 +5,7 @@ and the model and guide traces give, per data point, tensors of shape [K, N]:
 
     log p_θ(x_n, z_k),   log q_φ(z_k | x_n),   log w_{k,n} = log p_θ(x_n, z_k) − log q_φ(z_k | x_n),
 
-by the same traces as :func:`ppl_vae.weights.log_weights` (discrete model sites marked for
+by the same traces as :func:`ppl_vae.inference.weights.log_weights` (discrete model sites marked for
 enumeration are summed out there too). Each objective is a bound B(log w) per data
 point (its value) and one or two surrogates whose gradients with respect to the model's
 parameters θ and the guide's parameters φ are its gradient estimator. :class:`WeightedLoss`
@@ -30,8 +30,8 @@ from pyro import poutine
 from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
-from ..errors import UsageError
-from ..weights import particle_plate, particle_traces, per_point
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.weights import particle_plate, particle_traces, per_point
 
 
 def latent_sites(trace):

@@ -21,6 +21,18 @@ from torch import nn
 
 
 class DeltaEncoder(nn.Module):
+    latent_sites = ("z",)
+    refuses = dict.fromkeys(("score", "score-avg", "score-nn", "iwae", "renyi", "rws", "stl", "dreg"),
+                            "a point mass has no density to score or to importance-weight with, so it trains only "
+                            "with elbo or elbo-analytic (reconstruction + log p(z))")
+    point_mass = True  # what trains is log p(x | f(x)) + log p(f(x)), not a bound
+
+    @classmethod
+    def from_config(cls, config, data):
+        from .features import encoder_features
+
+        return cls(*encoder_features(config, data), config.pair.latent_dim)
+
     def __init__(self, body: nn.Module, features: int, latent_dim: int):
         """``body``: the feature network h_φ(x) with ``features`` outputs."""
         super().__init__()

@@ -11,5 +11,13 @@ from torch import nn
 
 
 class Empty(nn.Module):
+    latent_sites = ()
+    refuses: dict[str, str] = {}
+    point_mass = False
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls()
+
     def guide(self, x, idx=None):
         pass

@@ -27,12 +27,29 @@ import torch
 from pyro.distributions import transforms as T
 from torch import nn
 
+from .features import NEEDS_LOG_Q_AT_ANY_Z, encoder_features
 from .gaussian import loc_and_scale
 
 FLOWS = ("planar", "iaf")
 
 
 class FlowGaussian(nn.Module):
+    latent_sites = ("z",)
+    refuses = dict.fromkeys(("elbo-analytic", *NEEDS_LOG_Q_AT_ANY_Z),
+                            "a flow has no closed-form KL and its density is known only at its own samples, from "
+                            "values cached on the forward pass (the planar map has no inverse; Pyro scores IAF "
+                            "samples from cached values, not at a given z with the parameters held fixed), so it "
+                            "trains with elbo, iwae or renyi")
+    point_mass = False
+
+    @classmethod
+    def planar(cls, config, data):
+        return cls(*encoder_features(config, data), config.pair.latent_dim, "planar", config.pair.flow_depth)
+
+    @classmethod
+    def iaf(cls, config, data):
+        return cls(*encoder_features(config, data), config.pair.latent_dim, "iaf", config.pair.flow_depth)
+
     def __init__(self, body: nn.Module, features: int, latent_dim: int, flow: str = "iaf", depth: int = 2):
         """``body``: the feature network h_φ(x) with ``features`` outputs; ``depth`` flow steps."""
         super().__init__()

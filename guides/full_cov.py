@@ -24,6 +24,16 @@ from .gaussian import loc_and_scale
 
 
 class FullCovGaussian(nn.Module):
+    latent_sites = ("z",)
+    refuses: dict[str, str] = {}
+    point_mass = False
+
+    @classmethod
+    def from_config(cls, config, data):
+        from .features import encoder_features
+
+        return cls(*encoder_features(config, data), config.pair.latent_dim)
+
     def __init__(self, body: nn.Module, features: int, latent_dim: int):
         """``body``: the feature network h_φ(x) with ``features`` outputs."""
         super().__init__()

@@ -28,6 +28,18 @@ def loc_and_scale(out: torch.Tensor):
 
 
 class DiagonalGaussian(nn.Module):
+    # What the registry's compatibility check reads (ppl_vae.registry.check):
+    latent_sites = ("z",)
+    refuses: dict[str, str] = {}  # objective -> why this guide cannot train with it
+    point_mass = False
+
+    @classmethod
+    def from_config(cls, config, data):
+        from .features import encoder_features
+
+        net, width = encoder_features(config, data)
+        return cls(data.x_dim, config.pair.latent_dim, body=net, features=width)
+
     def __init__(self, x_dim: int, latent_dim: int = 8, hidden=(200,), activation: str = "relu",
                  body: nn.Module | None = None, features: int | None = None):
         """``body``, if given, is h_φ with ``features`` outputs and replaces the MLP."""

@@ -15,6 +15,14 @@ from torch import nn
 
 
 class LinearGaussian(nn.Module):
+    latent_sites = ("z",)
+    refuses: dict[str, str] = {}
+    point_mass = False
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls(data.x_dim, config.pair.latent_dim)
+
     def __init__(self, x_dim: int, latent_dim: int, full_cov: bool = True):
         super().__init__()
         self.full_cov = full_cov

@@ -42,6 +42,14 @@ LR_FACTOR = 50.0
 
 
 class LocalGaussian(nn.Module):
+    latent_sites = ("z",)
+    refuses: dict[str, str] = {}
+    point_mass = False
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls(data.x_train.shape[0], config.pair.latent_dim)
+
     def __init__(self, n: int, latent_dim: int, loc: torch.Tensor | None = None,
                  scale: torch.Tensor | None = None):
         """A table of n rows starting at ``loc``/``scale`` [n, latent_dim] (default: N(0, I))."""

@@ -17,6 +17,17 @@ from .gaussian import DiagonalGaussian
 
 
 class TwoLayerGaussian(nn.Module):
+    latent_sites = ("z1", "z2")
+    refuses = {"elbo-analytic": "q(z2 | z1) depends on the sampled z1, so the analytic KL of a mean-field "
+                                "guide does not apply"}
+    point_mass = False
+
+    @classmethod
+    def from_config(cls, config, data):
+        from ppl_vae.models.two_layer import sizes
+
+        return cls(data.x_dim, **sizes(config))
+
     def __init__(self, x_dim: int, z1_dim: int = 100, z2_dim: int = 50, hidden=(200, 200), hidden2=(100, 100),
                  activation: str = "tanh"):
         super().__init__()

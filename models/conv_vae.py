@@ -27,6 +27,17 @@ def conv_fits(image_shape) -> bool:
     return h % 8 == 0 and w % 8 == 0
 
 
+def checked_image_shape(data):
+    """The data's image shape, if the convolutional VAE fits it; else one sentence."""
+    from ppl_vae.errors import UsageError
+
+    if not conv_fits(data.image_shape):
+        _, h, w = data.image_shape
+        raise UsageError(f"--model conv-vae needs image sides that are multiples of 8, got {h}x{w}; "
+                         f"pad the images with --pad 32.")
+    return data.image_shape
+
+
 def check_shape(image_shape) -> None:
     if not conv_fits(image_shape):
         raise ValueError(f"image sides must be multiples of 8 (pad them), got {tuple(image_shape)}")
@@ -74,6 +85,10 @@ class ConvDecoder(nn.Module):
 
 class ConvVAE(VAE):
     """:class:`VAE` with the convolutional decoder in place of the MLP."""
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls(checked_image_shape(data), config.pair.latent_dim, config.pair.likelihood)
 
     def __init__(self, image_shape, latent_dim: int = 8, likelihood: str = "bernoulli"):
         check_shape(image_shape)

@@ -34,6 +34,24 @@ COVARIANCES = ("full", "diag")
 
 
 class GMM(nn.Module):
+    latent_sites = ()  # the assignment is summed out: a guide has nothing to sample
+    enumerated = ("z",)
+    fit_methods = ("em", "svi")
+    objectives = ("enum",)
+    continuous_data = True
+    defaults = {"guide": "empty", "objective": "enum", "binarize": "none"}
+
+    @classmethod
+    def from_config(cls, config, data):
+        """A mixture started from k-means++ seeds on the training data, whatever fits it next."""
+        from ppl_vae.errors import UsageError
+
+        x, k = data.train_epoch(0), config.pair.components
+        if k > x.shape[0]:
+            raise UsageError(f"--components {k} exceeds the {x.shape[0]} training points; pass a smaller --components.")
+        model = cls(data.x_dim, k, config.pair.covariance).to(x)
+        return model.init_em(x, torch.Generator(device=x.device).manual_seed(config.training.seed))
+
     def __init__(self, x_dim: int, components: int, covariance: str = "full", reg_covar: float = 1e-6):
         super().__init__()
         if components < 1:

@@ -40,6 +40,22 @@ from torch import nn
 
 
 class PPCA(nn.Module):
+    latent_sites = ("z",)
+    enumerated = ()
+    fit_methods = ("closed-form", "em", "svi")
+    objectives = None
+    continuous_data = True
+    defaults = {"guide": "linear", "objective": "elbo", "binarize": "none"}
+
+    @classmethod
+    def from_config(cls, config, data):
+        from ppl_vae.errors import UsageError
+
+        if config.pair.latent_dim >= data.x_dim:
+            raise UsageError(f"PPCA needs --latent-dim below the data dimension {data.x_dim}, "
+                             f"got {config.pair.latent_dim}; pass a smaller --latent-dim.")
+        return cls(data.x_dim, config.pair.latent_dim)
+
     def __init__(self, x_dim: int, latent_dim: int, W=None, mu=None, sigma: float = 1.0):
         super().__init__()
         if not 1 <= latent_dim < x_dim:

@@ -18,8 +18,23 @@ from ppl_vae.guides.gaussian import DiagonalGaussian
 from .vae import VAE
 
 
+def sizes(config) -> dict:
+    """z2 is ``latent_dim``; z1 and the width of the z1–z2 networks default to 2 × latent_dim,
+    the paper's ratios (z2 = 50, z1 = 100, 100-100)."""
+    p = config.pair
+    return dict(z1_dim=p.z1_dim or 2 * p.latent_dim, z2_dim=p.latent_dim, hidden=p.hidden,
+                hidden2=p.hidden2 or [2 * p.latent_dim] * 2, activation=p.activation)
+
+
 class TwoLayerVAE(VAE):
     """A :class:`VAE` from z₁ to x under a Gaussian layer p_θ(z₁ | z₂) and the prior on z₂."""
+
+    latent_sites = ("z1", "z2")
+    defaults = {**VAE.defaults, "guide": "two-layer"}
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls(data.x_dim, likelihood=config.pair.likelihood, **sizes(config))
 
     def __init__(self, x_dim: int, z1_dim: int = 100, z2_dim: int = 50, hidden=(200, 200), hidden2=(100, 100),
                  activation: str = "tanh", likelihood: str = "bernoulli"):

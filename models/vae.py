@@ -30,6 +30,19 @@ _MIN_SCALE = 1e-3  # keeps the Gaussian density bounded on constant pixels (e.g.
 
 
 class VAE(nn.Module):
+    # What the registry's compatibility check reads (ppl_vae.registry.check):
+    latent_sites = ("z",)  # the sites a guide must sample
+    enumerated = ()  # discrete sites summed out exactly (objective enum)
+    fit_methods = ("svi",)
+    objectives = None  # None: any objective the guide supports
+    continuous_data = False  # True: a density of grey levels, so the data must not be binarized
+    defaults = {"guide": "gaussian", "objective": "elbo", "binarize": "dynamic"}
+
+    @classmethod
+    def from_config(cls, config, data):
+        p = config.pair
+        return cls(data.x_dim, p.latent_dim, p.hidden, p.activation, p.likelihood)
+
     def __init__(self, x_dim: int, latent_dim: int = 8, hidden=(200,), activation: str = "relu",
                  likelihood: str = "bernoulli"):
         super().__init__()

@@ -33,6 +33,7 @@ from pyro.infer import SVI
 from bench_train import cpu_name, setup, time_interleaved
 from ppl_vae import data as datasets
 from ppl_vae import registry
+from ppl_vae.config import PRESETS
 from ppl_vae.inference import objectives
 
 IWAE_K = (1, 5, 50)
@@ -42,7 +43,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="digits", choices=datasets.DATASETS)
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--preset", default=None, choices=list(registry.PRESETS))
+    p.add_argument("--preset", default=None, choices=list(PRESETS))
     p.add_argument("--particles", type=int, default=5, help="K for the table of all objectives")
     p.add_argument("--objectives", default=",".join(objectives.OBJECTIVES))
     p.add_argument("--batch-size", type=int, default=100)
@@ -98,10 +99,10 @@ def main():
         scaling[f"torch-iwae-{k}"] = torch_iwae_step_fn(*networks(), k, 1e-3)
     scaling_ms = {name: statistics.median(t) for name, t in time_interleaved(scaling, x, batches, args, device).items()}
 
-    shape = "-".join(map(str, [data.x_dim, *config["hidden"], config["latent_dim"]]))
+    shape = "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim]))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{cpu_name()}, {torch.get_num_threads()} threads"
-    print(f"{args.dataset}, encoder {shape} {config['activation']}, batch {args.batch_size}, device {device} ({where})")
+    print(f"{args.dataset}, encoder {shape} {config.pair.activation}, batch {args.batch_size}, device {device} ({where})")
     print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps")
     print(f"\nall objectives, K = {args.particles} particles per data point")
     print(f"{'objective':<15}{'ms/step':>10}{'× elbo':>10}")

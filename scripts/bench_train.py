@@ -35,6 +35,7 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from ppl_vae import data as datasets
 from ppl_vae import registry
+from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
 from ppl_vae.inference.guard import GuardedSVI
 from ppl_vae.inference.trainer import adam
@@ -44,7 +45,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="digits", choices=datasets.DATASETS)
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--preset", default=None, choices=list(registry.PRESETS))
+    p.add_argument("--preset", default=None, choices=list(PRESETS))
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--steps", type=int, default=50, help="steps per variant per round")
     p.add_argument("--rounds", type=int, default=10)
@@ -94,8 +95,7 @@ def setup(args):
     """(device, static-binarized data, network config, mini-batch indices) for a benchmark's ``args``."""
     device = resolve_device(args.device)
     data = datasets.load(args.dataset, data_dir=args.data_dir, binarize="static", device=device)
-    config = dict(model="vae", guide="gaussian", likelihood="bernoulli",
-                  **registry.NETWORK_DEFAULTS | registry.PRESETS.get(args.preset, {}))
+    config = registry.resolve(Config.from_dict({"binarize": "static", **({"preset": args.preset} if args.preset else {})}))
     g = torch.Generator(device=device).manual_seed(0)
     return device, data, config, datasets.batches(data.x_train.shape[0], args.batch_size, g, device=device)
 
@@ -152,10 +152,10 @@ def main():
     times = time_interleaved(variants, x, batches, args, device)
     names = list(variants)
     median = {name: statistics.median(t) for name, t in times.items()}
-    shape = "-".join(map(str, [data.x_dim, *config["hidden"], config["latent_dim"]]))
+    shape = "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim]))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{cpu_name()}, {torch.get_num_threads()} threads"
-    print(f"{args.dataset}, encoder {shape} {config['activation']}, batch {args.batch_size}, device {device} ({where})")
+    print(f"{args.dataset}, encoder {shape} {config.pair.activation}, batch {args.batch_size}, device {device} ({where})")
     print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps")
     print(f"{'variant':<10}{'ms/step':>10}{'× torch':>10}")
     for name in names:

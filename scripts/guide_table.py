@@ -26,7 +26,8 @@ import pyro
 from ppl_vae.cli import main as ppl_vae
 from ppl_vae.evaluation.evaluate import mean_and_se, per_point
 from ppl_vae.evaluation.gaps import gaps
-from ppl_vae.io.rundir import load_run, read_jsonl, write_json
+from ppl_vae.run import load as load_run
+from ppl_vae.io.rundir import read_jsonl, write_json
 from ppl_vae.text import count
 
 GUIDES = ("gaussian", "full-cov", "planar", "iaf")
@@ -55,7 +56,7 @@ def measure(out: str, args):
               "seconds_per_epoch": statistics.median(seconds)}
     for key, values in (("test_elbo", elbo), ("test_nll", -log_px)):
         result[key], result[f"{key}_se"] = mean_and_se(values)
-    if run.config["guide"] == "gaussian":
+    if run.config.pair.guide == "gaussian":
         result["gaps"] = gaps(run.model, run.guide, x, particles=args.particles)
     return result, log_px
 

@@ -67,7 +67,7 @@ CASES = [
     ("evaluate {empty}", "is not a ppl-vae run directory"),
     ("evaluate {file}", "run directory .* is a file, not a folder"),
     ("evaluate {bad_json}", r"config.json cannot be read \(JSONDecodeError\)"),
-    ("evaluate {partial_config}", r"is not a ppl-vae config \(missing dataset, data_dir, binarize\)"),
+    ("evaluate {partial_config}", r"is not a ppl-vae config \(missing dataset, guide, objective\)"),
     ("train --resume {partial_config}", "is not a ppl-vae config"),
     # output folders
     ("train --out {file}", r"cannot write to the output folder .* \(File exists\)"),
@@ -182,12 +182,12 @@ def test_objective_options_are_checked_before_any_work(monkeypatch, tmp_path, ca
 
 
 def test_incompatible_combinations_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
-    """registry.validate owns the table of model/guide/objective combinations; it runs first."""
+    """registry.check owns the table of model/guide/objective combinations; it runs first."""
     def validate(config):
-        raise UsageError(f"the {config['guide']} guide cannot be trained with {config['objective']}; "
+        raise UsageError(f"the {config.pair.guide} guide cannot be trained with {config.inference.objective}; "
                          f"choose another --objective.")
 
-    monkeypatch.setattr(registry, "validate", validate)
+    monkeypatch.setattr(registry, "check", validate)
     code, _, err = run_cli(["train", "--out", tmp_path / "new"], capsys)
     assert "gaussian guide cannot be trained with elbo" in one_line_error(code, err)
     assert not (tmp_path / "new").exists()

@@ -17,6 +17,7 @@ from ppl_vae import data, registry
 from ppl_vae.inference import objectives
 from ppl_vae.cli import main
 from ppl_vae.device import DEVICES
+from ppl_vae.config import PRESETS
 from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.vae import LIKELIHOODS
 
@@ -46,7 +47,7 @@ REALS = st.floats(allow_nan=True, allow_infinity=True)
 SEEDS = st.one_of(st.integers(0, 2**32 - 1), st.integers(-2**70, 2**70))
 TRAIN_OPTIONS = {
     "--dataset": one_of(data.DATASETS), "--binarize": one_of(data.BINARIZE), "--pad": number(st.integers(-2, 40)),
-    "--model": one_of(registry.MODELS), "--guide": one_of(registry.GUIDES), "--preset": one_of(registry.PRESETS),
+    "--model": one_of(registry.MODELS), "--guide": one_of(registry.GUIDES), "--preset": one_of(PRESETS),
     "--latent-dim": number(st.integers(-2, 8)), "--hidden": int_list(st.integers(-2, 16)),
     "--activation": one_of(ACTIVATIONS), "--likelihood": one_of(LIKELIHOODS),
     "--objective": one_of(objectives.OBJECTIVES), "--particles": number(st.integers(-2, 4)),

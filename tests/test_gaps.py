@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli
 from ppl_vae.evaluation.gaps import gaps
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 
 FAST = ["--epochs", "5", "--hidden", "64", "--latent-dim", "4", "--lr", "3e-3", "--no-progress"]
 

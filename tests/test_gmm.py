@@ -7,6 +7,8 @@ import warnings
 
 import pyro
 import pytest
+
+import helpers
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import normalized_mutual_info_score
@@ -20,7 +22,7 @@ from ppl_vae import fit
 from ppl_vae.io import checkpoint
 from ppl_vae.classical import em
 from ppl_vae.evaluation.evaluate import evaluate, per_point
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 from conftest import one_line_error
 
 CENTRES = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], dtype=torch.float64)
@@ -213,10 +215,8 @@ def test_config_with_no_components_is_refused():
     from ppl_vae import registry
     from ppl_vae.errors import UsageError
 
-    config = {"model": "gmm", "guide": "empty", "objective": "enum", "activation": "relu", "likelihood": "gaussian",
-              "latent_dim": 2, "hidden": [8], "binarize": "none", "components": 0, "method": "em"}
     with pytest.raises(UsageError, match="--components must be at least 1"):
-        registry.validate(config)
+        registry.check(helpers.config(model="gmm", components=0, method="em"))
     with pytest.raises(ValueError, match="at least one component"):
         GMM(2, 0)
 

@@ -9,13 +9,12 @@ from ppl_vae.guides.local import LR_FACTOR, LocalGaussian
 from ppl_vae.models.vae import VAE
 from ppl_vae import Dataset
 from ppl_vae.errors import UsageError
-from ppl_vae.inference.trainer import Trainer
+import helpers
 
 
 def trainer(x, guide, **kw):
-    options = dict(epochs=1, batch_size=10, lr=1e-2, lr_milestones=(), lr_gamma=0.1, particles=1, seed=0,
-                   device="cpu", out=None, config=None, progress=False, drop_last=True)
-    return Trainer(VAE(x.shape[1], 2, (8,)), guide, Dataset.from_tensors(x), "elbo", **{**options, **kw})
+    return helpers.trainer(VAE(x.shape[1], 2, (8,)), guide, Dataset.from_tensors(x), **{"epochs": 1, "batch_size": 10,
+                                                                                       "lr": 1e-2, **kw})
 
 
 def test_a_step_moves_only_the_rows_of_its_batch():

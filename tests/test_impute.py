@@ -9,7 +9,7 @@ import torch
 
 from conftest import exact_guide, run_cli, small_ppca
 from ppl_vae.evaluation import impute
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 
 
 def test_masks():

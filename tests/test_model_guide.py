@@ -1,5 +1,7 @@
 import pyro
 import torch
+
+import helpers
 from pyro import poutine
 
 from ppl_vae.guides.gaussian import DiagonalGaussian
@@ -39,10 +41,8 @@ def test_gaussian_likelihood_and_decoder_mean():
 
 
 def test_iwae_preset_is_the_papers_network():
-    config = dict(model="vae", guide="gaussian", likelihood="bernoulli",
-                  **registry.NETWORK_DEFAULTS | registry.PRESETS["iwae"])
     ds = data.Dataset.from_tensors(torch.rand(4, 784))
-    model, guide = registry.build(config, ds)
+    model, guide = registry.build(helpers.config(preset="iwae"), ds)
     enc_sizes = [m.out_features for m in guide.body if isinstance(m, torch.nn.Linear)] + [guide.head.out_features]
     dec_sizes = [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)]
     assert enc_sizes == [200, 200, 2 * 50]  # loc and scale heads of the 50-d latent

@@ -5,6 +5,8 @@ import json
 import pyro
 import torch
 
+import helpers
+
 from conftest import run_cli
 from ppl_vae.models.conv_vae import ConvEncoder, ConvVAE
 from ppl_vae.models.vae import VAE
@@ -15,8 +17,7 @@ from ppl_vae.inference.weights import elbo_bound
 
 def bounds_before_and_after(config, dataset, epochs):
     """The test ELBO of the initial networks, and after each epoch of training."""
-    config = {**registry.NETWORK_DEFAULTS, "guide": "gaussian", "likelihood": "bernoulli", "objective": "elbo",
-              **config}
+    config = helpers.config(**config)
     pyro.set_rng_seed(0)
     model, guide = registry.build(config, dataset)
     initial = bound(model.model, guide.guide, dataset.x_test, elbo_bound).mean().item()
@@ -45,8 +46,8 @@ def test_conv_vae_trains_on_padded_digits():
 
 
 def test_two_layer_vae_is_the_papers_network_and_trains(digits):
-    config = {**registry.NETWORK_DEFAULTS, **registry.PRESETS["iwae2"], "likelihood": "bernoulli"}
-    model, guide = registry.build(config, data.Dataset.from_tensors(torch.rand(4, 784)))
+    config = {"preset": "iwae2"}
+    model, guide = registry.build(helpers.config(**config), data.Dataset.from_tensors(torch.rand(4, 784)))
     widths = lambda net: [m.out_features for m in net if isinstance(m, torch.nn.Linear)]  # noqa: E731
     assert widths(guide.q1.body) + [guide.q1.head.out_features] == [200, 200, 2 * 100]
     assert widths(guide.q2.body) + [guide.q2.head.out_features] == [100, 100, 2 * 50]

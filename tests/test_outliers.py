@@ -14,7 +14,7 @@ from conftest import run_cli
 from ppl_vae.evaluation import latents
 from ppl_vae.evaluation import outliers
 from ppl_vae.errors import UsageError
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -13,7 +13,7 @@ from ppl_vae.viz import figures
 from ppl_vae.evaluation import latents
 from ppl_vae.viz import plots
 from ppl_vae.errors import UsageError
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 
 
 def assert_png(path, name):

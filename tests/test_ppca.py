@@ -14,7 +14,7 @@ from ppl_vae.models.ppca import PPCA
 from ppl_vae import fit
 from ppl_vae.classical import em
 from ppl_vae.evaluation.evaluate import evaluate, per_point
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 from conftest import one_line_error
 
 D, Q = 6, 2
@@ -138,7 +138,7 @@ def test_cli_bad_input(tmp_path, capsys):
         (["--model", "vae", "--method", "em"], "--method em is not available for the vae model"),
         (["--model", "ppca", "--method", "em", "--guide", "gaussian"], "exact posterior"),
         (["--model", "ppca", "--binarize", "dynamic"], "--binarize none"),
-        (["--model", "ppca", "--guide", "empty", "--method", "svi"], "empty guide"),
+        (["--model", "ppca", "--guide", "empty", "--method", "svi"], "--guide empty samples nothing"),
     ]:
         code, _, err = run_cli(["train", "--out", tmp_path / "x", "--no-progress", *argv], capsys)
         assert words in one_line_error(code, err), err

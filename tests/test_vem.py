@@ -7,7 +7,9 @@ from ppl_vae.guides.local import LocalGaussian
 from ppl_vae.models.vae import VAE
 from ppl_vae import Dataset, fit
 from ppl_vae.io import checkpoint
-from ppl_vae.inference.vem import VEMTrainer
+from ppl_vae.inference.vem import VEMStep
+
+import helpers
 
 
 def pair(x_dim=64, n=1500, seed=0):
@@ -27,12 +29,10 @@ def snapshot(*modules):
 def test_e_steps_move_only_the_batch_rows_and_m_steps_only_theta():
     x = torch.bernoulli(torch.full((30, 12), 0.3))
     vae, q = pair(12, 30)
-    t = VEMTrainer(vae, q, Dataset.from_tensors(x), "elbo", epochs=1, batch_size=10, lr=1e-2, lr_milestones=(),
-                   lr_gamma=0.1, particles=1, seed=0, device="cpu", out=None, config=None, progress=False,
-                   drop_last=True, e_steps=3)
+    t = helpers.trainer(vae, q, Dataset.from_tensors(x), epochs=1, batch_size=10, lr=1e-2, step=VEMStep(3))
     idx = torch.arange(5, 15)
     before = snapshot(vae, q)
-    t.e_svi.step(x[idx], idx)
+    t.step_rule.e_svi.step(x[idx], idx)
     after_e = snapshot(vae, q)
     assert all(torch.equal(before[k], after_e[k]) for k in before if k.startswith("0."))  # θ fixed
     for key in ("1.loc", "1.raw_scale"):
@@ -41,7 +41,7 @@ def test_e_steps_move_only_the_batch_rows_and_m_steps_only_theta():
     t.train_step(x[idx], idx)  # the E-steps' gradients on θ must not leak into the M-step or later steps
     assert all(p.grad is None for _, p in pyro.get_param_store().named_parameters())
     before = snapshot(vae, q)
-    t.m_svi.step(x[idx], idx)
+    t.step_rule.m_svi.step(x[idx], idx)
     after_m = snapshot(vae, q)
     assert all(torch.equal(before[k], after_m[k]) for k in before if k.startswith("1."))  # q fixed
     assert any(not torch.equal(before[k], after_m[k]) for k in before if k.startswith("0."))

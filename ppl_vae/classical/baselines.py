@@ -1,7 +1,7 @@
 """Classical baselines and the VAE on one table, each fit by the same code as ``ppl-vae train``.
 
-Every row is a ``ppl-vae train`` command line (the flags below plus the shared data flags),
-trained into ``OUT/runs/<row>`` and then scored on the test set:
+Every row is a run configuration (the settings below plus the shared data settings), trained
+by :func:`ppl_vae.run.train` as ``ppl-vae train`` would, into ``OUT/runs/<row>`` and then scored on the test set:
 
 - exactly, log p(x) = ``model.log_marginal(x)``, for models that have it (PPCA, GMM);
 - by importance sampling with K particles from the guide (``ppl_vae.evaluation.evaluate``) otherwise (VAE).
@@ -38,34 +38,32 @@ from ppl_vae.errors import UsageError
 from ppl_vae.data import GREY_LEVELS
 from ppl_vae.device import resolve_device
 from ppl_vae.evaluation.evaluate import evaluate, mean_and_se
-from ppl_vae.io.rundir import METRICS, load_run, read_jsonl
+from ppl_vae import run as runs
+from ppl_vae.config import Config
+from ppl_vae.io.rundir import METRICS, read_jsonl
 
 
 @dataclass(frozen=True)
 class Row:
-    name: str     # run folder under OUT/runs
+    name: str      # run folder under OUT/runs
     model: str
     method: str
-    flags: tuple  # `ppl-vae train` flags beyond the shared ones
+    settings: dict  # run-configuration settings beyond the shared ones
 
 
 CONTINUOUS = (
-    Row("gaussian", "Gaussian, full covariance (GMM, K = 1)", "EM", ("--model", "gmm", "--method", "em",
-                                                                    "--components", "1")),
-    Row("ppca-closed-form", "PPCA (PCA + isotropic noise)", "closed form", ("--model", "ppca", "--method",
-                                                                            "closed-form")),
-    Row("ppca-em", "PPCA", "EM", ("--model", "ppca", "--method", "em")),
-    Row("ppca-svi-linear", "PPCA", "SVI, linear guide", ("--model", "ppca", "--method", "svi", "--guide", "linear",
-                                                         "--lr", "1e-2")),
-    Row("ppca-svi-mlp", "PPCA", "SVI, MLP guide", ("--model", "ppca", "--method", "svi", "--guide", "gaussian",
-                                                   "--lr", "1e-2")),
-    Row("gmm-diag-em", "GMM, diagonal", "EM", ("--model", "gmm", "--method", "em", "--covariance", "diag")),
-    Row("gmm-full-em", "GMM, full", "EM", ("--model", "gmm", "--method", "em", "--covariance", "full")),
-    Row("gmm-full-svi", "GMM, full", "SVI, enumerated", ("--model", "gmm", "--method", "svi", "--covariance", "full")),
-    Row("vae-gaussian", "VAE, Gaussian likelihood", "SVI, MLP guide", ("--model", "vae", "--likelihood", "gaussian")),
+    Row("gaussian", "Gaussian, full covariance (GMM, K = 1)", "EM", {"model": "gmm", "method": "em", "components": 1}),
+    Row("ppca-closed-form", "PPCA (PCA + isotropic noise)", "closed form", {"model": "ppca", "method": "closed-form"}),
+    Row("ppca-em", "PPCA", "EM", {"model": "ppca", "method": "em"}),
+    Row("ppca-svi-linear", "PPCA", "SVI, linear guide", {"model": "ppca", "method": "svi", "guide": "linear", "lr": 1e-2}),
+    Row("ppca-svi-mlp", "PPCA", "SVI, MLP guide", {"model": "ppca", "method": "svi", "guide": "gaussian", "lr": 1e-2}),
+    Row("gmm-diag-em", "GMM, diagonal", "EM", {"model": "gmm", "method": "em", "covariance": "diag"}),
+    Row("gmm-full-em", "GMM, full", "EM", {"model": "gmm", "method": "em", "covariance": "full"}),
+    Row("gmm-full-svi", "GMM, full", "SVI, enumerated", {"model": "gmm", "method": "svi", "covariance": "full"}),
+    Row("vae-gaussian", "VAE, Gaussian likelihood", "SVI, MLP guide", {"model": "vae", "likelihood": "gaussian"}),
 )
 BINARIZED = (
-    Row("vae-bernoulli", "VAE, Bernoulli likelihood", "SVI, MLP guide", ("--model", "vae", "--binarize", "dynamic")),
+    Row("vae-bernoulli", "VAE, Bernoulli likelihood", "SVI, MLP guide", {"model": "vae", "binarize": "dynamic"}),
 )
 TABLES = {"continuous": CONTINUOUS, "binarized": BINARIZED}
 COLUMNS = ("table", "model", "method", "test_log_likelihood", "test_log_likelihood_se", "bits_per_dim",
@@ -93,33 +91,37 @@ def score(run, particles: int) -> dict:
             "train_log_likelihood": None, "estimate": f"importance-sampled, K = {particles}"}
 
 
-def shared_flags(table: str, dataset: str, data_dir: str, latent_dim: int, components: int, epochs: int,
-                 seed: int, device: str) -> list[str]:
-    data = ["--binarize", "none", "--dequantize"] if table == "continuous" else []
-    return ["--dataset", dataset, "--data-dir", data_dir, *data, "--latent-dim", str(latent_dim),
-            "--components", str(components), "--epochs", str(epochs), "--seed", str(seed), "--device", device]
+def shared_settings(table: str, dataset: str, data_dir: str, latent_dim: int, components: int, epochs: int,
+                    seed: int, device: str) -> dict:
+    data = {"binarize": "none", "dequantize": True} if table == "continuous" else {}
+    return {"dataset": dataset, "data_dir": data_dir, **data, "latent_dim": latent_dim, "components": components,
+            "epochs": epochs, "seed": seed, "device": device}
+
+
+def command_line(settings: dict) -> str:
+    """The ``ppl-vae train`` flags that give ``settings``."""
+    flags = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return " ".join(flags)
 
 
 def run(dataset: str = "digits", out: str = "baselines", *, data_dir: str = "data", latent_dim: int = 8,
         components: int = 10, epochs: int = 100, particles: int = 1000, seed: int = 0, device: str = "auto",
         progress: bool = True) -> list[dict]:
     """Train and score every row of both tables; writes OUT/baselines.csv and OUT/baselines.md, returns the rows."""
-    from ppl_vae.cli import build_parser  # the CLI imports this module, so its parser is imported when needed
-    from ppl_vae.cli.options import config_from_args
-    from ppl_vae.cli.train import train_from_config
-
-    runs = os.path.join(out, "runs")
-    if os.path.isdir(runs) and os.listdir(runs):
-        raise UsageError(f"{out} already holds baseline runs; choose another --out or delete {runs}.")
+    runs_dir = os.path.join(out, "runs")
+    if os.path.isdir(runs_dir) and os.listdir(runs_dir):
+        raise UsageError(f"{out} already holds baseline runs; choose another --out or delete {runs_dir}.")
     results = []
     for table, rows in TABLES.items():
         for row in rows:
-            run_dir = os.path.join(runs, row.name)
-            argv = ["train", "--out", run_dir, *shared_flags(table, dataset, data_dir, latent_dim, components, epochs,
-                                                             seed, device), *row.flags]
-            args = build_parser().parse_args(argv + ([] if progress else ["--no-progress"]))
-            train_from_config(config_from_args(args), run_dir, progress=progress)
-            loaded = load_run(run_dir, device)
+            run_dir = os.path.join(runs_dir, row.name)
+            settings = {**shared_settings(table, dataset, data_dir, latent_dim, components, epochs, seed, device),
+                        **row.settings}
+            runs.train(Config.from_dict(settings), run_dir, progress=progress)
+            loaded = runs.load(run_dir, device)
             pyro.set_rng_seed(seed)
             scores = score(loaded, particles)
             metrics = read_jsonl(os.path.join(run_dir, METRICS))
@@ -127,7 +129,7 @@ def run(dataset: str = "digits", out: str = "baselines", *, data_dir: str = "dat
                 "table": table, "model": row.model, "method": row.method, **scores,
                 "bits_per_dim": bits_per_dim(scores["test_log_likelihood"], loaded.data.x_dim, loaded.data.levels),
                 "fit_seconds": sum(m["seconds"] for m in metrics), "epochs": metrics[-1]["epoch"],
-                "run_dir": run_dir, "command": "ppl-vae " + " ".join(argv)})
+                "run_dir": run_dir, "command": f"ppl-vae train --out {run_dir} {command_line(settings)}"})
     command = (f"ppl-vae baselines --dataset {dataset} --data-dir {data_dir} --out {out} --latent-dim {latent_dim} "
                f"--components {components} --epochs {epochs} --particles {particles} --seed {seed} --device {device}")
     write(results, out, dataset, command, machine(resolve_device(device)))

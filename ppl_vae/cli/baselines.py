@@ -9,6 +9,7 @@ from ppl_vae import data
 
 from ppl_vae.classical import baselines
 from ppl_vae.cli import options
+from ppl_vae.io.rundir import writable_dir
 
 
 def add_parser(sub) -> None:
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options.writable_dir(args.out)
+    writable_dir(args.out)
     baselines.run(args.dataset, args.out, data_dir=args.data_dir, latent_dim=args.latent_dim,
                   components=args.components, epochs=args.epochs, particles=args.particles, seed=args.seed,
                   device=args.device, progress=args.progress)

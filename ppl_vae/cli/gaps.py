@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     x = run_.data.x_test[:args.points]
     result = gaps(run_.model, run_.guide, x, args.particles, refine_particles=args.refine_particles,
                   lr=args.refine_lr, max_steps=args.max_steps, tol=args.tol)
-    result.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config["dataset"])
+    result.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config.data.dataset)
     path = os.path.join(args.run_dir, "gaps.json")
     write_json(path, result)
     plot(result, os.path.join(args.run_dir, "gaps.png"))

@@ -1,4 +1,4 @@
-"""Option groups shared by the subcommands that build a model, and their config dict."""
+"""Option groups shared by the subcommands that build a model, and the run configuration they make."""
 
 from __future__ import annotations
 
@@ -9,19 +9,14 @@ import tempfile
 
 import pyro
 
-from ppl_vae import data, registry
-
-from ppl_vae.classical import em
-
-from ppl_vae.inference import objectives
+from ppl_vae import config, data, registry
 from ppl_vae.device import DEVICES
 from ppl_vae.errors import UsageError
-from ppl_vae.io.rundir import load_run
+from ppl_vae.inference import objectives
 from ppl_vae.models.gmm import COVARIANCES
 from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.vae import LIKELIHOODS
-
-DEFAULT_EPOCHS = 100
+from ppl_vae.run import load
 
 
 def int_list(text: str) -> list[int]:
@@ -62,101 +57,98 @@ def add_run_dir_arg(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `ppl-vae train`")
 
 
+def setting(g, flag: str, help: str, **kwargs) -> None:
+    """An option that sets the run-configuration key of the same name (``--latent-dim`` -> ``latent_dim``).
+
+    Left out, it takes nothing from argparse (SUPPRESS), so a --config file or a preset can set
+    it; its default, shown in --help, is the one in :mod:`ppl_vae.config`."""
+    key = kwargs.get("dest") or flag.lstrip("-").replace("-", "_")
+    value = config.default(key)
+    if kwargs.get("action") is None and value is not None and value != [] and "(default" not in help:
+        help = f"{help} (default: {','.join(map(str, value)) if isinstance(value, list) else value})"
+    g.add_argument(flag, default=argparse.SUPPRESS, help=help, **kwargs)
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits", choices=data.DATASETS, help="digits needs no files or network")
-    g.add_argument("--data-dir", default="data", help="folder holding the torchvision datasets")
-    g.add_argument("--download", action="store_true", help="download a torchvision dataset that is missing")
-    g.add_argument("--binarize", default=None, choices=data.BINARIZE,
-                   help="how grey levels become pixels (default: dynamic; none for the continuous models ppca and gmm "
-                        "and with --dequantize)")
-    g.add_argument("--dequantize", action="store_true",
-                   help="grey levels k/(L-1) become (k + u)/L with u ~ U[0,1), for continuous densities")
-    g.add_argument("--pad", type=positive_int, default=None, help="zero-pad images to PAD×PAD (e.g. 32)")
+    setting(g, "--dataset", "digits needs no files or network", choices=data.DATASETS)
+    setting(g, "--data-dir", "folder holding the torchvision datasets")
+    setting(g, "--download", "download a torchvision dataset that is missing", action="store_true")
+    setting(g, "--binarize", "how grey levels become pixels (default: dynamic; none for the continuous models ppca "
+                             "and gmm and with --dequantize)", choices=data.BINARIZE)
+    setting(g, "--dequantize", "grey levels k/(L-1) become (k + u)/L with u ~ U[0,1), for continuous densities",
+            action="store_true")
+    setting(g, "--pad", "zero-pad images to PAD×PAD (e.g. 32)", type=positive_int)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and guide")
-    g.add_argument("--model", default=None, choices=list(registry.MODELS), help="the generative model p(x, z) (default: vae)")
-    g.add_argument("--guide", default=None, choices=list(registry.GUIDES),
-                   help="the guide q(z | x) (default: gaussian; linear for ppca, empty for gmm)")
-    g.add_argument("--method", default="svi", choices=registry.METHODS,
-                   help="svi: train by SVI; closed-form (ppca) or em (ppca, gmm): the model's own maximum likelihood")
-    g.add_argument("--components", type=positive_int, default=10, help="mixture components K (gmm)")
-    g.add_argument("--covariance", default="full", choices=COVARIANCES, help="component covariances (gmm)")
-    g.add_argument("--preset", choices=list(registry.PRESETS), default=None,
-                   help="network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
-                        "VAE); explicit flags override it")
-    g.add_argument("--latent-dim", type=positive_int, default=None,
-                   help=f"dimension of the latent z (default: {registry.NETWORK_DEFAULTS['latent_dim']})")
-    g.add_argument("--hidden", type=int_list, default=None,
-                   help="hidden widths, comma-separated "
-                        f"(default: {','.join(map(str, registry.NETWORK_DEFAULTS['hidden']))})")
-    g.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
-                   help=f"activation of the hidden layers (default: {registry.NETWORK_DEFAULTS['activation']})")
-    g.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
-                   help="p(x | z) (default: bernoulli for binarized data, gaussian for --binarize none)")
-    g.add_argument("--flow-depth", type=positive_int, default=registry.FLOW_DEPTH,
-                   help="flow steps of the planar and iaf guides")
+    setting(g, "--model", "the generative model p(x, z)", choices=list(registry.MODELS))
+    setting(g, "--guide", "the guide q(z | x) (default: gaussian; linear for ppca, empty for gmm)",
+            choices=list(registry.GUIDES))
+    setting(g, "--method", "svi: train by SVI; closed-form (ppca) or em (ppca, gmm): the model's own maximum "
+                           "likelihood", choices=config.METHODS)
+    setting(g, "--components", "mixture components K (gmm)", type=positive_int)
+    setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
+    setting(g, "--preset", "network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
+                           "VAE); explicit settings override it", choices=list(config.PRESETS))
+    setting(g, "--latent-dim", "dimension of the latent z", type=positive_int)
+    setting(g, "--hidden", "hidden widths, comma-separated", type=int_list)
+    setting(g, "--activation", "activation of the hidden layers", choices=list(ACTIVATIONS))
+    setting(g, "--likelihood", "p(x | z) (default: bernoulli for binarized data, gaussian for --binarize none)",
+            choices=LIKELIHOODS)
+    setting(g, "--flow-depth", "flow steps of the planar and iaf guides", type=positive_int)
 
 
 def add_objective_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("objective")
-    g.add_argument("--objective", default=None, choices=list(objectives.OBJECTIVES),
-                   help="the training objective (default: elbo; enum for gmm)")
-    g.add_argument("--particles", type=positive_int, default=1, help="particles K per data point")
-    g.add_argument("--jit", action="store_true", help="use Pyro's JIT-compiled loss (static shapes)")
+    setting(g, "--objective", "the training objective (default: elbo; enum for gmm)",
+            choices=list(objectives.OBJECTIVES))
+    setting(g, "--particles", "particles K per data point", type=positive_int)
+    setting(g, "--jit", "use Pyro's JIT-compiled loss (static shapes; elbo and elbo-analytic)", action="store_true")
     add_objective_options(g)
 
 
 def add_objective_options(g) -> None:
     """The options of particular objectives (Rényi's α, the score-function baselines)."""
-    d = objectives.DEFAULTS
-    g.add_argument("--alpha", type=finite_float, default=d["alpha"], help="α of the renyi objective (α ≠ 1)")
-    g.add_argument("--baseline-beta", type=finite_float, default=d["baseline_beta"],
-                   help="decay of the running-average baseline of score-avg and score-nn")
-    g.add_argument("--baseline-lr-factor", type=positive_float, default=d["baseline_lr_factor"],
-                   help="score-nn's baseline network learns at this multiple of --lr")
+    setting(g, "--alpha", "α of the renyi objective (α ≠ 1)", type=finite_float)
+    setting(g, "--baseline-beta", "decay of the running-average baseline of score-avg and score-nn", type=finite_float)
+    setting(g, "--baseline-lr-factor", "score-nn's baseline network learns at this multiple of --lr",
+            type=positive_float)
 
 
-def add_training_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
-    """``epochs``: the command's own default number of epochs, if not DEFAULT_EPOCHS."""
+def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> None:
+    """``epochs``: the help of --epochs, where the command has its own default."""
     g = p.add_argument_group("training")
-    if epochs is None:
-        g.add_argument("--epochs", type=nonnegative_int, default=None, help=f"total epochs (default: {DEFAULT_EPOCHS}; "
-                                                                       f"with --resume, the run's own)")
-    else:
-        g.add_argument("--epochs", type=nonnegative_int, default=epochs, help="total epochs")
-    g.add_argument("--batch-size", type=positive_int, default=100, help="data points per mini-batch")
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    g.add_argument("--lr-milestones", type=int_list, default=[], metavar="EPOCHS",
-                   help="comma-separated epochs at which the learning rate is multiplied by --lr-gamma "
-                        "(default: none, a constant rate)")
-    g.add_argument("--lr-gamma", type=positive_float, default=0.1,
-                   help="factor applied to the learning rate at each of --lr-milestones")
-    g.add_argument("--no-drop-last", dest="drop_last", action="store_false",
-                   help="keep the last, smaller mini-batch of each epoch")
-    g.add_argument("--tol", type=positive_float, default=em.DEFAULT_TOL,
-                   help="--method em stops when the training log-likelihood per data point rises by less")
-    g.add_argument("--schedule", default="joint", choices=registry.SCHEDULES,
-                   help="joint: one SVI step on θ and φ per batch; vem: variational EM, --e-steps steps on the "
-                        "guide, then one on the model")
-    g.add_argument("--e-steps", type=positive_int, default=1, help="guide steps per batch with --schedule vem")
-    add_seed_arg(g)
-    g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
-                   help="also checkpoint every N steps, so a killed run loses at most N steps "
-                        "(default: after every epoch)")
-    g.add_argument("--nan-retries", type=nonnegative_int, default=1,
-                   help="times a non-finite loss or gradient may roll training back to the last checkpoint "
-                        "before it stops with exit code 3")
-    g.add_argument("--nan-lr-factor", type=fraction, default=0.5,
-                   help="learning-rate factor applied at each such rollback")
-    add_device_arg(p)
+    setting(g, "--epochs", epochs or f"total epochs (default: {config.default('epochs')}; with --resume, the run's "
+                                      f"own)", type=nonnegative_int)
+    setting(g, "--batch-size", "data points per mini-batch", type=positive_int)
+    setting(g, "--lr", "Adam learning rate", type=positive_float)
+    setting(g, "--lr-milestones", "comma-separated epochs at which the learning rate is multiplied by --lr-gamma "
+                                  "(default: none, a constant rate)", type=int_list, metavar="EPOCHS")
+    setting(g, "--lr-gamma", "factor applied to the learning rate at each of --lr-milestones", type=positive_float)
+    setting(g, "--no-drop-last", "keep the last, smaller mini-batch of each epoch", dest="drop_last",
+            action="store_false")
+    setting(g, "--tol", "--method em stops when the training log-likelihood per data point rises by less",
+            type=positive_float)
+    setting(g, "--schedule", "joint: one SVI step on θ and φ per batch; vem: variational EM, --e-steps steps on the "
+                             "guide, then one on the model", choices=config.SCHEDULES)
+    setting(g, "--e-steps", "guide steps per batch with --schedule vem", type=positive_int)
+    setting(g, "--seed", "seed of every random draw (initial weights, data order, particles)", type=seed)
+    setting(g, "--checkpoint-every", "also checkpoint every N steps, so a killed run loses at most N steps "
+                                     "(default: after every epoch)", type=positive_int, metavar="N")
+    setting(g, "--nan-retries", "times a non-finite loss or gradient may roll training back to the last checkpoint "
+                                "before it stops with exit code 3", type=nonnegative_int)
+    setting(g, "--nan-lr-factor", "learning-rate factor applied at each such rollback", type=fraction)
+    setting(p, "--device", "auto: cuda when available, else cpu", choices=DEVICES)
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="a TOML file of settings with the keys of config.json (`ppl-vae config RUN_DIR` writes one); "
+                        "options given on the command line override it")
 
 
 def open_run(args: argparse.Namespace):
     """The run in ``args.run_dir`` on ``args.device``, with Pyro's RNG seeded by ``args.seed``."""
-    run = load_run(args.run_dir, args.device)
+    run = load(args.run_dir, args.device)
     pyro.set_rng_seed(args.seed)
     return run
 
@@ -165,30 +157,18 @@ def add_device_arg(p: argparse.ArgumentParser, default="auto") -> None:
     p.add_argument("--device", default=default, choices=DEVICES, help="auto: cuda when available, else cpu")
 
 
-def config_from_args(args: argparse.Namespace) -> dict:
-    """The run's config: every option that rebuilds its data, networks, objective and schedule."""
-    network = {**registry.NETWORK_DEFAULTS, "model": "vae", **registry.PRESETS.get(args.preset, {})}
-    for key in (*network, "guide"):  # explicit flags override the preset
-        if getattr(args, key, None) is not None:
-            network[key] = getattr(args, key)
-    defaults = registry.model_defaults(network["model"])
-    network.setdefault("guide", defaults["guide"])
-    binarize = args.binarize or ("none" if args.dequantize else defaults["binarize"])
-    return {
-        "dataset": args.dataset, "data_dir": args.data_dir, "download": args.download,
-        "binarize": binarize, "pad": args.pad, "dequantize": args.dequantize,
-        "preset": args.preset, **network, "flow_depth": args.flow_depth,
-        "likelihood": args.likelihood or registry.default_likelihood(binarize),
-        "method": args.method, "components": args.components, "covariance": args.covariance,
-        "objective": args.objective or defaults["objective"], "particles": args.particles, "jit": args.jit,
-        **{key: getattr(args, key) for key in objectives.DEFAULTS},
-        "epochs": DEFAULT_EPOCHS if args.epochs is None else args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "lr_milestones": args.lr_milestones, "lr_gamma": args.lr_gamma,
-        "drop_last": args.drop_last, "tol": args.tol, "schedule": args.schedule, "e_steps": args.e_steps,
-        "seed": args.seed, "device": args.device,
-        "checkpoint_every": args.checkpoint_every, "nan_retries": args.nan_retries,
-        "nan_lr_factor": args.nan_lr_factor,
-    }
+def given_settings(args: argparse.Namespace) -> dict:
+    """The run-configuration keys set on the command line (the others were left out: SUPPRESS)."""
+    return {key: value for key, value in vars(args).items() if key in config.SECTION_OF}
+
+
+def config_from_args(args: argparse.Namespace, **command_defaults) -> config.Config:
+    """The run's configuration: ``command_defaults`` < the --config file < the command line,
+    with the model's own defaults filled in, checked."""
+    values = {**command_defaults, **(config.Config.from_toml(args.config) if args.config else {}),
+              **given_settings(args)}
+    where = f"the command line or {args.config}" if args.config else "the command line"
+    return registry.resolve(config.Config.from_dict(values, where))
 
 
 def writable_dir(path: str) -> str:

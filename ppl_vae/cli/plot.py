@@ -8,6 +8,7 @@ import os
 from ppl_vae.viz import plots
 from ppl_vae.errors import UsageError
 from ppl_vae.cli import options
+from ppl_vae.io.rundir import writable_dir
 
 
 def add_parser(sub) -> None:
@@ -34,7 +35,7 @@ def figure_names(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     run_ = options.open_run(args)
-    out = options.writable_dir(args.out or os.path.join(args.run_dir, "figures"))
+    out = writable_dir(args.out or os.path.join(args.run_dir, "figures"))
     drawn, skipped = plots.draw_all(run_, out, args.only)
     for name, path in drawn.items():
         print(f"wrote {path}")

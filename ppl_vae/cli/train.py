@@ -5,18 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-import pyro
-
 from ppl_vae import registry
-
-from ppl_vae.io import checkpoint
-
-from ppl_vae.classical import em
-from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
-from ppl_vae.io.rundir import read_config, require_run
-from ppl_vae.inference.trainer import fit, fit_options
+from ppl_vae.io import checkpoint
+from ppl_vae.run import config_of, train
 from ppl_vae.cli import options
+from ppl_vae.cli.options import given_settings
 
 
 def add_parser(sub) -> None:
@@ -42,38 +36,22 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     # Everything that can be checked is checked before any data is loaded or file written.
     if args.resume:
-        require_run(args.resume)
-        config, out = read_config(args.resume), args.resume
+        config, out = config_of(args.resume), args.resume
         checkpoint.load(os.path.join(out, checkpoint.NAME))  # corrupt, foreign or too new: refused now
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
-        config["device"] = args.device
+        changed = given_settings(args)
+        others = sorted(set(changed) - {"epochs", "device"}) + (["config"] if args.config else [])
+        if others:
+            flag = "--" + others[0].replace("_", "-")
+            raise UsageError(f"--resume continues the run with its own configuration, so {flag} cannot change it "
+                             f"(only --epochs and --device can); drop {flag}, or train a new run with --out.")
+        config = config.replace(**changed)
     else:
         config, out = options.config_from_args(args), args.out
-    history = train_from_config(config, out, resume=bool(args.resume), progress=args.progress)
+    history = train(config, out, resume=bool(args.resume), progress=args.progress)
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
-    last, what = history[-1], registry.bound_name(config)
+    last, what = history[-1], registry.bound_name(registry.resolve(config))
     test = "no test set" if last["test_bound"] is None else f"test {what} {last['test_bound']:.2f}"
     print(f"epoch {last['epoch']}: train {what} {last['train_bound']:.2f}, {test} nats per example; "
           f"run directory {out}")
     return 0
-
-
-def train_from_config(config: dict, out: str, *, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Build data, model and guide from ``config`` and train them into ``out`` by the config's method:
-    SVI (``fit``) or the model's own closed form or EM (``ppl_vae.classical.em.fit``)."""
-    registry.validate(config)
-    svi = config.get("method", "svi") == "svi"
-    objective = registry.build_objective(config) if svi else None
-    device = resolve_device(config["device"])
-    data = registry.load_data(config, device)
-    pyro.set_rng_seed(config["seed"])  # the networks' initial weights
-    model, guide = registry.build(config, data)  # checks that need the data's shapes
-    options.writable_dir(out)  # only now: a refused command leaves no empty run folder behind
-    if not svi:
-        return em.fit(model, guide, data, config["method"], epochs=config["epochs"],
-                      tol=config.get("tol", em.DEFAULT_TOL), seed=config["seed"], out=out, resume=resume,
-                      config=config, progress=progress)
-    return fit(model, guide, data, objective, device=device, out=out, resume=resume, config=config,
-               progress=progress, **fit_options(config))

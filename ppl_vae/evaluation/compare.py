@@ -27,19 +27,17 @@ import pyro
 import torch
 
 from ppl_vae import registry
-
-from ppl_vae.io import checkpoint
-
-from ppl_vae.viz import figures
-from ppl_vae.device import resolve_device
-from ppl_vae.inference.diagnostics import gradient_stats, summarize
+from ppl_vae import run as runs
+from ppl_vae.config import Config
 from ppl_vae.errors import UsageError
 from ppl_vae.evaluation.evaluate import bound, evaluate, mean_and_se
+from ppl_vae.inference.diagnostics import gradient_stats, summarize
 from ppl_vae.inference.objectives import OBJECTIVES
-from ppl_vae.io.rundir import METRICS, write_json
-from ppl_vae.inference.trainer import fit, fit_options
-from ppl_vae.text import count
 from ppl_vae.inference.weights import iwae_bound
+from ppl_vae.io import checkpoint
+from ppl_vae.io.rundir import METRICS, write_json
+from ppl_vae.text import count
+from ppl_vae.viz import figures
 
 LINE_STYLES = ("-", "--", ":")
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
@@ -58,7 +56,7 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
-def compare(config: dict, names: list[str], out: str, *, eval_particles: int = 1000, snr_samples: int = 100,
+def compare(config: Config, names: list[str], out: str, *, eval_particles: int = 1000, snr_samples: int = 100,
             progress: bool = True) -> list[dict]:
     """Train and measure each objective in ``names`` on ``config`` (a ``ppl-vae train`` config).
 
@@ -67,38 +65,35 @@ def compare(config: dict, names: list[str], out: str, *, eval_particles: int = 1
     for name in names:
         if any(os.path.exists(os.path.join(out, name, f)) for f in (METRICS, checkpoint.NAME)):
             raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
-    device = resolve_device(config["device"])
-    data = registry.load_data(config, device)
     rows, histories = [], {}
-    for name in names:
-        run_config = {**config, "objective": name, "test_bound": "iwae"}
-        registry.validate(run_config)
-        pyro.set_rng_seed(config["seed"])  # the same initial networks for every objective
-        model, guide = registry.build(run_config, data)
-        objective = registry.build_objective(run_config)
+    for name in names:  # each run from the same seed: the same initial networks and data order
+        run_config = config.replace(objective=name, test_bound="iwae")
         run_dir = os.path.join(out, name)
-        histories[name] = fit(model, guide, data, objective, device=device, out=run_dir, config=run_config,
-                              progress=progress, **fit_options(run_config))
-        row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
+        histories[name] = runs.train(run_config, run_dir, progress=progress)
+        trained = runs.load(run_dir, config.run.device)
+        row = measure(registry.build_objective(trained.config), trained.model, trained.guide, trained.data,
+                      trained.config, eval_particles, snr_samples)
         row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in histories[name])
-        write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": config["dataset"], "seed": config["seed"]})
+        write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": config.data.dataset,
+                                                       "seed": config.training.seed})
         rows.append(row)
     write_csv(os.path.join(out, "comparison.csv"), rows)
     with open(os.path.join(out, "comparison.md"), "w") as f:
         f.write(markdown(rows, config, eval_particles, snr_samples))
-    plot(histories, config["particles"], out)
+    plot(histories, config.inference.particles, out)
     return rows
 
 
-def measure(objective, model, guide, data, config: dict, eval_particles: int, snr_samples: int) -> dict:
+def measure(objective, model, guide, data, config: Config, eval_particles: int, snr_samples: int) -> dict:
     """Test bounds and NLL, and gradient SNRs on the first training batch, at the current parameters."""
-    pyro.set_rng_seed(config["seed"])
+    k, t = config.inference.particles, config.training
+    pyro.set_rng_seed(t.seed)
     result = evaluate(model, guide, data.x_test, particles=eval_particles)
-    iwae, iwae_se = mean_and_se(bound(model.model, guide.guide, data.x_test, iwae_bound, config["particles"]))
-    x = data.train_epoch(0)[:config["batch_size"]]
+    iwae, iwae_se = mean_and_se(bound(model.model, guide.guide, data.x_test, iwae_bound, k))
+    x = data.train_epoch(0)[:t.batch_size]
     idx = torch.arange(x.shape[0], device=x.device)
     snr = summarize(gradient_stats(objective, model, guide, x, idx, samples=snr_samples))
-    return {"objective": objective.name, "epochs": config["epochs"], "particles": config["particles"],
+    return {"objective": objective.name, "epochs": t.epochs, "particles": k,
             "test_elbo": result["test_elbo"], "test_elbo_se": result["test_elbo_se"],
             "test_iwae": iwae, "test_iwae_se": iwae_se, "test_nll": result["test_nll"],
             "test_nll_se": result["test_nll_se"], "eval_particles": eval_particles,
@@ -113,13 +108,13 @@ def write_csv(path: str, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def markdown(rows: list[dict], config: dict, eval_particles: int, snr_samples: int) -> str:
+def markdown(rows: list[dict], config: Config, eval_particles: int, snr_samples: int) -> str:
     """The comparison table in Markdown, with what was run above it."""
-    k = config["particles"]
-    lines = [f"{config['dataset']}, {count(config['epochs'], 'epoch')}, K = {k} particles per data point, seed {config['seed']}; "
+    k, t = config.inference.particles, config.training
+    lines = [f"{config.data.dataset}, {count(t.epochs, 'epoch')}, K = {k} particles per data point, seed {t.seed}; "
              f"NLL with S = {eval_particles} importance samples; SNR = mean over parameters of |E g| / std g, "
              f"grad var = mean over parameters of Var g, from {snr_samples} gradient estimates on one training "
-             f"batch of {config['batch_size']}. "
+             f"batch of {t.batch_size}. "
              f"Nats per test example (standard errors over test points ≈ "
              f"{max(r['test_nll_se'] for r in rows):.2f}).", "",
              f"| objective | test ELBO | test IWAE-{k} | test NLL | guide SNR | guide grad var | model SNR | s/epoch |",

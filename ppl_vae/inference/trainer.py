@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import signal
@@ -50,7 +51,9 @@ from ppl_vae.inference import objectives
 from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
+from ppl_vae.config import Config, TrainingConfig, default
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
+from ppl_vae.inference.vem import VEMStep
 from ppl_vae.pair import as_pyro_callable, owning_module, with_idx
 from ppl_vae.io.rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
 from ppl_vae.text import count
@@ -113,52 +116,44 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
     return lr * gamma ** sum(epoch >= m for m in milestones)
 
 
-def fit(model, guide, data, objective="elbo", *, epochs: int = 20, batch_size: int = 100, lr: float = 1e-3,
-        lr_milestones=(), lr_gamma: float = 0.1, particles: int = 1, seed: int = 0, device="auto",
-        out: str | None = None, resume: bool = False, config: dict | None = None, progress: bool = True,
-        drop_last: bool = True, checkpoint_every: int | None = None, nan_retries: int = 1,
-        nan_lr_factor: float = 0.5, schedule: str = "joint", e_steps: int = 1) -> list[dict]:
+def fit(model, guide, data, objective="elbo", *, particles: int | None = None, device="auto",
+        out: str | None = None, resume: bool = False, config: Config | None = None, progress: bool = True,
+        **training) -> list[dict]:
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
     ``data``: a :class:`~ppl_vae.data.Dataset`, or a tensor [N, D] of training data.
-    ``objective``: a name from :data:`ppl_vae.inference.objectives.OBJECTIVES` or an ``Objective``.
-    ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``.
+    ``objective``: a name from :data:`ppl_vae.inference.objectives.OBJECTIVES` (with
+    ``particles`` K per data point) or an ``Objective``.
+    ``training``: the settings of :class:`~ppl_vae.config.TrainingConfig`, with its defaults —
+    ``epochs``, ``batch_size``, ``lr``, ``lr_milestones``, ``lr_gamma``, ``drop_last``, ``seed``,
+    ``checkpoint_every`` (also checkpoint every N steps), ``nan_retries`` and ``nan_lr_factor``
+    (how often a non-finite step may roll training back to the last checkpoint, and the factor
+    applied to the learning rate each time), ``schedule`` (``joint``: one SVI step on θ and φ
+    per batch; ``vem``: variational EM, ``e_steps`` steps on the guide, then one on the model).
+    ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``;
+    ``config``: the whole run's :class:`~ppl_vae.config.Config`, recorded there (the CLI's).
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
-    ``checkpoint_every``: also checkpoint every N steps (default: after every epoch only).
-    ``nan_retries``, ``nan_lr_factor``: how often a non-finite step may roll training back
-    to the last checkpoint, and the factor applied to the learning rate each time.
-    ``schedule``: ``joint`` (one SVI step on θ and φ per batch) or ``vem`` (variational EM:
-    ``e_steps`` steps on the guide, then one on the model; :mod:`ppl_vae.inference.vem`).
 
     Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
     trained parameters. Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
     and :class:`Diverged` when non-finite steps persist.
     """
-    trainer_class, options = Trainer, {}
-    if schedule == "vem":
-        from ppl_vae.inference.vem import VEMTrainer  # vem builds on this module
-
-        trainer_class, options = VEMTrainer, {"e_steps": e_steps}
-    trainer = trainer_class(model, guide, data, objective, epochs=epochs, batch_size=batch_size, lr=lr,
-                            lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, particles=particles, seed=seed,
-                            device=device, out=out, config=config, progress=progress, drop_last=drop_last,
-                            checkpoint_every=checkpoint_every, nan_retries=nan_retries,
-                            nan_lr_factor=nan_lr_factor, **options)
+    if isinstance(config, dict):
+        config = Config.from_dict(config, "fit()'s config")
+    settings = (config.training if config is not None else TrainingConfig())
+    settings = Config.from_dict({**dataclasses.asdict(settings), **training}, "fit()'s keyword arguments").training
+    if not isinstance(objective, objectives.Objective):
+        k = particles if particles is not None else (config.inference.particles if config else default("particles"))
+        objective = objectives.make(objective, particles=k)
+    step = VEMStep(settings.e_steps) if settings.schedule == "vem" else JointStep()
+    trainer = Trainer(model, guide, data, objective, settings, device=device, out=out, config=config,
+                      progress=progress, step=step)
     if resume:
         trainer.restore()
     elif out is not None:
         trainer.start_run_dir()
     return trainer.run()
-
-
-def fit_options(config: dict) -> dict:
-    """The keyword arguments of :func:`fit` that a run's config holds (the CLI's options)."""
-    return dict(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
-                lr_milestones=config["lr_milestones"], lr_gamma=config["lr_gamma"], seed=config["seed"],
-                drop_last=config["drop_last"], checkpoint_every=config.get("checkpoint_every"),
-                nan_retries=config.get("nan_retries", 1), nan_lr_factor=config.get("nan_lr_factor", 0.5),
-                schedule=config.get("schedule", "joint"), e_steps=config.get("e_steps", 1))
 
 
 @dataclass
@@ -180,16 +175,24 @@ def adam(params, **kwargs) -> torch.optim.Optimizer:
     return (torch.optim.SparseAdam if sparse else torch.optim.Adam)(params, **kwargs)
 
 
+class JointStep:
+    """Joint SVI: one guarded step on θ and φ together per mini-batch."""
+
+    def build(self, trainer) -> None:
+        """(Re)build the SVI on the trainer's optimizer; called again after every rollback."""
+        self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss)
+
+    def __call__(self, x, idx) -> float:
+        return self.svi.step(x, idx)
+
+
 class Trainer:
     """One SVI run: its set-up, the epoch loop, the metrics and the checkpoints."""
 
-    def __init__(self, model, guide, data, objective, *, epochs, batch_size, lr, lr_milestones, lr_gamma,
-                 particles, seed, device, out, config, progress, drop_last, checkpoint_every=None,
-                 nan_retries=1, nan_lr_factor=0.5):
-        if epochs < 0 or batch_size < 1 or lr <= 0:
-            raise UsageError("epochs must be ≥ 0, batch size ≥ 1 and learning rate > 0.")
-        if (checkpoint_every is not None and checkpoint_every < 1) or nan_retries < 0 or not 0 < nan_lr_factor <= 1:
-            raise UsageError("checkpoint_every must be ≥ 1, nan_retries ≥ 0 and nan_lr_factor in (0, 1].")
+    def __init__(self, model, guide, data, objective: objectives.Objective, training: TrainingConfig, *,
+                 device="auto", out: str | None = None, config: Config | None = None, progress: bool = True,
+                 step=None):
+        Config(training=training).validate()
         self.device = resolve_device(device)
         self.modules = {role: owning_module(m) for role, m in (("model", model), ("guide", guide))}
         for module in self.modules.values():
@@ -200,17 +203,14 @@ class Trainer:
         if not isinstance(data, Dataset):
             data = Dataset.from_tensors(data)
         self.data = data.to(self.device)
-        self.objective = objective if isinstance(objective, objectives.Objective) else objectives.make(
-            objective, particles=particles)
-        self.epochs, self.batch_size, self.seed, self.drop_last = epochs, batch_size, seed, drop_last
-        self.schedule = dict(lr=lr, milestones=lr_milestones, gamma=lr_gamma)
-        self.checkpoint_every, self.nan_retries, self.nan_lr_factor = checkpoint_every, nan_retries, nan_lr_factor
+        self.objective, self.training = objective, training
+        self.step_rule = step or JointStep()
+        self.epochs = training.epochs
+        self.schedule = dict(lr=training.lr, milestones=tuple(training.lr_milestones), gamma=training.lr_gamma)
         self.out, self.progress = out, progress
-        self.config = {**(config or {}), "objective": self.objective.name, "particles": self.objective.particles,
-                       "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_milestones": list(lr_milestones),
-                       "lr_gamma": lr_gamma, "seed": seed, "drop_last": drop_last,
-                       "checkpoint_every": checkpoint_every, "nan_retries": nan_retries,
-                       "nan_lr_factor": nan_lr_factor}
+        recorded = config if config is not None else Config(training=training)
+        self.config = recorded.replace(objective=objective.name, particles=objective.particles,
+                                       **dataclasses.asdict(training)).to_dict()
         self.epoch, self.step = 0, 0  # epochs and steps completed
         self.in_epoch = EpochProgress()
         self.lr_scale = 1.0  # × nan_lr_factor after each numerical fault
@@ -220,13 +220,13 @@ class Trainer:
         self.history: list[dict] = []
 
         pyro.clear_param_store()
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(training.seed)
         self.lr = lr_at(0, **self.schedule)
         self._new_optimizer()
 
     def _new_optimizer(self) -> None:
         self.optim = pyro.optim.PyroOptim(adam, lambda name: {"lr": self.lr * self.lr_factor(name)})
-        self.svi = GuardedSVI(self.model, self.guide, self.optim, loss=self.objective.loss)
+        self.step_rule.build(self)
 
     # -- run directory and checkpoints ---------------------------------------------------
 
@@ -330,15 +330,15 @@ class Trainer:
 
         Raises :class:`NonFinite` (parameters unchanged) when the loss or a gradient is not finite.
         """
-        return self.svi.step(x, idx)
+        return self.step_rule(x, idx)
 
     def train_epoch(self, bar) -> float:
         """The epoch's remaining steps; returns the mean training bound per data point."""
         self.set_lr(lr_at(self.epoch, **self.schedule) * self.lr_scale)
         n = self.data.x_train.shape[0]
         x = self.data.train_epoch(self.epoch)
-        order = epoch_generator(self.seed, self.epoch, self.device, "permute")
-        chunks = batches(n, self.batch_size, order, device=self.device, drop_last=self.drop_last)
+        order = epoch_generator(self.training.seed, self.epoch, self.device, "permute")
+        chunks = batches(n, self.training.batch_size, order, device=self.device, drop_last=self.training.drop_last)
         done = self.in_epoch
         for idx in chunks[done.steps:]:
             start = time.perf_counter()
@@ -353,24 +353,24 @@ class Trainer:
             bar.update()
             if self.stop_request.signum is not None:
                 self.stop()
-            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and done.steps < len(chunks):
+            if self.training.checkpoint_every and self.step % self.training.checkpoint_every == 0 and done.steps < len(chunks):
                 self.save()
         return -done.loss / done.count
 
     def recover(self, fault: NonFinite, bar) -> None:
         """Roll back to the last checkpoint with a smaller learning rate, or give up."""
         where = f"epoch {self.epoch + 1}, step {self.step + 1} ({self.objective.name})"
-        if self.faults >= self.nan_retries:
+        if self.faults >= self.training.nan_retries:
             kept = (f"the checkpoint in {self.out} (epoch {self.good['epoch']}, step {self.good['step']}) is intact"
                     if self.out is not None else "no run directory was given")
             raise Diverged(f"training stopped at {where}: {fault} even after {self.faults} rollback(s) with the "
                            f"learning rate down to {self.lr:.3g}; {kept}, so train again with a smaller --lr.")
-        faults, scale = self.faults + 1, self.lr_scale * self.nan_lr_factor
+        faults, scale = self.faults + 1, self.lr_scale * self.training.nan_lr_factor
         self.load_state(self.good)
         self.faults, self.lr_scale = faults, scale
         bar.n = self.step
         bar.refresh()
-        tqdm.write(f"{where}: {fault}; back to step {self.step} with the learning rate × {self.nan_lr_factor:g}",
+        tqdm.write(f"{where}: {fault}; back to step {self.step} with the learning rate × {self.training.nan_lr_factor:g}",
                    file=sys.stderr)
 
     def stop(self, saved: bool = False) -> None:
@@ -408,7 +408,7 @@ class Trainer:
 
     def run(self) -> list[dict]:
         """Train up to ``epochs``, from wherever the trainer stands; returns every epoch's metrics."""
-        per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.batch_size, self.drop_last)
+        per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last)
         writer = tensorboard_writer(self.out)
         try:
             with stop_requests() as self.stop_request, \

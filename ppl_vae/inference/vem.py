@@ -9,15 +9,16 @@ With the non-amortized guide (``--guide local``) the E-steps move only the batch
 q_i — the variational EM of the lectures, stochastic over mini-batches (cf. Hoffman et al.
 2013); with an encoder they are extra inference-network steps per model step (He et al.
 2019). Joint SVI (``--schedule joint``) instead takes one step on (θ, φ) together.
-Selected by ``ppl-vae train --schedule vem --e-steps N``.
+Selected by ``ppl-vae train --schedule vem --e-steps N``; :class:`VEMStep` is the trainer's
+step rule (:class:`ppl_vae.inference.trainer.Trainer`).
 """
 
 from __future__ import annotations
 
 import pyro
 from pyro import poutine
+
 from ppl_vae.inference.guard import GuardedSVI
-from ppl_vae.inference.trainer import Trainer
 
 
 def drop_grads() -> None:
@@ -26,27 +27,25 @@ def drop_grads() -> None:
         p.grad = None
 
 
-class VEMTrainer(Trainer):
-    """:class:`~ppl_vae.inference.trainer.Trainer` whose step is N E-steps and one M-step on the batch."""
+class VEMStep:
+    """N E-steps, then one M-step, on each mini-batch."""
 
-    def __init__(self, *args, e_steps: int = 1, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, e_steps: int = 1):
         self.e_steps = e_steps
-        self.config.update(schedule="vem", e_steps=e_steps)
 
-    def _new_optimizer(self) -> None:
-        """Joint SVI's optimizer, shared by an E-step SVI and an M-step SVI (rebuilt on rollbacks).
+    def build(self, trainer) -> None:
+        """An E-step SVI and an M-step SVI sharing the trainer's one optimizer (rebuilt on rollbacks).
 
         Hiding a side's parameters from SVI keeps them out of its step; both share one
         optimizer, so checkpoints hold the state of every parameter, and both are guarded
         against non-finite losses and gradients."""
-        super()._new_optimizer()
         frozen = lambda fn: poutine.block(fn, hide_types=["param"])  # noqa: E731
-        self.e_svi = GuardedSVI(frozen(self.model), self.guide, self.optim, loss=self.objective.loss)
-        self.m_svi = GuardedSVI(self.model, frozen(self.guide), self.optim, loss=self.objective.loss)
+        loss = trainer.objective.loss
+        self.e_svi = GuardedSVI(frozen(trainer.model), trainer.guide, trainer.optim, loss=loss)
+        self.m_svi = GuardedSVI(trainer.model, frozen(trainer.guide), trainer.optim, loss=loss)
 
-    def train_step(self, x, idx) -> float:
-        """N E-steps, then one M-step; returns the M-step's loss, −Σ bound after the E-steps."""
+    def __call__(self, x, idx) -> float:
+        """Returns the M-step's loss, −Σ bound after the E-steps."""
         for _ in range(self.e_steps):
             self.e_svi.step(x, idx)
             drop_grads()

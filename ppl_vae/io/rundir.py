@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import tempfile
 
-import pyro
-from torch import nn
-
-from ppl_vae import registry
-
-from ppl_vae.io import checkpoint
-from ppl_vae.data import Dataset
-from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
+from ppl_vae.io import checkpoint
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
-# What `ppl-vae train` always writes and every command that rebuilds a run reads; newer keys
-# are read with config.get(key, default), so older run directories still load.
-CONFIG_KEYS = ("dataset", "data_dir", "binarize", "model", "guide", "latent_dim", "hidden", "activation",
-               "likelihood", "objective", "particles", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma",
-               "seed", "drop_last")
+# What every config.json has held since the first version; a file without them is not a run's.
+CONFIG_KEYS = ("dataset", "model", "guide", "objective", "epochs", "seed")
 
 
 def require_run(run_dir: str) -> None:
@@ -88,31 +78,12 @@ def write_jsonl(path, rows) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
-class Run:
-    """A trained run, rebuilt from its directory: config, data, model and guide."""
-
-    dir: str
-    config: dict
-    data: Dataset
-    model: nn.Module
-    guide: nn.Module
-    epoch: int
-
-
-def load_run(run_dir: str, device="auto") -> Run:
-    """Rebuild the run in ``run_dir`` from config.json and load its checkpoint's parameters."""
-    require_run(run_dir)
-    config = read_config(run_dir)
-    device = resolve_device(device)
-    state = checkpoint.load(os.path.join(run_dir, checkpoint.NAME), map_location=device)
-    data = registry.load_data(config, device)
-    model, guide = registry.build(config, data)
+def writable_dir(path: str) -> str:
+    """Create ``path`` if needed; fail with one sentence if a file cannot be written in it."""
     try:
-        model.load_state_dict(state["modules"]["model"])
-        guide.load_state_dict(state["modules"]["guide"])
-    except (KeyError, RuntimeError):
-        raise UsageError(f"the checkpoint in {run_dir} does not match its config.json; "
-                         f"the run directory was altered, so train it again.") from None
-    pyro.clear_param_store()
-    return Run(run_dir, config, data, model.eval(), guide.eval(), state["epoch"])
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()  # the real test: permissions, read-only mounts, full disks
+    except OSError as e:
+        raise UsageError(f"cannot write to the output folder {path} ({e.strerror or e}); "
+                         f"choose another --out.") from None
+    return path

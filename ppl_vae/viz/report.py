@@ -65,7 +65,7 @@ def _fmt(value, digits: int = 2) -> str:
 
 def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
     """The page itself."""
-    c, lat = run.config, nums["latent"]
+    c, lat = run.config.to_dict(), nums["latent"]
     lines = [f"# Run report: `{run.dir}`", "",
              f"Model `{c.get('model')}` with guide `{c.get('guide')}`, latent dimension {lat.get('latent_dim', c.get('latent_dim'))}, "
              f"trained on `{c.get('dataset')}` (binarization `{c.get('binarize')}`) with the objective "

@@ -20,7 +20,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from ppl_vae.models.gmm import fit_codes
 from ppl_vae.viz import figures
-from ppl_vae.io.rundir import load_run
+from ppl_vae.run import load as load_run
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("run_dir", metavar="RUN_DIR")

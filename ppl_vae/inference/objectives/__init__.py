@@ -8,6 +8,7 @@ as log-likelihood bounds in nats per data point. One module per estimator family
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from ppl_vae.errors import UsageError
@@ -38,21 +39,28 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
 # The inference methods for continuous latents that `ppl-vae compare` runs by default; `enum`
 # sums discrete latents out exactly and is the Gaussian mixture's objective.
 COMPARED = tuple(name for name in OBJECTIVES if name != "enum")
-JIT = ("elbo", "elbo-analytic")  # the objectives with a JIT-compiled Pyro loss
-# Options of particular objectives, with their defaults: Rényi's α; the score-function
-# baselines' decay β and the learned baseline's learning-rate factor.
-DEFAULTS = {"alpha": 0.5, "baseline_beta": 0.9, "baseline_lr_factor": 10.0}
+
+
+def options_of(name: str) -> tuple[str, ...]:
+    """The options an objective's factory takes besides ``particles`` (e.g. Rényi's ``alpha``)."""
+    params = inspect.signature(OBJECTIVES[name]).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
 def make(name: str, particles: int = 1, **options) -> Objective:
-    """The objective called ``name``; ``options`` are the objective's own (e.g. ``jit``)."""
+    """The objective called ``name``; ``options`` are the objective's own (see :func:`options_of`)."""
     if name not in OBJECTIVES:
         raise UsageError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}.")
     if particles < 1:
         raise UsageError(f"--particles must be at least 1, got {particles}.")
-    if options.get("jit") and name not in JIT:
-        raise UsageError(f"--jit is available for {' and '.join(JIT)} only, not {name}; drop --jit.")
-    return OBJECTIVES[name](particles=particles, **{**DEFAULTS, **options})
+    taken = options_of(name)
+    for option in options:
+        if option not in taken:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"the {name} objective takes no option {flag}"
+                             + (f" (it takes {', '.join('--' + t.replace('_', '-') for t in taken)})" if taken else "")
+                             + f"; drop {flag}.")
+    return OBJECTIVES[name](particles=particles, **options)
 
 
-__all__ = ["DEFAULTS", "OBJECTIVES", "Objective", "make"]
+__all__ = ["COMPARED", "OBJECTIVES", "Objective", "make", "options_of"]

@@ -8,9 +8,10 @@ from pyro.infer import JitTraceMeanField_ELBO, TraceMeanField_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.config import default
 
 
-def elbo_analytic(particles: int = 1, jit: bool = False, **_) -> Objective:
+def elbo_analytic(particles: int = 1, *, jit: bool = default("jit")) -> Objective:
     """Pyro's ``TraceMeanField_ELBO``:
 
         L(θ, φ) ≈ (1/K) Σ_k log p_θ(x | z_k) − KL(q_φ(z | x) ‖ p(z)),

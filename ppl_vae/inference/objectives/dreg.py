@@ -28,5 +28,5 @@ class DReGLoss(WeightedLoss):
         return [(self.bound(log_w).sum(), "model"), ((w ** 2 * log_w).sum(), "guide")]
 
 
-def dreg(particles: int = 1, **_) -> Objective:
+def dreg(particles: int = 1) -> Objective:
     return Objective("dreg", DReGLoss(particles), particles, iwae_bound)

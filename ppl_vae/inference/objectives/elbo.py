@@ -8,9 +8,10 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.config import default
 
 
-def elbo(particles: int = 1, jit: bool = False, **_) -> Objective:
+def elbo(particles: int = 1, *, jit: bool = default("jit")) -> Objective:
     """Pyro's ``Trace_ELBO``:
 
         L(θ, φ) = E_q[log p_θ(x | z)] − KL(q_φ(z | x) ‖ p(z)),

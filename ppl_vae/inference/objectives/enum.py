@@ -8,7 +8,7 @@ from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
 
 
-def enum(particles: int = 1, **_) -> Objective:
+def enum(particles: int = 1) -> Objective:
     """Pyro's ``TraceEnum_ELBO`` (Obermeyer et al. 2019, tensor variable elimination):
 
         L(θ, φ) = E_q[log Σ_c p_θ(x, z, c) − log q_φ(z | x)],

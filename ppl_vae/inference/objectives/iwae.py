@@ -28,5 +28,5 @@ class IWAELoss(WeightedLoss):
         return [(self.bound(p.log_w).sum(), "all")]
 
 
-def iwae(particles: int = 1, **_) -> Objective:
+def iwae(particles: int = 1) -> Objective:
     return Objective("iwae", IWAELoss(particles), particles, iwae_bound)

@@ -9,6 +9,7 @@ import torch
 
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.config import default
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
@@ -41,7 +42,7 @@ class RenyiLoss(WeightedLoss):
         return [(self.bound(p.log_w).sum(), "all")]
 
 
-def renyi(particles: int = 1, *, alpha: float, **_) -> Objective:
+def renyi(particles: int = 1, *, alpha: float = default("alpha")) -> Objective:
     if alpha == 1 or not math.isfinite(alpha):
         raise UsageError(f"--alpha must be a finite number other than 1 (α = 1 is the ELBO: use --objective "
                          f"elbo), got {alpha}.")

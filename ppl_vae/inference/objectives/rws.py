@@ -31,5 +31,5 @@ class RWSLoss(WeightedLoss):
         return [(self.bound(p.log_w).sum(), "model"), ((w * p.log_q_stopped()).sum(), "guide")]
 
 
-def rws(particles: int = 1, **_) -> Objective:
+def rws(particles: int = 1) -> Objective:
     return Objective("rws", RWSLoss(particles), particles, iwae_bound)

@@ -28,6 +28,7 @@ from ppl_vae.models.mlp import mlp
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.config import default
 
 BASELINE = "score_baseline"  # the learned baseline's name in Pyro's parameter store
 BASELINE_HIDDEN = 100  # one tanh layer, as the input-dependent baseline of Mnih & Gregor 2014
@@ -127,18 +128,19 @@ def _checked(beta: float) -> float:
     return beta
 
 
-def score(particles: int = 1, **_) -> Objective:
+def score(particles: int = 1) -> Objective:
     """The score-function ELBO without a baseline: unbiased, and the noisiest estimator here."""
     return Objective("score", ScoreELBO(**_pyro_kwargs(particles)), particles, elbo_bound)
 
 
-def score_avg(particles: int = 1, *, baseline_beta: float, **_) -> Objective:
+def score_avg(particles: int = 1, *, baseline_beta: float = default("baseline_beta")) -> Objective:
     """The score-function ELBO with Pyro's decaying-average baseline (decay ``baseline_beta``)."""
     loss = ScoreELBO("avg", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
     return Objective("score-avg", loss, particles, elbo_bound)
 
 
-def score_nn(particles: int = 1, *, baseline_beta: float, baseline_lr_factor: float, **_) -> Objective:
+def score_nn(particles: int = 1, *, baseline_beta: float = default("baseline_beta"),
+             baseline_lr_factor: float = default("baseline_lr_factor")) -> Objective:
     """The score-function ELBO with a decaying average plus a learned baseline b_ψ(x) (Mnih & Gregor 2014).
 
     The average decays at ``baseline_beta``; the network's parameters learn at

@@ -27,5 +27,5 @@ class STLLoss(WeightedLoss):
         return [(self.bound(p.log_w_path()).sum(), "all")]
 
 
-def stl(particles: int = 1, **_) -> Objective:
+def stl(particles: int = 1) -> Objective:
     return Objective("stl", STLLoss(particles), particles, elbo_bound)

@@ -25,6 +25,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py
 

@@ -1,10 +1,11 @@
 import os
-import struct
 
 import numpy as np
 import pyro
 import pytest
 import torch
+
+from helpers import train_tiny_run, write_idx
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -25,13 +26,6 @@ def digits():
     return data.load("digits", binarize="dynamic")
 
 
-def write_idx(path: str, array: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format of the MNIST files (magic 0x08 = unsigned byte)."""
-    array = np.asarray(array, dtype=np.uint8)
-    with open(path, "wb") as f:
-        f.write(struct.pack(">HBB", 0, 0x08, array.ndim))
-        f.write(struct.pack(f">{array.ndim}I", *array.shape))
-        f.write(array.tobytes())
 
 
 @pytest.fixture
@@ -46,51 +40,17 @@ def tiny_mnist(tmp_path):
     return tmp_path
 
 
-def exact_guide(ppca):
-    from ppl_vae.guides.linear import LinearGaussian
-
-    return LinearGaussian(ppca.x_dim, ppca.latent_dim).to(ppca.W.dtype).set_exact(ppca)
 
 
-def small_ppca(seed=0, x_dim=5, latent_dim=2, sigma=0.7):
-    from ppl_vae.models.ppca import PPCA
-
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(x_dim, latent_dim, generator=g, dtype=torch.float64)
-    mu = torch.randn(x_dim, generator=g, dtype=torch.float64)
-    return PPCA(x_dim, latent_dim, W=W, mu=mu, sigma=sigma).double()
 
 
-def run_cli(argv, capsys):
-    """Run ``ppl-vae argv`` in-process; returns (exit code, stdout, stderr)."""
-    from ppl_vae.cli import main
-
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def one_line_error(code, err):
-    """The single line a bad input prints on stderr, after checking exit code 2 and no traceback."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def train_tiny_run(path, latent_dim=2, epochs=3):
-    """Train a tiny VAE on digits with `ppl-vae train` into ``path``; returns the path."""
-    from ppl_vae.cli import main
-
-    assert main(["train", "--out", str(path), "--epochs", str(epochs), "--hidden", "32",
-                 "--latent-dim", str(latent_dim), "--no-progress"]) == 0
-    return path
 
 
 @pytest.fixture(scope="session")

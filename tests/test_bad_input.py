@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import one_line_error, run_cli
+from helpers import one_line_error, run_cli
 from ppl_vae import registry
 from ppl_vae.io import checkpoint
 from ppl_vae.inference import objectives

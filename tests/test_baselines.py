@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae import data
 from ppl_vae.classical import baselines
 from ppl_vae.io.rundir import read_config, read_jsonl
-from conftest import one_line_error
+from helpers import one_line_error
 
 
 def test_dequantization_fills_the_cell_of_each_grey_level():

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.io import checkpoint
 
 FAST = ["--epochs", "2", "--hidden", "32", "--latent-dim", "2", "--no-progress"]

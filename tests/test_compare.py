@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.evaluation.compare import COLUMNS
-from conftest import one_line_error
+from helpers import one_line_error
 
 TINY = ["--epochs", "2", "--hidden", "16", "--latent-dim", "2", "--particles", "3", "--eval-particles", "20",
         "--snr-samples", "5", "--no-progress"]

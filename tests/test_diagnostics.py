@@ -5,10 +5,10 @@ import math
 import pyro
 import torch
 
-from conftest import exact_guide, small_ppca
+from helpers import exact_guide, small_ppca
 from ppl_vae.inference.diagnostics import gradient_stats, summarize
 from ppl_vae.inference.objectives import make
-from test_objectives import exact_elbo, flat, setup
+from helpers import exact_elbo, flat, setup
 
 
 def by_group(stats, group):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.evaluation.gaps import gaps
 from ppl_vae.run import load as load_run
 

@@ -14,7 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.guides.empty import Empty
 from ppl_vae.models.gmm import GMM, fit_codes
 from ppl_vae import data as datasets
@@ -23,7 +23,7 @@ from ppl_vae.io import checkpoint
 from ppl_vae.classical import em
 from ppl_vae.evaluation.evaluate import evaluate, per_point
 from ppl_vae.run import load as load_run
-from conftest import one_line_error
+from helpers import one_line_error
 
 CENTRES = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], dtype=torch.float64)
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)

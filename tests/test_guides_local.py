@@ -4,7 +4,7 @@ import pyro
 import pytest
 import torch
 
-from conftest import small_ppca
+from helpers import small_ppca
 from ppl_vae.guides.local import LR_FACTOR, LocalGaussian
 from ppl_vae.models.vae import VAE
 from ppl_vae import Dataset

@@ -7,7 +7,7 @@ import matplotlib.image
 import pytest
 import torch
 
-from conftest import exact_guide, run_cli, small_ppca
+from helpers import exact_guide, run_cli, small_ppca
 from ppl_vae.evaluation import impute
 from ppl_vae.run import load as load_run
 

@@ -13,12 +13,12 @@ import time
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae import fit
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import read_jsonl
 from ppl_vae.inference.trainer import Trainer
-from test_train import pair
+from helpers import pair
 
 ARGS = ["--epochs", "2", "--batch-size", "20", "--hidden", "16", "--latent-dim", "2", "--checkpoint-every", "7",
         "--no-progress"]  # 75 steps per epoch: step 80 is the 5th of epoch 2, the last checkpoint before it step 77

@@ -7,7 +7,7 @@ import torch
 
 import helpers
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.models.conv_vae import ConvEncoder, ConvVAE
 from ppl_vae.models.vae import VAE
 from ppl_vae import data, fit, registry

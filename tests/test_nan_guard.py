@@ -9,14 +9,14 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae import fit
 from ppl_vae.io import checkpoint
 from ppl_vae.inference import objectives
 from ppl_vae.io.rundir import read_jsonl
 from ppl_vae.inference.guard import GuardedSVI, NonFinite
 from ppl_vae.inference.trainer import Diverged
-from test_train import pair
+from helpers import pair
 
 
 class Poisoned(Trace_ELBO):

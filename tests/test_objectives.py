@@ -12,48 +12,23 @@ import math
 import pytest
 import torch
 
-from conftest import exact_guide, small_ppca
-from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.inference.objectives import make
 from ppl_vae.inference.objectives.renyi import renyi_bound
 from ppl_vae.inference.weights import iwae_bound
+from helpers import exact_elbo, exact_guide, flat, log_w_plain, mean_se, params, setup, small_ppca
 
 ALL = ["elbo", "elbo-analytic", "score", "score-avg", "score-nn", "iwae", "renyi", "rws", "stl", "dreg"]
 K = 10  # particles per data point in the tests
 
 
-def wrong_guide(ppca):
-    """A diagonal Gaussian q(z | x) = N(A x + b + 0.4, diag(1.3 σ_post)²): close to the posterior, not equal."""
-    A, b, cov = ppca.posterior_params()
-    g = LinearGaussian(ppca.x_dim, ppca.latent_dim, full_cov=False).double()
-    with torch.no_grad():
-        g.A.copy_(A)
-        g.b.copy_(b + 0.4)
-        g.log_diag.copy_(cov.diagonal().sqrt().log() + math.log(1.3))
-    return g
 
 
-def setup(n=4, seed=0):
-    ppca = small_ppca(seed)
-    x = ppca.marginal().sample((n,)).detach()
-    return ppca, wrong_guide(ppca), x
 
 
-def params(ppca, guide):
-    return [*guide.parameters(), *ppca.parameters()]
 
 
-def flat(tensors):
-    return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def log_w_plain(ppca, guide, x, shape):
-    """log w with z ~ q drawn by plain torch, shape [*shape, N]; differentiable (reparameterized)."""
-    q = guide.dist(x)
-    z = q.rsample(shape)
-    prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-    lik = torch.distributions.Normal(z @ ppca.W.T + ppca.mu, ppca.sigma).log_prob(x).sum(-1)
-    return prior + lik - q.log_prob(z)
 
 
 def replicate(bound_fn, log_w):
@@ -73,11 +48,6 @@ def reference(ppca, guide, x, bound_fn, k=K, groups=40, per_group=1000):
     return values.mean(), values.std() / math.sqrt(groups), grads.mean(0), grads.std(0) / math.sqrt(groups)
 
 
-def exact_elbo(ppca, guide, x):
-    """(Σ_n ELBO, ∇ Σ_n ELBO) in closed form."""
-    q = guide.dist(x)
-    total = ppca.elbo(x, q.mean, torch.diag_embed(q.variance)).sum()
-    return total.detach(), flat(torch.autograd.grad(total, params(ppca, guide)))
 
 
 def estimates(objective, ppca, guide, x, draws):
@@ -91,8 +61,6 @@ def estimates(objective, ppca, guide, x, draws):
     return torch.tensor(values, dtype=torch.float64), torch.stack(grads)
 
 
-def mean_se(samples):
-    return samples.mean(0), samples.std(0) / math.sqrt(samples.shape[0])
 
 
 ELBO_FAMILY = {"elbo", "elbo-analytic", "score", "score-avg", "score-nn", "stl"}  # estimate the ELBO and its gradient

@@ -1,9 +1,12 @@
 """scripts/bench_objectives.py runs end to end (tiny sizes; no timing is asserted)."""
 
+import pytest
 import json
 
-from test_scripts import run
+from helpers import run
 
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the scripts: `make test-fast` skips them
 
 def test_bench_objectives_reports_objectives_and_iwae_scaling(tmp_path):
     out = run("scripts/bench_objectives.py", "--objectives", "elbo,score-nn,dreg", "--rounds", "2", "--steps", "1",

@@ -9,10 +9,10 @@ import torch
 from pyro.infer import RenyiELBO
 from torch import nn
 
-from conftest import small_ppca
+from helpers import small_ppca
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives import make
-from test_objectives import log_w_plain, mean_se, setup
+from helpers import log_w_plain, mean_se, setup
 
 
 def batch_references(ppca, guide, x, k, replicates=40000):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.evaluation import latents
 from ppl_vae.evaluation import outliers
 from ppl_vae.errors import UsageError

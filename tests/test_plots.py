@@ -8,7 +8,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from conftest import run_cli, train_tiny_run
+from helpers import run_cli, train_tiny_run
 from ppl_vae.viz import figures
 from ppl_vae.evaluation import latents
 from ppl_vae.viz import plots

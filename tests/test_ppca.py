@@ -8,14 +8,14 @@ import pyro
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers import run_cli
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.models.ppca import PPCA
 from ppl_vae import fit
 from ppl_vae.classical import em
-from ppl_vae.evaluation.evaluate import evaluate, per_point
+from ppl_vae.evaluation.evaluate import per_point
 from ppl_vae.run import load as load_run
-from conftest import one_line_error
+from helpers import one_line_error
 
 D, Q = 6, 2
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import run_cli, train_tiny_run
+from helpers import run_cli, train_tiny_run
 
 LINK = re.compile(r"\]\(([^)]+)\)")
 

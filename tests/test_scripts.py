@@ -1,17 +1,15 @@
 """The example and the benchmark run end to end (tiny sizes; no timing is asserted)."""
 
+import pytest
 import json
-import subprocess
-import sys
 from pathlib import Path
+from helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*argv):
-    done = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+pytestmark = pytest.mark.slow  # end-to-end runs of the scripts: `make test-fast` skips them
+
 
 
 def test_custom_model_example_trains_and_evaluates():

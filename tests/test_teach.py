@@ -18,6 +18,8 @@ CASES = {
 }
 
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the scripts: `make test-fast` skips them
+
 def test_every_script_is_tested():
     assert {p.stem for p in TEACH.glob("*.py")} == set(CASES)
 

@@ -13,11 +13,9 @@ from ppl_vae.io import checkpoint
 from ppl_vae.errors import UsageError
 from ppl_vae.io.rundir import read_jsonl
 from ppl_vae.inference.trainer import lr_at
+from helpers import pair
 
 
-def pair(ds, seed=0):
-    torch.manual_seed(seed)
-    return VAE(ds.x_dim, latent_dim=4, hidden=(64,)), DiagonalGaussian(ds.x_dim, latent_dim=4, hidden=(64,))
 
 
 def test_training_improves_the_test_bound(digits):

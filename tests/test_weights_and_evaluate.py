@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import exact_guide, small_ppca
+from helpers import exact_guide, small_ppca
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.evaluation.evaluate import MAX_ELEMENTS, chunk_sizes, evaluate, per_point
 from ppl_vae.inference.weights import elbo_bound, iwae_bound, log_weights

@@ -9,6 +9,7 @@ writing a checkpoint that ``ppl-vae train --resume`` continues.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 
 from ppl_vae.errors import UsageError
@@ -45,6 +46,15 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
+        if message.startswith("unrecognized arguments:"):  # a misspelt option: name the nearest one
+            parsers = [self, *(p for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                               for p in a.choices.values())]  # the top parser reports its subcommands' extras
+            known = [o for parser in parsers for a in parser._actions for o in a.option_strings]
+            for word in message.split()[2:]:
+                near = difflib.get_close_matches(word.split("=")[0], known, n=1)
+                if word.startswith("--") and near:
+                    message += f"; did you mean {near[0]}?"
+                    break
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

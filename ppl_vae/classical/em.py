@@ -75,7 +75,7 @@ def fit(model, guide, data, method: str = "em", *, epochs: int = 100, tol: float
         if not resume:
             model.init_em(x, torch.Generator(device=x.device).manual_seed(seed))
         previous = history[-1]["train_bound"] if history else -float("inf")
-        with stop_requests() as request, tqdm(total=epochs, initial=start_epoch, disable=not progress,
+        with stop_requests() as request, tqdm(total=epochs, initial=start_epoch, disable=progress is not True,
                                               unit="iter", desc="em", dynamic_ncols=True) as bar:
             for epoch in range(start_epoch + 1, epochs + 1):
                 model.em_step(x)

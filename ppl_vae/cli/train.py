@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(**changed)
     else:
         config, out = options.config_from_args(args), args.out
-    history = train(config, out, resume=bool(args.resume), progress=args.progress)
+    history = train(config, out, resume=bool(args.resume), progress=True if args.progress else "log")
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
     last, what = history[-1], registry.bound_name(registry.resolve(config))

@@ -27,12 +27,13 @@ import pyro
 import torch
 
 from ppl_vae import registry
-from ppl_vae import run as runs
 from ppl_vae.config import Config
+from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.evaluation.evaluate import bound, evaluate, mean_and_se
 from ppl_vae.inference.diagnostics import gradient_stats, summarize
 from ppl_vae.inference.objectives import OBJECTIVES
+from ppl_vae.inference.trainer import fit
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import METRICS, write_json
@@ -65,14 +66,19 @@ def compare(config: Config, names: list[str], out: str, *, eval_particles: int =
     for name in names:
         if any(os.path.exists(os.path.join(out, name, f)) for f in (METRICS, checkpoint.NAME)):
             raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
+    device = resolve_device(config.run.device)
+    data = registry.load_data(config, device)  # once: every run sees the same tensors
     rows, histories = [], {}
-    for name in names:  # each run from the same seed: the same initial networks and data order
-        run_config = config.replace(objective=name, test_bound="iwae")
+    for name in names:
+        run_config = registry.resolve(config.replace(objective=name, test_bound="iwae"))
+        pyro.set_rng_seed(config.training.seed)  # the same initial networks for every objective
+        model, guide = registry.build(run_config, data)
+        objective = registry.build_objective(run_config)
         run_dir = os.path.join(out, name)
-        histories[name] = runs.train(run_config, run_dir, progress=progress)
-        trained = runs.load(run_dir, config.run.device)
-        row = measure(registry.build_objective(trained.config), trained.model, trained.guide, trained.data,
-                      trained.config, eval_particles, snr_samples)
+        histories[name] = fit(model, guide, data, objective, device=device, out=run_dir, config=run_config,
+                              progress=progress)
+        # measured on the trained state in memory: it holds what the modules do not (a baseline's average)
+        row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
         row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in histories[name])
         write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": config.data.dataset,
                                                        "seed": config.training.seed})

@@ -51,7 +51,7 @@ from ppl_vae.inference import objectives
 from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
-from ppl_vae.config import Config, TrainingConfig, default
+from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.vem import VEMStep
 from ppl_vae.pair import as_pyro_callable, owning_module, with_idx
@@ -134,6 +134,7 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``;
     ``config``: the whole run's :class:`~ppl_vae.config.Config`, recorded there (the CLI's).
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
+    ``progress``: True, a progress bar; ``"log"``, one line per epoch on stderr; False, nothing.
 
     Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
     trained parameters. Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
@@ -208,9 +209,10 @@ class Trainer:
         self.epochs = training.epochs
         self.schedule = dict(lr=training.lr, milestones=tuple(training.lr_milestones), gamma=training.lr_gamma)
         self.out, self.progress = out, progress
-        recorded = config if config is not None else Config(training=training)
-        self.config = recorded.replace(objective=objective.name, particles=objective.particles,
-                                       **dataclasses.asdict(training)).to_dict()
+        used = {"objective": objective.name, "particles": objective.particles, **dataclasses.asdict(training)}
+        # a pair passed in from Python is not one the registry can rebuild: record only what is known
+        self.config = config.replace(**used).to_dict() if config is not None else \
+            {"config_version": CONFIG_VERSION, **used}
         self.epoch, self.step = 0, 0  # epochs and steps completed
         self.in_epoch = EpochProgress()
         self.lr_scale = 1.0  # × nan_lr_factor after each numerical fault
@@ -412,7 +414,7 @@ class Trainer:
         writer = tensorboard_writer(self.out)
         try:
             with stop_requests() as self.stop_request, \
-                    tqdm(total=self.epochs * per_epoch, initial=self.step, disable=not self.progress, unit="step",
+                    tqdm(total=self.epochs * per_epoch, initial=self.step, disable=self.progress is not True, unit="step",
                          desc=self.objective.name, dynamic_ncols=True) as bar:
                 if self.good is None:
                     self._create_params()
@@ -426,7 +428,7 @@ class Trainer:
                     metrics = self.end_epoch(train_bound, test_bound)
                     test = "–" if test_bound is None else f"{test_bound:.2f}"
                     bar.set_postfix(train=f"{train_bound:.2f}", test=test)
-                    if not self.progress:  # a log line per epoch instead of the bar, for logs and batch jobs
+                    if self.progress == "log":  # a line per epoch instead of the bar, for logs and batch jobs
                         print(f"epoch {self.epoch}/{self.epochs} ({self.objective.name}): train {train_bound:.2f}, "
                               f"test {test}, {metrics['seconds']:.2f} s", file=sys.stderr, flush=True)
                     if writer is not None:

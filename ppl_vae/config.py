@@ -161,6 +161,8 @@ class Config:
             if preset not in PRESETS:
                 raise UsageError(f"unknown preset {preset!r} in {where}; choose one of {', '.join(PRESETS)}.")
             flat = {**PRESETS[preset], **flat}
+        for key, value in flat.items():
+            check_type(key, value, where)
         sections = {name: {k: v for k, v in flat.items() if SECTION_OF[k] == name} for name in SECTIONS}
         return cls(**{name: SECTIONS[name](**sections[name]) for name in SECTIONS})
 
@@ -175,7 +177,10 @@ class Config:
         except tomllib.TOMLDecodeError as e:
             raise UsageError(f"{path} is not valid TOML ({e}); fix it or write it anew from `ppl-vae config RUN_DIR`.") \
                 from None
-        return flatten(values, path)
+        flat = flatten(values, path)
+        for key, value in flat.items():
+            check_type(key, value, path)
+        return flat
 
     def to_dict(self) -> dict:
         """Every setting under its flat key, as config.json holds them."""
@@ -219,6 +224,26 @@ class Config:
             if not ok:
                 raise UsageError(message + ".")
         return self
+
+
+TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def check_type(key: str, value, where: str) -> None:
+    """Refuse a value of the wrong type (``epochs = "ten"`` in a TOML file) with one sentence."""
+    (f,) = [f for f in fields(SECTIONS[SECTION_OF[key]]) if f.name == key]
+    kinds = [k.strip() for k in f.type.split("|")]  # e.g. "int | None", "list[int]"
+    if value is None and "None" in kinds:
+        return
+    for kind in kinds:
+        if kind.startswith("list["):
+            inner = TYPES[kind[5:-1]]
+            if isinstance(value, list) and all(isinstance(v, inner) and not isinstance(v, bool) for v in value):
+                return
+        elif kind in TYPES and isinstance(value, TYPES[kind]) and (kind == "bool" or not isinstance(value, bool)):
+            return
+    raise UsageError(f"setting {key!r} in {where} must be {' or '.join(kinds)}, got {value!r}; "
+                     f"see `ppl-vae config RUN_DIR` for an example of every setting.")
 
 
 def toml_value(value) -> str:

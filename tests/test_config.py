@@ -71,12 +71,15 @@ def test_train_with_a_config_file_and_flags_over_it(tmp_path, capsys):
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/bad.toml"], "unknown setting 'latnet_dim' in {tmp}/bad.toml, "
                                                                 "section [pair]; did you mean 'latent_dim'?"),
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/broken.toml"], "is not valid TOML"),
+    (["train", "--out", "{tmp}/r", "--config", "{tmp}/typed.toml"], "setting 'epochs' in {tmp}/typed.toml must be int, "
+                                                                  "got 'ten'"),
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/missing.toml"], "cannot read the config file"),
     (["train", "--out", "{tmp}/r", "--objective", "elbo", "--alpha", "0.3"], "--alpha is an option of renyi, not of"),
 ])
 def test_misspelt_or_misplaced_settings_are_one_sentence(tmp_path, capsys, argv, text):
     (tmp_path / "bad.toml").write_text("[pair]\nlatnet_dim = 4\n")
     (tmp_path / "broken.toml").write_text("[pair\n")
+    (tmp_path / "typed.toml").write_text('epochs = "ten"\n')
     argv = [a.format(tmp=tmp_path) for a in argv]
     assert text.format(tmp=tmp_path) in one_line_error(*run_cli(argv, capsys)[::2])
     assert not (tmp_path / "r").exists()

@@ -14,6 +14,7 @@ import sys
 
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import Diverged, Interrupted
+from ppl_vae.cli.options import show_default
 from ppl_vae.cli import baselines, compare, config, evaluate, gaps, impute, outliers, plot, report, train
 
 COMMANDS = (train, evaluate, compare, gaps, baselines, plot, report, outliers, impute, config)
@@ -31,11 +32,6 @@ class HelpFormatter(argparse.HelpFormatter):
                 or default == [] or not action.option_strings):
             return text
         return f"{text} (default: {show_default(default)})"
-
-
-def show_default(value) -> str:
-    """A default as the user would type it: lists comma-separated."""
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 class Parser(argparse.ArgumentParser):

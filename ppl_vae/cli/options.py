@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 
 import pyro
 
 from ppl_vae import config, data, registry
 from ppl_vae.device import DEVICES
-from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
 from ppl_vae.models.gmm import COVARIANCES
 from ppl_vae.models.mlp import ACTIVATIONS
@@ -57,6 +54,11 @@ def add_run_dir_arg(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `ppl-vae train`")
 
 
+def show_default(value) -> str:
+    """A default as the user would type it: lists comma-separated."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def setting(g, flag: str, help: str, **kwargs) -> None:
     """An option that sets the run-configuration key of the same name (``--latent-dim`` -> ``latent_dim``).
 
@@ -65,7 +67,7 @@ def setting(g, flag: str, help: str, **kwargs) -> None:
     key = kwargs.get("dest") or flag.lstrip("-").replace("-", "_")
     value = config.default(key)
     if kwargs.get("action") is None and value is not None and value != [] and "(default" not in help:
-        help = f"{help} (default: {','.join(map(str, value)) if isinstance(value, list) else value})"
+        help = f"{help} (default: {show_default(value)})"
     g.add_argument(flag, default=argparse.SUPPRESS, help=help, **kwargs)
 
 
@@ -169,14 +171,3 @@ def config_from_args(args: argparse.Namespace, **command_defaults) -> config.Con
               **given_settings(args)}
     where = f"the command line or {args.config}" if args.config else "the command line"
     return registry.resolve(config.Config.from_dict(values, where))
-
-
-def writable_dir(path: str) -> str:
-    """Create ``path`` if needed; fail with one sentence if a file cannot be written in it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()  # the real test: permissions, read-only mounts, full disks
-    except OSError as e:
-        raise UsageError(f"cannot write to the output folder {path} ({e.strerror or e}); "
-                         f"choose another --out.") from None
-    return path

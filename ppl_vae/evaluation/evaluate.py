@@ -80,7 +80,8 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
 
 def point_mass_sites(guide, x) -> list[str]:
     """The guide's latent sites whose distribution is a point mass (``Delta``), on one data point."""
-    with torch.no_grad():
+    devices = [x.device.index or 0] if x.is_cuda else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):  # a look that leaves the random stream as it was
         trace = poutine.trace(guide).get_trace(x[:1])
     sites = []
     for name, site in trace.nodes.items():

@@ -55,7 +55,8 @@ from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.vem import VEMStep
 from ppl_vae.pair import as_pyro_callable, owning_module, with_idx
-from ppl_vae.io.rundir import CONFIG, METRICS, append_jsonl, read_jsonl, write_json, write_jsonl
+from ppl_vae.inference.outputs import Progress, run_files
+from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
 from ppl_vae.text import count
 
 
@@ -334,7 +335,7 @@ class Trainer:
         """
         return self.step_rule(x, idx)
 
-    def train_epoch(self, bar) -> float:
+    def train_epoch(self) -> float:
         """The epoch's remaining steps; returns the mean training bound per data point."""
         self.set_lr(lr_at(self.epoch, **self.schedule) * self.lr_scale)
         n = self.data.x_train.shape[0]
@@ -352,14 +353,14 @@ class Trainer:
             done.steps += 1
             done.seconds += time.perf_counter() - start
             self.step += 1
-            bar.update()
+            self.bar.step()
             if self.stop_request.signum is not None:
                 self.stop()
             if self.training.checkpoint_every and self.step % self.training.checkpoint_every == 0 and done.steps < len(chunks):
                 self.save()
         return -done.loss / done.count
 
-    def recover(self, fault: NonFinite, bar) -> None:
+    def recover(self, fault: NonFinite) -> None:
         """Roll back to the last checkpoint with a smaller learning rate, or give up."""
         where = f"epoch {self.epoch + 1}, step {self.step + 1} ({self.objective.name})"
         if self.faults >= self.training.nan_retries:
@@ -370,8 +371,7 @@ class Trainer:
         faults, scale = self.faults + 1, self.lr_scale * self.training.nan_lr_factor
         self.load_state(self.good)
         self.faults, self.lr_scale = faults, scale
-        bar.n = self.step
-        bar.refresh()
+        self.bar.rewind(self.step)
         tqdm.write(f"{where}: {fault}; back to step {self.step} with the learning rate × {self.training.nan_lr_factor:g}",
                    file=sys.stderr)
 
@@ -403,52 +403,31 @@ class Trainer:
                    "test_bound": test_bound, "seconds": self.in_epoch.seconds, "lr": self.lr}
         self.in_epoch = EpochProgress()
         self.history.append(metrics)
-        if self.out is not None:
-            append_jsonl(self.path(METRICS), metrics)
+        for output in self.outputs:
+            output.epoch_end(metrics)
         self.save()
         return metrics
 
     def run(self) -> list[dict]:
         """Train up to ``epochs``, from wherever the trainer stands; returns every epoch's metrics."""
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last)
-        writer = tensorboard_writer(self.out)
+        self.bar = Progress(self.progress, self.epochs * per_epoch, self.step, self.epochs, self.objective.name)
+        self.outputs = [self.bar, *run_files(self.out)]
         try:
-            with stop_requests() as self.stop_request, \
-                    tqdm(total=self.epochs * per_epoch, initial=self.step, disable=self.progress is not True, unit="step",
-                         desc=self.objective.name, dynamic_ncols=True) as bar:
+            with stop_requests() as self.stop_request:
                 if self.good is None:
                     self._create_params()
                     self.save()  # the state a numerical fault or a kill falls back to
                 while self.epoch < self.epochs:
                     try:
-                        train_bound, test_bound = self.train_epoch(bar), self.test_bound()
+                        train_bound, test_bound = self.train_epoch(), self.test_bound()
                     except NonFinite as fault:
-                        self.recover(fault, bar)
+                        self.recover(fault)
                         continue
-                    metrics = self.end_epoch(train_bound, test_bound)
-                    test = "–" if test_bound is None else f"{test_bound:.2f}"
-                    bar.set_postfix(train=f"{train_bound:.2f}", test=test)
-                    if self.progress == "log":  # a line per epoch instead of the bar, for logs and batch jobs
-                        print(f"epoch {self.epoch}/{self.epochs} ({self.objective.name}): train {train_bound:.2f}, "
-                              f"test {test}, {metrics['seconds']:.2f} s", file=sys.stderr, flush=True)
-                    if writer is not None:
-                        for key in ("train_bound", "test_bound", "lr"):
-                            if metrics[key] is not None:
-                                writer.add_scalar(key, metrics[key], self.epoch)
+                    self.end_epoch(train_bound, test_bound)
                     if self.stop_request.signum is not None:
                         self.stop(saved=True)
         finally:
-            if writer is not None:
-                writer.close()
+            for output in self.outputs:
+                output.close()
         return self.history
-
-
-def tensorboard_writer(out):
-    """A TensorBoard ``SummaryWriter`` on ``out/tb`` when tensorboard is installed, else None."""
-    if out is None:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(os.path.join(out, "tb"))

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         config, out = config_of(args.resume), args.resume
         checkpoint.load(os.path.join(out, checkpoint.NAME))  # corrupt, foreign or too new: refused now
-        changed = given_settings(args)
+        given, recorded = given_settings(args), config.to_dict()
+        changed = {k: v for k, v in given.items() if k in ("epochs", "device") or v != recorded.get(k)}
         others = sorted(set(changed) - {"epochs", "device"}) + (["config"] if args.config else [])
         if others:
             flag = "--" + others[0].replace("_", "-")

@@ -52,8 +52,10 @@ from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
+from ppl_vae.inference.checks import refusal
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.vem import VEMStep
+from ppl_vae.inference.weights import data_scale
 from ppl_vae.pair import as_pyro_callable, owning_module, with_idx
 from ppl_vae.inference.outputs import Progress, run_files
 from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
@@ -226,6 +228,7 @@ class Trainer:
         pyro.set_rng_seed(training.seed)
         self.lr = lr_at(0, **self.schedule)
         self._new_optimizer()
+        self._create_params()
 
     def _new_optimizer(self) -> None:
         self.optim = pyro.optim.PyroOptim(adam, lambda name: {"lr": self.lr * self.lr_factor(name)})
@@ -296,14 +299,20 @@ class Trainer:
         self.lr_scale = state.get("lr_scale", 1.0)
 
     def _create_params(self) -> None:
-        """Run guide and model once so every Pyro parameter exists with its constraint."""
+        """Run guide and model once so every Pyro parameter exists with its constraint, and check on
+        that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
         rng = checkpoint.rng_state()  # creating parameters must not shift the run's random numbers
         x = self.data.x_train[:2]
         idx = torch.arange(x.shape[0], device=self.device)
         with torch.no_grad():
             guide_tr = poutine.trace(self.guide).get_trace(x, idx)
-            poutine.replay(self.model, trace=guide_tr)(x, idx)
+            model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(x, idx)
         checkpoint.set_rng_state(rng)
+        why = refusal(self.objective, model_tr, guide_tr)
+        if why is not None:  # before any step: one sentence, not a wrong number or a traceback later
+            raise UsageError(why + ".")
+        # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
+        self.full_size = data_scale(model_tr) * x.shape[0] if data_scale(model_tr) != 1 else None
 
     def save(self) -> None:
         """Checkpoint now: in memory for rollbacks, and atomically to the run directory if any."""
@@ -348,7 +357,7 @@ class Trainer:
             loss = self.train_step(x[idx], idx)
             if not math.isfinite(loss):  # a train_step that does not use GuardedSVI
                 raise NonFinite("the loss was not finite")
-            done.loss += loss
+            done.loss += loss * idx.numel() / self.full_size if self.full_size else loss  # per point, not × N/B
             done.count += idx.numel()
             done.steps += 1
             done.seconds += time.perf_counter() - start
@@ -416,7 +425,6 @@ class Trainer:
         try:
             with stop_requests() as self.stop_request:
                 if self.good is None:
-                    self._create_params()
                     self.save()  # the state a numerical fault or a kill falls back to
                 while self.epoch < self.epochs:
                     try:

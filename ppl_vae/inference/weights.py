@@ -16,6 +16,13 @@ exactly, log w = log Σ_c p_θ(x, z, c) − log q_φ(z | x); with a guide that s
 (a Gaussian mixture) every weight is then p(x) itself. The data plate must be the
 rightmost batch dimension (dim=-1), as in every model and guide of this project;
 ``max_plate_nesting`` counts the plates that can nest inside a particle (1 by default).
+
+Subsampling: a model written with ``pyro.plate("data", N, subsample=idx)`` has Pyro scale every
+log-density in the plate by N/B for a batch of B points. That scale belongs outside any
+non-linear function of the weights (inside a log-sum-exp it would raise w to the power N/B), so
+log w here is per data point with it divided out, and :func:`data_scale` gives it back to the
+objectives, which multiply their per-point sums by it: an unbiased estimate of the full-data
+objective, as Pyro's own ELBOs give (NumPyro's RenyiELBO does the same; pyro issue #3104).
 """
 
 from __future__ import annotations
@@ -52,9 +59,24 @@ def particle_traces(model, guide, x, *args, particles: int = 1, max_plate_nestin
     return guide_tr, model_tr
 
 
+def data_frame(site):
+    """The ``pyro.plate("data")`` frame of a site, or None."""
+    return next((f for f in site["cond_indep_stack"] if f.name == "data"), None)
+
+
+def data_scale(trace) -> float:
+    """N / B of a subsampled data plate (``pyro.plate("data", N, subsample=idx)``), else 1."""
+    for site in trace.nodes.values():
+        frame = data_frame(site) if site["type"] == "sample" else None
+        if frame is not None and frame.full_size is not None and frame.full_size != frame.size:
+            return frame.full_size / frame.size
+    return 1.0
+
+
 def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True) -> torch.Tensor:
-    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n];
-    enumerated values (dims left of the particle dim) are summed out by log-sum-exp."""
+    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n], without the
+    data plate's subsampling scale; enumerated values (dims left of the particle dim) are summed
+    out by log-sum-exp."""
     trace.compute_log_prob()
     total = 0.0
     inner = tuple(range(-max_plate_nesting, -1))  # plates nested between the particle and data dims
@@ -68,7 +90,10 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
         if "_enumerate_dim" in site["infer"] and plates - {"data", "particles"}:
             raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate('data'); "
                              f"only sites directly in the data plate are summed out")
+        frame = data_frame(site)
         lp = site["log_prob"]
+        if frame.full_size is not None and frame.full_size != frame.size:
+            lp = lp * (frame.size / frame.full_size)
         total = total + (lp.sum(inner) if inner and lp.dim() > 2 else lp)
     if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
         return total

@@ -31,7 +31,7 @@ from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.errors import UsageError
-from ppl_vae.inference.weights import particle_plate, particle_traces, per_point
+from ppl_vae.inference.weights import data_scale, particle_plate, particle_traces, per_point
 
 
 def latent_sites(trace):
@@ -54,6 +54,7 @@ class Particles:
         self.guide_trace, self.model_trace = particle_traces(model, guide, x, *args, particles=particles,
                                                              max_plate_nesting=max_plate_nesting, **kwargs)
         self.shape = (particles, x.shape[0])
+        self.scale = data_scale(self.model_trace)  # N / B of a subsampled data plate, else 1
         self.log_p = per_point(self.model_trace, *self.shape, max_plate_nesting)
         self.log_q = per_point(self.guide_trace, *self.shape, max_plate_nesting, observed=False)
         guide_params = param_tensors(self.guide_trace)
@@ -123,16 +124,18 @@ class WeightedLoss(ELBO):
         return p.model_trace, p.guide_trace
 
     def loss(self, model, guide, *args, **kwargs) -> float:
-        """−Σ_n B(x_n) over the batch, without gradients."""
+        """−(N/B) Σ_n B(x_n) over the batch (N/B: a subsampled plate's scale), without gradients."""
         with torch.no_grad():
-            return -self.bound(self.draw(model, guide, *args, **kwargs).log_w).sum().item()
+            p = self.draw(model, guide, *args, **kwargs)
+            return -p.scale * self.bound(p.log_w).sum().item()
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """−Σ_n B(x_n); accumulates the estimator's gradient of −Σ_n B into the parameters' .grad."""
+        """−(N/B) Σ_n B(x_n); accumulates the estimator's gradient of it into the parameters' .grad.
+        The scale multiplies each per-point sum, outside every non-linear reduction of the weights."""
         p = self.draw(model, guide, *args, **kwargs)
         pairs = [(s, p.params["guide"] + p.params["model"] if group == "all" else p.params[group])
                  for s, group in self.surrogates(p)]
         pairs = [(s, params) for s, params in pairs if params and s.requires_grad]
         for i, (surrogate, params) in enumerate(pairs):
-            torch.autograd.backward(-surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
-        return -self.bound(p.log_w.detach()).sum().item()
+            torch.autograd.backward(-p.scale * surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
+        return -p.scale * self.bound(p.log_w.detach()).sum().item()

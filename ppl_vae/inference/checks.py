@@ -1,0 +1,51 @@
+"""What an objective can do with a Pyro program, checked on one batch before any training.
+
+Every bound this project reports is per data point, a function of log w_n for each point n of
+``pyro.plate("data")`` (:mod:`ppl_vae.inference.weights`). A program that does not have that
+shape, or that an objective would silently mistreat, is refused with one sentence:
+
+- a latent site outside the data plate (a global latent): its log-density belongs to no point;
+- no site inside a plate named ``"data"`` at all (a plate with another name);
+- a discrete site marked for enumeration (``config_enumerate``) and not sampled by the guide,
+  under an objective built on Pyro's ``Trace_ELBO``/``TraceGraph_ELBO``/``TraceMeanField_ELBO``:
+  those sample it from the prior instead of summing it out (``enum`` and the
+  importance-weighted objectives sum it out).
+"""
+
+from __future__ import annotations
+
+from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO
+from pyro.poutine.util import site_is_subsample
+
+
+def sample_sites(trace, observed: bool):
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site_is_subsample(site) and site["is_observed"] == observed}
+
+
+def in_data_plate(site) -> bool:
+    return any(f.name == "data" for f in site["cond_indep_stack"])
+
+
+def refusal(objective, model_trace, guide_trace) -> str | None:
+    """Why ``objective`` cannot train this model and guide (traced once on a batch), or None."""
+    latents = {**sample_sites(guide_trace, False), **sample_sites(model_trace, False)}
+    observed = sample_sites(model_trace, True)
+    if not any(in_data_plate(s) for s in (*latents.values(), *observed.values())):
+        return ("no sample site lies inside a plate named 'data'; per-data-point bounds need the data points in "
+                "pyro.plate('data', ...) at dim=-1, so name the model's and the guide's data plate 'data'")
+    outside = [name for name, site in latents.items() if not in_data_plate(site)]
+    if outside:
+        return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, whose "
+                f"log-density belongs to no single data point, so no per-point bound (the test bound of every "
+                f"objective, the importance-weighted ones) exists for it; move it inside the data plate, or make "
+                f"it a point estimate with pyro.param")
+    enumerated = [name for name, site in model_trace.nodes.items()
+                  if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
+                  and name not in guide_trace.nodes]
+    loss = getattr(objective, "loss", objective)
+    if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
+        return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
+                f"not do: it would sample the site from the prior instead of summing it out; use --objective enum, "
+                f"or an importance-weighted objective (iwae, renyi, rws, stl, dreg), which sum it out")
+    return None

@@ -1,0 +1,188 @@
+"""A model written with Pyro's mini-batch idiom, pyro.plate("data", N, subsample=idx): every
+objective estimates the full-data objective, and every reported bound is per data point.
+
+The reference is the same PPCA pair without subsampling, whose weights are those of the closed form."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from helpers import exact_guide, small_ppca
+from ppl_vae import Dataset, fit
+from ppl_vae.inference import objectives
+from ppl_vae.inference.weights import log_weights
+
+N = 40  # training points
+
+
+def pair(ppca, guide, subsample: bool):
+    """The PPCA model and a guide as a user writes them, with or without the subsampled plate."""
+    def plate(x, idx):
+        if subsample:
+            return pyro.plate("data", N if idx is not None else x.shape[0], subsample=idx)
+        return pyro.plate("data", x.shape[0])
+
+    def model(x, idx=None):
+        pyro.module("ppca", ppca)
+        with plate(x, idx):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(ppca.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ ppca.W.T + ppca.mu, ppca.sigma).to_event(1), obs=x)
+
+    def q(x, idx=None):
+        pyro.module("q", guide)
+        with plate(x, idx):
+            pyro.sample("z", guide.dist(x))
+
+    return model, q
+
+
+def setup():
+    ppca = small_ppca()
+    guide = exact_guide(ppca)
+    guide.log_diag.data += 0.3  # not the exact posterior, so that the weights vary
+    x = ppca.marginal().sample((N,)).detach()
+    return ppca, guide, x
+
+
+def test_log_weights_are_per_point_whatever_the_subsampling_scale():
+    ppca, guide, x = setup()
+    idx = torch.tensor([3, 17, 21, 30])
+    pyro.set_rng_seed(1)
+    plain = log_weights(*pair(ppca, guide, False), x[idx], idx, particles=5)
+    pyro.set_rng_seed(1)
+    scaled = log_weights(*pair(ppca, guide, True), x[idx], idx, particles=5)
+    torch.testing.assert_close(scaled, plain, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["iwae", "renyi", "rws", "dreg", "stl", "elbo"])
+def test_losses_and_gradients_are_the_full_data_estimate(name):
+    """Loss and gradient are N/B times the batch's per-point sum: the scale outside the log-sum-exp."""
+    ppca, guide, x = setup()
+    idx = torch.arange(8, 12)
+    results = []
+    for subsample in (False, True):
+        objective = objectives.make(name, particles=5)
+        model, q = pair(ppca, guide, subsample)
+        pyro.clear_param_store()
+        pyro.set_rng_seed(2)
+        loss = objective.loss.loss_and_grads(model, q, x[idx], idx)
+        grads = [p.grad.clone() for p in (*ppca.parameters(), *guide.parameters())]
+        for p in (*ppca.parameters(), *guide.parameters()):
+            p.grad = None
+        results.append((loss, grads))
+    (plain_loss, plain_grads), (loss, grads) = results
+    factor = N / idx.numel()
+    assert loss == pytest.approx(factor * plain_loss, rel=1e-10)
+    for g, g0 in zip(grads, plain_grads):
+        torch.testing.assert_close(g, factor * g0, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["elbo", "iwae"])
+def test_the_trainer_reports_the_bound_per_data_point(name):
+    """Before: N/B times too large (elbo), and the IWAE weights raised to the power N/B."""
+    ppca, guide, x = setup()
+    ppca, guide = ppca.float(), guide.float()
+    start = ({k: v.clone() for k, v in ppca.state_dict().items()}, {k: v.clone() for k, v in guide.state_dict().items()})
+    histories = []
+    for subsample in (False, True):
+        ppca.load_state_dict(start[0])
+        guide.load_state_dict(start[1])
+        histories.append(fit(*pair(ppca, guide, subsample), Dataset.from_tensors(x), name, particles=5, epochs=2,
+                             batch_size=10, lr=1e-3, progress=False, device="cpu"))
+    plain, scaled = histories
+    assert plain[0]["train_bound"] < 0  # a log-likelihood per point of 5-D data, not N/B times one
+    # Adam is invariant to the gradient's scale N/B up to its ε, so both runs take the same path
+    for a, b in zip(plain, scaled):
+        assert b["train_bound"] == pytest.approx(a["train_bound"], abs=1e-4), (a, b)
+
+
+# -- programs an objective cannot give per-point bounds for: refused before the first step ------
+
+def global_latent_pair(ppca, guide):
+    """Bayesian PPCA's mean: μ ~ N(0, I) outside the data plate, a global latent."""
+    def model(x, idx=None):
+        pyro.module("ppca", ppca)
+        mu = pyro.sample("mu", dist.Normal(x.new_zeros(ppca.x_dim), 1.0).to_event(1))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(ppca.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ ppca.W.T + mu, ppca.sigma).to_event(1), obs=x)
+
+    def q(x, idx=None):
+        pyro.module("q", guide)
+        loc = pyro.param("mu_loc", x.new_zeros(ppca.x_dim))
+        pyro.sample("mu", dist.Normal(loc, 0.1).to_event(1))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", guide.dist(x))
+
+    return model, q
+
+
+def renamed_plate_pair(ppca, guide):
+    def model(x, idx=None):
+        pyro.module("ppca", ppca)
+        with pyro.plate("batch", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(ppca.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ ppca.W.T + ppca.mu, ppca.sigma).to_event(1), obs=x)
+
+    def q(x, idx=None):
+        pyro.module("q", guide)
+        with pyro.plate("batch", x.shape[0]):
+            pyro.sample("z", guide.dist(x))
+
+    return model, q
+
+
+def enumerated_pair(ppca, guide):
+    """A two-component mixture of PPCA means, its assignment y enumerated in the model only."""
+    from pyro.infer import config_enumerate
+
+    @config_enumerate
+    def model(x, idx=None):
+        pyro.module("ppca", ppca)
+        with pyro.plate("data", x.shape[0]):
+            y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(2)))
+            z = pyro.sample("z", dist.Normal(x.new_zeros(ppca.latent_dim), 1.0).to_event(1))
+            shift = torch.stack([x.new_zeros(ppca.x_dim), x.new_ones(ppca.x_dim)])[y]
+            pyro.sample("x", dist.Normal(z @ ppca.W.T + ppca.mu + shift, ppca.sigma).to_event(1), obs=x)
+
+    def q(x, idx=None):
+        pyro.module("q", guide)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", guide.dist(x))
+
+    return model, q
+
+
+@pytest.mark.parametrize("make, objective, words", [
+    (global_latent_pair, "elbo", "latent site 'mu' lies outside pyro.plate('data')"),
+    (global_latent_pair, "iwae", "latent site 'mu' lies outside pyro.plate('data')"),
+    (renamed_plate_pair, "elbo", "no sample site lies inside a plate named 'data'"),
+    (enumerated_pair, "elbo", "model site 'y' is marked for enumeration, which the elbo objective does not do"),
+    (enumerated_pair, "score", "model site 'y' is marked for enumeration"),
+])
+def test_programs_without_per_point_bounds_are_refused_before_training(make, objective, words):
+    from ppl_vae.errors import UsageError
+
+    ppca, guide, x = setup()
+    ppca, guide = ppca.float(), guide.float()
+    before = {k: v.clone() for k, v in ppca.state_dict().items()}
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        fit(*make(ppca, guide), Dataset.from_tensors(x), objective, epochs=1, progress=False, device="cpu")
+    assert all(torch.equal(v, ppca.state_dict()[k]) for k, v in before.items())  # no step was taken
+
+
+def test_an_enumerated_site_is_summed_out_by_the_importance_weighted_objectives():
+    """log w with y enumerated equals log Σ_y p(x, z, y) − log q(z), computed by hand."""
+    ppca, guide, x = setup()
+    model, q = enumerated_pair(ppca, guide)
+    pyro.set_rng_seed(3)
+    lw = log_weights(model, q, x[:6], particles=4)
+    pyro.set_rng_seed(3)
+    z = guide.dist(x[:6]).sample((4,))  # the same draws: the guide samples first, from the same stream
+    shifts = torch.stack([torch.zeros(ppca.x_dim, dtype=x.dtype), torch.ones(ppca.x_dim, dtype=x.dtype)])
+    with torch.no_grad():
+        joint = torch.stack([dist.Normal(z @ ppca.W.T + ppca.mu + s, ppca.sigma).to_event(1).log_prob(x[:6])
+                             for s in shifts]).logsumexp(0) + torch.log(torch.tensor(0.5, dtype=x.dtype))
+        expected = joint + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - guide.dist(x[:6]).log_prob(z)
+    torch.testing.assert_close(lw, expected, rtol=1e-10, atol=1e-10)

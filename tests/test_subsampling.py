@@ -186,3 +186,38 @@ def test_an_enumerated_site_is_summed_out_by_the_importance_weighted_objectives(
                              for s in shifts]).logsumexp(0) + torch.log(torch.tensor(0.5, dtype=x.dtype))
         expected = joint + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - guide.dist(x[:6]).log_prob(z)
     torch.testing.assert_close(lw, expected, rtol=1e-10, atol=1e-10)
+
+
+def mixture_prior_pair(ppca, guide):
+    """z's prior a two-component mixture: no closed-form KL to the guide's Gaussian."""
+    def model(x, idx=None):
+        pyro.module("ppca", ppca)
+        with pyro.plate("data", x.shape[0]):
+            components = dist.Normal(torch.stack([x.new_zeros(ppca.latent_dim), x.new_ones(ppca.latent_dim)]),
+                                     1.0).to_event(1)
+            prior = dist.MixtureSameFamily(dist.Categorical(logits=x.new_zeros(2)), components)
+            z = pyro.sample("z", prior)
+            pyro.sample("x", dist.Normal(z @ ppca.W.T + ppca.mu, ppca.sigma).to_event(1), obs=x)
+
+    def q(x, idx=None):
+        pyro.module("q", guide)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", guide.dist(x))
+
+    return model, q
+
+
+def test_elbo_analytic_refuses_a_kl_it_would_estimate_by_monte_carlo(digits):
+    from ppl_vae.errors import UsageError
+    from ppl_vae.guides.gaussian import DiagonalGaussian
+    from ppl_vae.models.vae import VAE
+
+    ppca, guide, x = setup()
+    ppca, guide = ppca.float(), guide.float()
+    with pytest.raises(UsageError, match="site 'z' has no closed-form KL"):
+        fit(*mixture_prior_pair(ppca, guide), Dataset.from_tensors(x), "elbo-analytic", epochs=1, progress=False,
+            device="cpu")
+    fit(*mixture_prior_pair(ppca, guide), Dataset.from_tensors(x), "elbo", epochs=1, progress=False, device="cpu")
+    vae, encoder = VAE(64, 2, (8,)), DiagonalGaussian(64, 2, (8,))  # Normal against Normal: closed form, trains
+    fit(vae, encoder, Dataset.from_tensors(digits.x_train[:200]), "elbo-analytic", epochs=1, progress=False,
+        device="cpu")

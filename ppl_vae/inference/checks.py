@@ -9,13 +9,17 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
 - a discrete site marked for enumeration (``config_enumerate``) and not sampled by the guide,
   under an objective built on Pyro's ``Trace_ELBO``/``TraceGraph_ELBO``/``TraceMeanField_ELBO``:
   those sample it from the prior instead of summing it out (``enum`` and the
-  importance-weighted objectives sum it out).
+  importance-weighted objectives sum it out);
+- under ``elbo-analytic`` (``TraceMeanField_ELBO``), a guide site whose KL to the model's site has
+  no closed form: Pyro would estimate that term by Monte Carlo without a word, and a comparison
+  table would show the same estimator under two names.
 """
 
 from __future__ import annotations
 
-from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO
+from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import kl_divergence
 
 
 def sample_sites(trace, observed: bool):
@@ -48,4 +52,18 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
         return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
                 f"not do: it would sample the site from the prior instead of summing it out; use --objective enum, "
                 f"or an importance-weighted objective (iwae, renyi, rws, stl, dreg), which sum it out")
+    if isinstance(loss, TraceMeanField_ELBO):
+        for name, site in sample_sites(guide_trace, False).items():
+            if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):
+                return (f"site {name!r} has no closed-form KL(q ‖ p) between {type(site['fn']).__name__} and "
+                        f"{type(model_trace.nodes[name]['fn']).__name__}, so {objective.name} would estimate it by "
+                        f"Monte Carlo like elbo does; use --objective elbo")
     return None
+
+
+def has_closed_form_kl(q, p) -> bool:
+    try:
+        kl_divergence(q, p)
+    except NotImplementedError:
+        return False
+    return True

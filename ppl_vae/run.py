@@ -79,5 +79,4 @@ def load(run_dir: str, device="auto") -> Run:
     except (KeyError, RuntimeError):
         raise UsageError(f"the checkpoint in {run_dir} does not match its config.json; "
                          f"the run directory was altered, so train it again.") from None
-    pyro.clear_param_store()
     return Run(run_dir, config, data, model.eval(), guide.eval(), state["epoch"])

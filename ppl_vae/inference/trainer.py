@@ -139,8 +139,10 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
     ``progress``: True, a progress bar; ``"log"``, one line per epoch on stderr; False, nothing.
 
-    Pyro's global parameter store is cleared first; afterwards it (and the modules) hold the
-    trained parameters. Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
+    The run trains in a param-store scope of its own (``pyro.get_param_store().scope()``), so it
+    neither sees nor clears the parameters already in Pyro's store; afterwards the modules hold the
+    trained parameters, and the store holds them too, beside the others (a parameter of the same
+    name is replaced). Raises :class:`Interrupted` on SIGINT/SIGTERM (after checkpointing)
     and :class:`Diverged` when non-finite steps persist.
     """
     if isinstance(config, dict):
@@ -151,13 +153,25 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
         k = particles if particles is not None else (config.inference.particles if config else default("particles"))
         objective = objectives.make(objective, particles=k)
     step = VEMStep(settings.e_steps) if settings.schedule == "vem" else JointStep()
-    trainer = Trainer(model, guide, data, objective, settings, device=device, out=out, config=config,
-                      progress=progress, step=step)
-    if resume:
-        trainer.restore()
-    elif out is not None:
-        trainer.start_run_dir()
-    return trainer.run()
+    with pyro.get_param_store().scope() as own:  # the run's own parameters: it clears nobody else's
+        trainer = Trainer(model, guide, data, objective, settings, device=device, out=out, config=config,
+                          progress=progress, step=step)
+        if resume:
+            trainer.restore()
+        elif out is not None:
+            trainer.start_run_dir()
+        history = trainer.run()
+    merge_into_store(own)
+    return history
+
+
+def merge_into_store(state: dict) -> None:
+    """Add a run's parameters (a param-store state) to Pyro's store, replacing those of the same names."""
+    store = pyro.get_param_store()
+    for name in state["params"]:
+        if name in store:
+            del store[name]
+    store.set_state(state)
 
 
 @dataclass
@@ -224,7 +238,7 @@ class Trainer:
         self.stop_request = StopRequest()
         self.history: list[dict] = []
 
-        pyro.clear_param_store()
+        pyro.clear_param_store()  # in fit, the run's own (empty) scope; a Trainer made directly takes the store
         pyro.set_rng_seed(training.seed)
         self.lr = lr_at(0, **self.schedule)
         self._new_optimizer()

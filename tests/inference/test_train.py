@@ -134,3 +134,22 @@ def test_jit_elbo_estimates_the_same_loss(digits):
         assert jit.loss(model.model, guide.guide, x) == pytest.approx(expected, rel=1e-5)
     history = fit(model, guide, digits, objectives.make("elbo", jit=True), epochs=3, progress=False)
     assert history[-1]["test_bound"] > history[0]["test_bound"]
+
+
+def test_runs_in_one_process_keep_each_others_parameters(digits, tmp_path, tiny_run):
+    """fit trains in a param-store scope of its own, and load touches the store not at all."""
+    from ppl_vae.run import load
+
+    keep = pyro.param("a_users_own_parameter", torch.tensor(3.0))
+    fit(*pair(digits), digits, epochs=1, out=str(tmp_path / "run"), config={"dataset": "digits"}, progress=False)
+    store = pyro.get_param_store()
+    assert "a_users_own_parameter" in store and store["a_users_own_parameter"].item() == 3.0
+    assert store["a_users_own_parameter"] is not None and any(k.startswith("decoder") for k in store.keys())
+    decoder_names = {k for k in store.keys() if k.startswith("decoder")}
+    model, guide = pair(digits, seed=1)
+    fit(model, guide, digits, epochs=1, progress=False)  # a second run: same names, its own values win
+    assert store["a_users_own_parameter"].item() == 3.0 and keep.item() == 3.0
+    assert {k for k in store.keys() if k.startswith("decoder")} == decoder_names
+    assert store["decoder$$$decoder.0.weight"] is dict(model.named_parameters())["decoder.0.weight"]
+    load(str(tiny_run), "cpu")
+    assert store["a_users_own_parameter"].item() == 3.0 and decoder_names <= set(store.keys())

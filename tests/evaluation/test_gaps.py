@@ -52,7 +52,7 @@ def test_guide_table_script_end_to_end(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "scripts/guide_table.py", "--out", str(tmp_path), "--epochs", "1",
                            "--particles", "20", "--points", "30", "--hidden", "16", "--latent-dim", "2",
                            "--no-progress"], capture_output=True, text=True, cwd=root)

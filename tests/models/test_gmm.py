@@ -229,7 +229,7 @@ def test_latent_gmm_example_draws_the_clusters(tmp_path, capsys):
     run = tmp_path / "z2"
     assert run_cli(["train", "--out", run, "--latent-dim", "2", "--hidden", "32", "--epochs", "2",
                     "--no-progress"], capsys)[0] == 0
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "scripts/examples/latent_gmm.py", str(run), "--components", "3"],
                           capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_readme.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_readme.py"
 _spec = importlib.util.spec_from_file_location("check_readme", SCRIPT)
 cr = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = cr  # dataclasses look their module up while the class is built

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from helpers import run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the scripts: `make test-fast` skips them

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-TEACH = Path(__file__).resolve().parents[1] / "scripts" / "teach"
+TEACH = Path(__file__).resolve().parents[2] / "scripts" / "teach"
 
 CASES = {
     "ae_vs_vae": (["--epochs", "1", "--grid", "4"], ["latent_spaces", "generation", "prior_draws"]),

@@ -93,14 +93,22 @@ class Dataset:
     @classmethod
     def from_tensors(cls, x_train, x_test=None, *, y_train=None, y_test=None, name="custom",
                      image_shape=None, binarize="none", seed=0) -> "Dataset":
-        """Wrap user tensors [N, D] (any floats; binarize them yourself or pass ``binarize``)."""
+        """Wrap user tensors (any floats; binarize them yourself or pass ``binarize``): vectors [N, D],
+        or images [N, H, W] / [N, C, H, W], which are flattened to [N, C·H·W] with their shape kept
+        in ``image_shape`` for the convolutional model and the figures."""
         x_train = torch.as_tensor(x_train, dtype=torch.float32)
         x_test = None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32)
-        if x_train.dim() != 2:
-            raise UsageError(f"training data must be a 2-D tensor [N, D], got shape {tuple(x_train.shape)}.")
-        d = x_train.shape[1]
-        return _binarized(cls(name, x_train, y_train, x_test, y_test, image_shape or (1, 1, d),
-                              binarize, seed))
+        if not 2 <= x_train.dim() <= 4:
+            raise UsageError(f"training data must be [N, D] vectors or [N, H, W] / [N, C, H, W] images, got shape "
+                             f"{tuple(x_train.shape)}.")
+        shape = tuple(x_train.shape[1:])
+        if x_test is not None and tuple(x_test.shape[1:]) != shape:
+            raise UsageError(f"test data of shape {tuple(x_test.shape[1:])} per point does not match the training "
+                             f"data's {shape}; pass both in one shape.")
+        if image_shape is None:
+            image_shape = {1: (1, 1, *shape), 2: (1, *shape), 3: shape}[len(shape)]
+        flat = lambda x: None if x is None else x.reshape(x.shape[0], -1)  # noqa: E731
+        return _binarized(cls(name, flat(x_train), y_train, flat(x_test), y_test, tuple(image_shape), binarize, seed))
 
 
 def epoch_generator(seed: int, epoch: int, device, purpose: str) -> torch.Generator:

@@ -91,7 +91,18 @@ def test_unknown_names_list_the_valid_ones():
 def test_from_tensors_checks_shape_and_range():
     ds = data.Dataset.from_tensors(torch.rand(30, 4), torch.rand(10, 4), binarize="static")
     assert set(ds.x_train.unique().tolist()) <= {0.0, 1.0}
-    with pytest.raises(UsageError, match="2-D"):
-        data.Dataset.from_tensors(torch.rand(3, 4, 4))
+    with pytest.raises(UsageError, match=r"\[N, D\] vectors or \[N, H, W\] / \[N, C, H, W\] images"):
+        data.Dataset.from_tensors(torch.rand(3, 1, 1, 4, 4))
+    with pytest.raises(UsageError, match="does not match the training data's"):
+        data.Dataset.from_tensors(torch.rand(3, 16), torch.rand(2, 4, 4))
+
+
+def test_from_tensors_takes_images_and_keeps_their_shape(digits):
+    images = digits.x_train[:12].reshape(12, 1, 8, 8)
+    ds = data.Dataset.from_tensors(images, digits.x_test[:5].reshape(5, 1, 8, 8))
+    assert ds.image_shape == (1, 8, 8) and ds.x_dim == 64 and ds.x_test.shape == (5, 64)
+    assert torch.equal(ds.x_train, digits.x_train[:12])  # flattened row-major, as the built-in loaders do
+    grey = data.Dataset.from_tensors(torch.rand(7, 8, 8))  # [N, H, W]: one channel
+    assert grey.image_shape == (1, 8, 8) and grey.x_train.shape == (7, 64)
     with pytest.raises(UsageError, match=r"\[0, 1\]"):
         data.Dataset.from_tensors(torch.randn(30, 4) * 5, binarize="dynamic")

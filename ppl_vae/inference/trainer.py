@@ -121,7 +121,7 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
 
 def fit(model, guide, data, objective="elbo", *, particles: int | None = None, device="auto",
         out: str | None = None, resume: bool = False, config: Config | None = None, progress: bool = True,
-        **training) -> list[dict]:
+        warm_start: bool = False, **training) -> list[dict]:
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
@@ -137,6 +137,9 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``;
     ``config``: the whole run's :class:`~ppl_vae.config.Config`, recorded there (the CLI's).
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
+    ``warm_start``: train modules that an earlier ``fit`` already trained, from their trained
+    weights; without it such modules are refused, since a second objective would silently start
+    where the first ended (build a fresh pair instead).
     ``progress``: True, a progress bar; ``"log"``, one line per epoch on stderr; False, nothing.
 
     The run trains in a param-store scope of its own (``pyro.get_param_store().scope()``), so it
@@ -153,6 +156,12 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
         k = particles if particles is not None else (config.inference.particles if config else default("particles"))
         objective = objectives.make(objective, particles=k)
     step = VEMStep(settings.e_steps) if settings.schedule == "vem" else JointStep()
+    modules = [m for m in map(owning_module, (model, guide)) if m is not None]
+    trained = next((m for m in modules if getattr(m, TRAINED, False)), None)
+    if trained is not None and not (warm_start or resume):
+        raise UsageError(f"this {type(trained).__name__} was already trained by an earlier fit, so this run would "
+                         f"start from its trained weights, not from fresh ones; build a new model and guide for "
+                         f"each run, or pass warm_start=True to continue from them.")
     with pyro.get_param_store().scope() as own:  # the run's own parameters: it clears nobody else's
         trainer = Trainer(model, guide, data, objective, settings, device=device, out=out, config=config,
                           progress=progress, step=step)
@@ -162,7 +171,12 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
             trainer.start_run_dir()
         history = trainer.run()
     merge_into_store(own)
+    for module in modules:
+        setattr(module, TRAINED, True)
     return history
+
+
+TRAINED = "_trained_by_ppl_vae_fit"  # set on the modules a fit has trained
 
 
 def merge_into_store(state: dict) -> None:

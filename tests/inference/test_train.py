@@ -153,3 +153,15 @@ def test_runs_in_one_process_keep_each_others_parameters(digits, tmp_path, tiny_
     assert store["decoder$$$decoder.0.weight"] is dict(model.named_parameters())["decoder.0.weight"]
     load(str(tiny_run), "cpu")
     assert store["a_users_own_parameter"].item() == 3.0 and decoder_names <= set(store.keys())
+
+
+def test_a_second_fit_of_trained_modules_is_refused_unless_asked_for(digits):
+    """Otherwise a second objective silently starts where the first ended."""
+    model, guide = pair(digits)
+    fit(model, guide, digits, epochs=1, progress=False)
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UsageError, match="already trained by an earlier fit.*warm_start=True"):
+        fit(model, guide, digits, "iwae", particles=2, epochs=1, progress=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in trained.items())
+    history = fit(model, guide, digits, "iwae", particles=2, epochs=1, progress=False, warm_start=True)
+    assert len(history) == 1 and not torch.equal(trained["decoder.0.weight"], model.state_dict()["decoder.0.weight"])

@@ -9,6 +9,7 @@ not take ``idx`` are called with ``x`` alone.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from torch import nn
@@ -28,12 +29,31 @@ def owning_module(obj) -> nn.Module | None:
     return owner if isinstance(owner, nn.Module) else None
 
 
+def innermost(fn):
+    """The function that decorators wrap: through ``__wrapped__`` (functools.wraps, Pyro's handlers on
+    functions) and through the ``functools.partial`` Pyro makes of a decorated method bound to its
+    instance (``config_enumerate`` on ``def model(self, x)``)."""
+    for _ in range(20):  # decorators nest a few deep; a cycle must not hang
+        if getattr(fn, "__wrapped__", None) is not None:
+            fn = fn.__wrapped__
+        elif isinstance(fn, functools.partial):
+            inner = [a for a in fn.args if inspect.isfunction(a) or inspect.ismethod(a)]
+            if not inner:
+                break
+            fn = inner[0]
+        else:
+            break
+    return fn
+
+
 def with_idx(fn):
-    """``fn`` if it accepts ``idx``; else a wrapper that drops it."""
+    """``fn`` if it (or the function its decorators wrap) accepts ``idx``; else a wrapper that drops it."""
     try:
-        params = inspect.signature(fn).parameters
+        params = inspect.signature(innermost(fn)).parameters
     except (TypeError, ValueError):
         return fn
-    if "idx" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    if "idx" in params:
         return fn
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):  # idx by keyword, as **kwargs takes it
+        return lambda x, idx=None, *args, **kwargs: fn(x, *args, idx=idx, **kwargs)
     return lambda x, idx=None, *args, **kwargs: fn(x, *args, **kwargs)

@@ -17,9 +17,17 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
 
 from __future__ import annotations
 
+import pyro
+import torch
+from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
+
+from ppl_vae.data import Dataset
+from ppl_vae.errors import UsageError
+from ppl_vae.inference import objectives
+from ppl_vae.pair import as_pyro_callable, with_idx
 
 
 def sample_sites(trace, observed: bool):
@@ -48,6 +56,9 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
                   if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
                   and name not in guide_trace.nodes]
     loss = getattr(objective, "loss", objective)
+    if isinstance(loss, TraceEnum_ELBO) and not enumerated:
+        return (f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and this "
+                f"model has none (config_enumerate), so it would train a plain ELBO under another name; use elbo")
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
                 f"not do: it would sample the site from the prior instead of summing it out; use --objective enum, "
@@ -67,3 +78,32 @@ def has_closed_form_kl(q, p) -> bool:
     except NotImplementedError:
         return False
     return True
+
+
+def check(model, guide, data, names=None, particles: int = 2) -> dict[str, str]:
+    """A one-batch dry run of each objective on a pair: {objective: "ok" or "refused: why"}.
+
+    ``model``/``guide`` as :func:`ppl_vae.fit` takes them; ``data`` a Dataset or a tensor [N, D];
+    ``names`` the objectives (default: every one). Nothing is trained: each loss is evaluated once,
+    without gradients, in a param-store scope of its own and with the random stream put back.
+    """
+    data = data if isinstance(data, Dataset) else Dataset.from_tensors(data)
+    x = data.x_train[:4]
+    idx = torch.arange(x.shape[0], device=x.device)
+    model, guide = with_idx(as_pyro_callable(model, "model")), with_idx(as_pyro_callable(guide, "guide"))
+    results = {}
+    for name in names or objectives.OBJECTIVES:
+        objective = objectives.make(name, particles=particles)
+        with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[]), torch.no_grad():
+            try:
+                guide_tr = poutine.trace(guide).get_trace(x, idx)
+                model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx)
+                why = refusal(objective, model_tr, guide_tr)
+                if why is None:
+                    objective.loss.loss(model, guide, x, idx)
+            except UsageError as e:
+                why = str(e).rstrip(".")
+            except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
+                why = f"fails on one batch ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        results[name] = "ok" if why is None else f"refused: {why}"
+    return results

@@ -221,3 +221,23 @@ def test_elbo_analytic_refuses_a_kl_it_would_estimate_by_monte_carlo(digits):
     vae, encoder = VAE(64, 2, (8,)), DiagonalGaussian(64, 2, (8,))  # Normal against Normal: closed form, trains
     fit(vae, encoder, Dataset.from_tensors(digits.x_train[:200]), "elbo-analytic", epochs=1, progress=False,
         device="cpu")
+
+
+def test_check_tabulates_what_each_objective_does_with_a_pair():
+    import ppl_vae
+
+    ppca, guide, x = setup()
+    ppca, guide = ppca.float(), guide.float()
+    data = Dataset.from_tensors(x)
+    plain = ppl_vae.check(*pair(ppca, guide, False), data)
+    assert set(plain) == set(objectives.OBJECTIVES)
+    assert all(v == "ok" for k, v in plain.items() if k != "enum"), plain
+    assert plain["enum"].startswith("refused: the enum objective sums discrete sites")
+    global_ = ppl_vae.check(*global_latent_pair(ppca, guide), data, ["elbo", "iwae"])
+    assert all("latent site 'mu' lies outside pyro.plate('data')" in v for v in global_.values()), global_
+    mixed = ppl_vae.check(*enumerated_pair(ppca, guide), data, ["elbo", "score", "iwae", "dreg", "enum"])
+    assert mixed["iwae"] == mixed["dreg"] == mixed["enum"] == "ok", mixed
+    assert mixed["elbo"].startswith("refused: model site 'y' is marked for enumeration"), mixed
+    assert mixed["score"].startswith("refused:"), mixed
+    assert ppl_vae.check(*pair(ppca, guide, False), data, ["iwae"]) == {"iwae": "ok"}  # and it trained nothing
+    assert torch.equal(guide.log_diag, exact_guide(small_ppca()).log_diag.float() + 0.3)

@@ -1,8 +1,9 @@
 """Datasets as whole tensors on the training device, binarization protocols and mini-batches.
 
 Every split is one float tensor of shape [N, D] (images flattened, grey levels in [0, 1])
-that lives on the training device; a mini-batch is a slice of a random permutation of
-row indices, so training makes no host-to-device copies.
+that lives on the training device, with any named inputs beside it (labels, covariates,
+masks: tensors [N, ...] that the model and guide receive as keyword arguments); a mini-batch
+is a slice of a random permutation of row indices, so training makes no host-to-device copies.
 
 Binarization (``--binarize``):
 
@@ -32,7 +33,8 @@ resumed from a checkpoint sees exactly what the uninterrupted run saw.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -55,6 +57,9 @@ class Dataset:
 
     ``x_train`` holds grey levels for ``dynamic`` and ``none`` and the binary draw for
     ``static``; ``x_test`` is what every evaluation uses (the seeded draw when binarized).
+    ``inputs_train`` / ``inputs_test``: named inputs, {name: tensor [N, ...]}, passed to the model
+    and the guide by keyword with each batch (``y_train`` / ``y_test`` are class labels for the
+    figures only, and are passed to nobody).
     """
 
     name: str
@@ -66,6 +71,8 @@ class Dataset:
     binarize: str = "none"
     seed: int = 0
     levels: int | None = None  # L grey levels when dequantized, else None
+    inputs_train: dict = field(default_factory=dict)
+    inputs_test: dict = field(default_factory=dict)
 
     @property
     def x_dim(self) -> int:
@@ -88,14 +95,25 @@ class Dataset:
     def to(self, device) -> "Dataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return replace(self, x_train=move(self.x_train), y_train=move(self.y_train),
-                       x_test=move(self.x_test), y_test=move(self.y_test))
+                       x_test=move(self.x_test), y_test=move(self.y_test),
+                       inputs_train={k: move(v) for k, v in self.inputs_train.items()},
+                       inputs_test={k: move(v) for k, v in self.inputs_test.items()})
 
     @classmethod
     def from_tensors(cls, x_train, x_test=None, *, y_train=None, y_test=None, name="custom",
-                     image_shape=None, binarize="none", seed=0) -> "Dataset":
+                     image_shape=None, binarize="none", seed=0, observed="x") -> "Dataset":
         """Wrap user tensors (any floats; binarize them yourself or pass ``binarize``): vectors [N, D],
         or images [N, H, W] / [N, C, H, W], which are flattened to [N, C·H·W] with their shape kept
-        in ``image_shape`` for the convolutional model and the figures."""
+        in ``image_shape`` for the convolutional model and the figures.
+
+        Either split may be a mapping of named tensors, ``{"x": images, "y": labels, "mask": m}``:
+        the one named ``observed`` is the data x, every other is a named input [N, ...] that the
+        model and the guide receive by keyword with each mini-batch (as they are: no dtype change)."""
+        x_train, inputs_train = _named(x_train, observed, "training")
+        x_test, inputs_test = _named(x_test, observed, "test")
+        if x_test is not None and set(inputs_test) != set(inputs_train):
+            raise UsageError(f"the test data has named inputs {sorted(inputs_test)} and the training data "
+                             f"{sorted(inputs_train)}; pass the same names in both.")
         x_train = torch.as_tensor(x_train, dtype=torch.float32)
         x_test = None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32)
         if not 2 <= x_train.dim() <= 4:
@@ -108,7 +126,29 @@ class Dataset:
         if image_shape is None:
             image_shape = {1: (1, 1, *shape), 2: (1, *shape), 3: shape}[len(shape)]
         flat = lambda x: None if x is None else x.reshape(x.shape[0], -1)  # noqa: E731
-        return _binarized(cls(name, flat(x_train), y_train, flat(x_test), y_test, tuple(image_shape), binarize, seed))
+        return _binarized(cls(name, flat(x_train), y_train, flat(x_test), y_test, tuple(image_shape), binarize, seed,
+                              inputs_train=inputs_train, inputs_test=inputs_test))
+
+
+def _named(split, observed: str, which: str):
+    """(x, {name: tensor}) of a split given as a tensor or as a mapping of named tensors."""
+    if not isinstance(split, Mapping):
+        return split, {}
+    if observed not in split:
+        raise UsageError(f"the {which} data names {', '.join(map(repr, split))} and no {observed!r}; name the "
+                         f"observed tensor {observed!r} or pass observed='<its name>'.")
+    x = torch.as_tensor(split[observed])
+    inputs = {k: torch.as_tensor(v) for k, v in split.items() if k != observed}
+    for k, v in inputs.items():
+        if v.dim() == 0 or v.shape[0] != x.shape[0]:
+            raise UsageError(f"named input {k!r} of the {which} data has shape {tuple(v.shape)}, not one row per "
+                             f"data point ({x.shape[0]}); pass a tensor [{x.shape[0]}, ...].")
+    return x, inputs
+
+
+def batch_inputs(inputs: dict, idx) -> dict:
+    """The rows ``idx`` of every named input."""
+    return {k: v[idx] for k, v in inputs.items()}
 
 
 def epoch_generator(seed: int, epoch: int, device, purpose: str) -> torch.Generator:

@@ -1,10 +1,12 @@
 """Turning what a user passes as ``model`` and ``guide`` into Pyro callables.
 
 A model is an ``nn.Module`` with a method ``model(x, ...)``, or the method itself, or any
-plain Pyro callable; likewise a guide with ``guide(x, ...)``. Training passes each
-mini-batch as ``(x, idx)``, where ``idx`` holds the batch's row indices in the training set
-(non-amortized guides select their per-data-point parameters with it); callables that do
-not take ``idx`` are called with ``x`` alone.
+plain Pyro callable; likewise a guide with ``guide(x, ...)``. Training calls each with the
+mini-batch ``x``, then by keyword ``idx`` (the batch's row indices in the training set, with
+which non-amortized guides select their per-data-point parameters) and the batch's named inputs
+(labels, covariates, masks: :meth:`ppl_vae.data.Dataset.from_tensors`). A callable gets each of
+those only if it (or the function its decorators wrap) takes a parameter of that name, or
+``**kwargs``; a model may take labels and the guide not, or the other way round.
 """
 
 from __future__ import annotations
@@ -46,14 +48,38 @@ def innermost(fn):
     return fn
 
 
-def with_idx(fn):
-    """``fn`` if it (or the function its decorators wrap) accepts ``idx``; else a wrapper that drops it."""
+def takes(fn) -> tuple[set[str], bool]:
+    """(the parameter names ``fn`` takes by keyword, whether it takes ``**kwargs``), read from the
+    function its decorators wrap; a callable whose signature cannot be read takes everything."""
     try:
-        params = inspect.signature(innermost(fn)).parameters
+        params = inspect.signature(innermost(fn)).parameters.values()
     except (TypeError, ValueError):
-        return fn
-    if "idx" in params:
-        return fn
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):  # idx by keyword, as **kwargs takes it
-        return lambda x, idx=None, *args, **kwargs: fn(x, *args, idx=idx, **kwargs)
-    return lambda x, idx=None, *args, **kwargs: fn(x, *args, **kwargs)
+        return set(), True
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def with_idx(fn):
+    """``fn`` as the trainer calls it, ``fn(x, idx=None, **inputs)``: ``idx`` and each named input are
+    passed on by keyword only if ``fn`` takes them (see :func:`takes`)."""
+    names, everything = takes(fn)
+
+    def call(x, idx=None, **inputs):
+        given = {"idx": idx, **inputs} if idx is not None else inputs
+        return fn(x, **{k: v for k, v in given.items() if everything or k in names})
+
+    return call
+
+
+def callables(model, guide):
+    """(model, guide) as Pyro callables called the trainer's way (:func:`with_idx`)."""
+    return with_idx(as_pyro_callable(model, "model")), with_idx(as_pyro_callable(guide, "guide"))
+
+
+def unused_input(model, guide, inputs) -> str | None:
+    """A named input that neither the model nor the guide takes (likely a misspelt name), or None."""
+    taken = [takes(as_pyro_callable(fn, role)) for fn, role in ((model, "model"), (guide, "guide"))]
+    for name in inputs:
+        if not any(everything or name in names for names, everything in taken):
+            return name
+    return None

@@ -30,7 +30,8 @@ from pyro import poutine
 from pyro.distributions import Delta
 from torch.distributions import Independent
 
-from ppl_vae.pair import as_pyro_callable, owning_module
+from ppl_vae.data import batch_inputs
+from ppl_vae.pair import callables, owning_module
 from ppl_vae.inference.weights import log_weights
 
 MAX_ELEMENTS = 1 << 22  # particles × points × dims held at once: 16 MiB of float32 per tensor
@@ -43,18 +44,26 @@ def chunk_sizes(n: int, dim: int, particles: int, max_elements: int = MAX_ELEMEN
     return max(1, min(n, per_point // k_chunk)), k_chunk
 
 
+def split(x, inputs: dict | None, batch: int):
+    """(x_b, inputs_b) for consecutive batches of ``batch`` points."""
+    for start in range(0, x.shape[0], batch):
+        rows = slice(start, start + batch)
+        yield x[rows], batch_inputs(inputs or {}, rows)
+
+
 @torch.no_grad()
 def per_point(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
-              max_elements: int = MAX_ELEMENTS):
-    """(ELBO, log p̂_K) per data point, each a tensor [N], from K importance samples."""
+              max_elements: int = MAX_ELEMENTS, inputs: dict | None = None):
+    """(ELBO, log p̂_K) per data point, each a tensor [N], from K importance samples; ``inputs``
+    are the points' named inputs, passed to the model and guide by keyword."""
     batch, k_chunk = chunk_sizes(x.shape[0], x[0].numel(), particles, max_elements)
     elbos, lls = [], []
-    for xb in x.split(batch):
+    for xb, ib in split(x, inputs, batch):
         lse = xb.new_full((xb.shape[0],), -math.inf)
         total = xb.new_zeros(xb.shape[0])
         for start in range(0, particles, k_chunk):
             k = min(k_chunk, particles - start)
-            lw = log_weights(model, guide, xb, particles=k, max_plate_nesting=max_plate_nesting)
+            lw = log_weights(model, guide, xb, particles=k, max_plate_nesting=max_plate_nesting, **ib)
             lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
             total += lw.sum(0)
         elbos.append(total / particles)
@@ -63,12 +72,13 @@ def per_point(model, guide, x, particles: int = 5000, *, max_plate_nesting: int 
 
 
 @torch.no_grad()
-def bound(model, guide, x, bound_fn, particles: int = 1, *, max_plate_nesting: int = 1) -> torch.Tensor:
+def bound(model, guide, x, bound_fn, particles: int = 1, *, max_plate_nesting: int = 1,
+          inputs: dict | None = None) -> torch.Tensor:
     """An objective's bound per data point, bound_fn(log w) with all K particles at once."""
     batch, _ = chunk_sizes(x.shape[0], x[0].numel() * particles, 1)
     return torch.cat([bound_fn(log_weights(model, guide, xb, particles=particles,
-                                           max_plate_nesting=max_plate_nesting))
-                      for xb in x.split(batch)])
+                                           max_plate_nesting=max_plate_nesting, **ib))
+                      for xb, ib in split(x, inputs, batch)])
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
@@ -78,11 +88,11 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
     return values.mean().item(), se
 
 
-def point_mass_sites(guide, x) -> list[str]:
+def point_mass_sites(guide, x, inputs: dict | None = None) -> list[str]:
     """The guide's latent sites whose distribution is a point mass (``Delta``), on one data point."""
     devices = [x.device.index or 0] if x.is_cuda else []
     with torch.no_grad(), torch.random.fork_rng(devices=devices):  # a look that leaves the random stream as it was
-        trace = poutine.trace(guide).get_trace(x[:1])
+        trace = poutine.trace(guide).get_trace(x[:1], **batch_inputs(inputs or {}, slice(0, 1)))
     sites = []
     for name, site in trace.nodes.items():
         fn = site.get("fn")
@@ -94,24 +104,26 @@ def point_mass_sites(guide, x) -> list[str]:
 
 
 def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
-             max_elements: int = MAX_ELEMENTS) -> dict:
+             max_elements: int = MAX_ELEMENTS, inputs: dict | None = None) -> dict:
     """Test ELBO and NLL in nats per data point, with standard errors, labelled by ``estimate``
     (see the module docstring): importance-sampled with K = ``particles``, exact, or not a bound.
 
     ``model`` and ``guide`` are Pyro callables (or modules with ``.model`` / ``.guide``);
-    ``x`` is the test tensor [N, D] on their device. ``max_elements`` bounds particles ×
+    ``x`` is the test tensor [N, D] on their device, ``inputs`` its named inputs
+    ({name: tensor [N, ...]}, e.g. ``data.inputs_test``). ``max_elements`` bounds particles ×
     points × dimensions per chunk, i.e. the memory one chunk takes.
     """
     module = owning_module(model)
-    model, guide = as_pyro_callable(model, "model"), as_pyro_callable(guide, "guide")
+    model, guide = callables(model, guide)
     n = int(x.shape[0])
     if hasattr(module, "log_marginal"):
         with torch.no_grad():
             ll_mean, ll_se = mean_and_se(module.log_marginal(x))
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
-    elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements)
+    elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
+                         inputs=inputs)
     elbo_mean, elbo_se = mean_and_se(elbo)
-    point_masses = point_mass_sites(guide, x)
+    point_masses = point_mass_sites(guide, x, inputs)
     if point_masses:
         return {"estimate": "not a bound", "bound": False,
                 "reason": f"the guide's site {point_masses[0]!r} is a point mass, whose entropy is −∞: "

@@ -7,9 +7,10 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
 - a latent site outside the data plate (a global latent): its log-density belongs to no point;
 - no site inside a plate named ``"data"`` at all (a plate with another name);
 - a discrete site marked for enumeration (``config_enumerate``) and not sampled by the guide,
-  under an objective built on Pyro's ``Trace_ELBO``/``TraceGraph_ELBO``/``TraceMeanField_ELBO``:
-  those sample it from the prior instead of summing it out (``enum`` and the
-  importance-weighted objectives sum it out);
+  under the score-function objectives (``TraceGraph_ELBO``) or ``elbo-analytic``
+  (``TraceMeanField_ELBO``): those would sample it from the prior instead of summing it out.
+  ``elbo`` sums it out (:func:`summing_out` gives it ``TraceEnum_ELBO``), as ``enum`` and the
+  importance-weighted objectives do, so its training and test bounds are one quantity;
 - under ``elbo-analytic`` (``TraceMeanField_ELBO``), a guide site whose KL to the model's site has
   no closed form: Pyro would estimate that term by Monte Carlo without a word, and a comparison
   table would show the same estimator under two names.
@@ -17,17 +18,21 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import (JitTrace_ELBO, JitTraceEnum_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO,
+                        TraceMeanField_ELBO)
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from ppl_vae.data import Dataset
 from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
-from ppl_vae.pair import as_pyro_callable, with_idx
+from ppl_vae.data import batch_inputs
+from ppl_vae.pair import callables
 
 
 def sample_sites(trace, observed: bool):
@@ -52,16 +57,14 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
                 f"log-density belongs to no single data point, so no per-point bound (the test bound of every "
                 f"objective, the importance-weighted ones) exists for it; move it inside the data plate, or make "
                 f"it a point estimate with pyro.param")
-    enumerated = [name for name, site in model_trace.nodes.items()
-                  if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
-                  and name not in guide_trace.nodes]
+    enumerated = enumerated_sites(model_trace, guide_trace)
     loss = getattr(objective, "loss", objective)
     if isinstance(loss, TraceEnum_ELBO) and not enumerated:
         return (f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and this "
                 f"model has none (config_enumerate), so it would train a plain ELBO under another name; use elbo")
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
-                f"not do: it would sample the site from the prior instead of summing it out; use --objective enum, "
+                f"not do: it would sample the site from the prior instead of summing it out; use --objective elbo, "
                 f"or an importance-weighted objective (iwae, renyi, rws, stl, dreg), which sum it out")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
@@ -70,6 +73,26 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
                         f"{type(model_trace.nodes[name]['fn']).__name__}, so {objective.name} would estimate it by "
                         f"Monte Carlo like elbo does; use --objective elbo")
     return None
+
+
+def enumerated_sites(model_trace, guide_trace) -> list[str]:
+    """The model's sites marked for parallel enumeration that the guide does not sample."""
+    return [name for name, site in model_trace.nodes.items()
+            if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
+            and name not in guide_trace.nodes]
+
+
+def summing_out(objective, model_trace, guide_trace):
+    """``objective`` with ``TraceEnum_ELBO`` in place of the ``elbo`` objective's ``Trace_ELBO`` when the
+    model marks sites for enumeration: the same ELBO with those sites summed out, not sampled from the
+    prior (the estimator of ``enum``; on a model with nothing to enumerate it would only be slower)."""
+    loss = getattr(objective, "loss", None)
+    if type(loss) not in (Trace_ELBO, JitTrace_ELBO) or not enumerated_sites(model_trace, guide_trace):
+        return objective
+    enum = JitTraceEnum_ELBO(ignore_jit_warnings=True) if isinstance(loss, JitTrace_ELBO) else TraceEnum_ELBO()
+    enum.num_particles, enum.vectorize_particles = loss.num_particles, loss.vectorize_particles
+    enum.max_plate_nesting = loss.max_plate_nesting
+    return dataclasses.replace(objective, loss=enum)
 
 
 def has_closed_form_kl(q, p) -> bool:
@@ -88,19 +111,20 @@ def check(model, guide, data, names=None, particles: int = 2) -> dict[str, str]:
     without gradients, in a param-store scope of its own and with the random stream put back.
     """
     data = data if isinstance(data, Dataset) else Dataset.from_tensors(data)
-    x = data.x_train[:4]
+    x, inputs = data.x_train[:4], batch_inputs(data.inputs_train, slice(0, 4))
     idx = torch.arange(x.shape[0], device=x.device)
-    model, guide = with_idx(as_pyro_callable(model, "model")), with_idx(as_pyro_callable(guide, "guide"))
+    model, guide = callables(model, guide)
     results = {}
     for name in names or objectives.OBJECTIVES:
         objective = objectives.make(name, particles=particles)
         with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[]), torch.no_grad():
             try:
-                guide_tr = poutine.trace(guide).get_trace(x, idx)
-                model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx)
+                guide_tr = poutine.trace(guide).get_trace(x, idx, **inputs)
+                model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx, **inputs)
+                objective = summing_out(objective, model_tr, guide_tr)
                 why = refusal(objective, model_tr, guide_tr)
                 if why is None:
-                    objective.loss.loss(model, guide, x, idx)
+                    objective.loss.loss(model, guide, x, idx, **inputs)
             except UsageError as e:
                 why = str(e).rstrip(".")
             except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how

@@ -49,14 +49,14 @@ from ppl_vae.io import checkpoint
 
 from ppl_vae.inference import objectives
 from ppl_vae.device import resolve_device
-from ppl_vae.data import Dataset, batches, epoch_generator, steps_per_epoch
+from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
-from ppl_vae.inference.checks import refusal
+from ppl_vae.inference.checks import refusal, summing_out
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.vem import VEMStep
 from ppl_vae.inference.weights import data_scale
-from ppl_vae.pair import as_pyro_callable, owning_module, with_idx
+from ppl_vae.pair import callables, owning_module, unused_input
 from ppl_vae.inference.outputs import Progress, run_files
 from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
 from ppl_vae.text import count
@@ -214,8 +214,8 @@ class JointStep:
         """(Re)build the SVI on the trainer's optimizer; called again after every rollback."""
         self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss)
 
-    def __call__(self, x, idx) -> float:
-        return self.svi.step(x, idx)
+    def __call__(self, x, idx, **inputs) -> float:
+        return self.svi.step(x, idx, **inputs)
 
 
 class Trainer:
@@ -230,10 +230,13 @@ class Trainer:
         for module in self.modules.values():
             if module is not None:
                 module.to(self.device)
-        self.model = with_idx(as_pyro_callable(model, "model"))
-        self.guide = with_idx(as_pyro_callable(guide, "guide"))
+        self.model, self.guide = callables(model, guide)
         if not isinstance(data, Dataset):
             data = Dataset.from_tensors(data)
+        unused = unused_input(model, guide, data.inputs_train)
+        if unused is not None:
+            raise UsageError(f"the data's named input {unused!r} is a parameter of neither the model nor the guide, "
+                             f"so neither would see it; name it as their parameter is named, or leave it out.")
         self.data = data.to(self.device)
         self.objective, self.training = objective, training
         self.step_rule = step or JointStep()
@@ -330,12 +333,16 @@ class Trainer:
         """Run guide and model once so every Pyro parameter exists with its constraint, and check on
         that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
         rng = checkpoint.rng_state()  # creating parameters must not shift the run's random numbers
-        x = self.data.x_train[:2]
+        x, inputs = self.data.x_train[:2], batch_inputs(self.data.inputs_train, slice(0, 2))
         idx = torch.arange(x.shape[0], device=self.device)
         with torch.no_grad():
-            guide_tr = poutine.trace(self.guide).get_trace(x, idx)
-            model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(x, idx)
+            guide_tr = poutine.trace(self.guide).get_trace(x, idx, **inputs)
+            model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(x, idx, **inputs)
         checkpoint.set_rng_state(rng)
+        summed = summing_out(self.objective, model_tr, guide_tr)
+        if summed is not self.objective:
+            self.objective = summed
+            self.step_rule.build(self)
         why = refusal(self.objective, model_tr, guide_tr)
         if why is not None:  # before any step: one sentence, not a wrong number or a traceback later
             raise UsageError(why + ".")
@@ -366,11 +373,11 @@ class Trainer:
         return self.objective.lr_factor(name) * (guide_factor(name) if guide_factor else 1.0)
 
     def train_step(self, x: torch.Tensor, idx: torch.Tensor) -> float:
-        """One SVI step on the mini-batch x = data[idx]; returns the loss, −Σ bound.
+        """One SVI step on the mini-batch x = data[idx] (and its named inputs); returns the loss, −Σ bound.
 
         Raises :class:`NonFinite` (parameters unchanged) when the loss or a gradient is not finite.
         """
-        return self.step_rule(x, idx)
+        return self.step_rule(x, idx, **batch_inputs(self.data.inputs_train, idx))
 
     def train_epoch(self) -> float:
         """The epoch's remaining steps; returns the mean training bound per data point."""
@@ -428,7 +435,8 @@ class Trainer:
             if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
                 value = per_point_guide(self.objective, self.model, self.data.x_test).mean().item()
             else:
-                value = self.objective.test_bound(self.model, self.guide, self.data.x_test).mean().item()
+                value = self.objective.test_bound(self.model, self.guide, self.data.x_test,
+                                                  **self.data.inputs_test).mean().item()
         if not math.isfinite(value):
             raise NonFinite("the test bound was not finite")
         return value

@@ -44,11 +44,11 @@ class VEMStep:
         self.e_svi = GuardedSVI(frozen(trainer.model), trainer.guide, trainer.optim, loss=loss)
         self.m_svi = GuardedSVI(trainer.model, frozen(trainer.guide), trainer.optim, loss=loss)
 
-    def __call__(self, x, idx) -> float:
+    def __call__(self, x, idx, **inputs) -> float:
         """Returns the M-step's loss, −Σ bound after the E-steps."""
         for _ in range(self.e_steps):
-            self.e_svi.step(x, idx)
+            self.e_svi.step(x, idx, **inputs)
             drop_grads()
-        loss = self.m_svi.step(x, idx)
+        loss = self.m_svi.step(x, idx, **inputs)
         drop_grads()
         return loss

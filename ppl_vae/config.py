@@ -55,7 +55,9 @@ class DataConfig:
 
 @dataclass
 class PairConfig:
-    model: str = "vae"
+    pair: str | None = None  # a user's pair factory, FILE.py:FACTORY or MODULE:FACTORY (ppl_vae.spec)
+    pair_sha256: str | None = None  # the pair's file when the run was trained
+    model: str | None = "vae"  # None with a pair: the factory builds model and guide
     guide: str | None = None  # None: the model's (gaussian; linear for ppca, empty for gmm)
     preset: str | None = None
     latent_dim: int = 8

@@ -76,6 +76,18 @@ def callables(model, guide):
     return with_idx(as_pyro_callable(model, "model")), with_idx(as_pyro_callable(guide, "guide"))
 
 
+def named_inputs(model, guide, data, split: str = "train") -> dict:
+    """The named inputs the pair gets with the ``split`` ("train" or "test") of ``data``: the data's own
+    (:meth:`ppl_vae.data.Dataset.from_tensors`), and the class labels of a data set that has them as
+    ``y`` to a model or guide with a parameter named ``y`` (a conditional model on the digits)."""
+    inputs = dict(getattr(data, f"inputs_{split}"))
+    labels = getattr(data, f"y_{split}")
+    if labels is not None and "y" not in inputs and any(
+            "y" in takes(as_pyro_callable(fn, role))[0] for fn, role in ((model, "model"), (guide, "guide"))):
+        inputs["y"] = labels
+    return inputs
+
+
 def unused_input(model, guide, inputs) -> str | None:
     """A named input that neither the model nor the guide takes (likely a misspelt name), or None."""
     taken = [takes(as_pyro_callable(fn, role)) for fn, role in ((model, "model"), (guide, "guide"))]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 
 from ppl_vae import data as datasets
-from ppl_vae.config import Config, default
+from ppl_vae import spec
+from ppl_vae.config import Config, PairConfig, default
 from ppl_vae.data import Dataset
 from ppl_vae.errors import UsageError
 from ppl_vae.guides.delta import DeltaEncoder
@@ -33,6 +34,7 @@ from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.ppca import PPCA
 from ppl_vae.models.two_layer import TwoLayerVAE
 from ppl_vae.models.vae import LIKELIHOODS, VAE
+from ppl_vae.pair import owning_module
 
 MODELS = {"vae": VAE.from_config, "conv-vae": ConvVAE.from_config, "two-layer": TwoLayerVAE.from_config,
           "ppca": PPCA.from_config, "gmm": GMM.from_config}
@@ -52,9 +54,15 @@ def choose(kind: str, name, table) -> None:
         raise UsageError(f"unknown {kind} {name!r}; choose one of {', '.join(table)}.")
 
 
+# what a user's pair (--pair) is trained with when the run does not say: the VAE's defaults
+PAIR_DEFAULTS = {"binarize": "dynamic", "objective": "elbo"}
+
+
 def resolve(config: Config) -> Config:
     """``config`` with the model's own defaults in place of None (guide, objective, binarization,
     likelihood), so that config.json records what the run really used."""
+    if config.pair.pair is not None:
+        return resolve_pair(config)
     choose("model", config.pair.model, MODELS)
     own = declared(MODELS[config.pair.model]).defaults
     binarize = config.data.binarize or ("none" if config.data.dequantize else own["binarize"])
@@ -63,12 +71,34 @@ def resolve(config: Config) -> Config:
                           likelihood=config.pair.likelihood or ("gaussian" if binarize == "none" else "bernoulli"))
 
 
+def resolve_pair(config: Config) -> Config:
+    """A run of a user's pair: no built-in model or guide, and none of their settings."""
+    p = config.pair
+    for f in dataclasses.fields(PairConfig):
+        value = getattr(p, f.name)
+        if f.name not in ("pair", "pair_sha256", "model", "guide") and value != default(f.name) \
+                or f.name in ("model", "guide") and value not in (None, default(f.name)):
+            flag = "--" + f.name.replace("_", "-")
+            raise UsageError(f"{flag} sets up a built-in model or guide, and --pair {p.pair} builds its own; drop "
+                             f"{flag} (the factory decides its networks).")
+    d = config.data
+    binarize = d.binarize or ("none" if d.dequantize else PAIR_DEFAULTS["binarize"])
+    return config.replace(model=None, guide=None, binarize=binarize,
+                          objective=config.inference.objective or PAIR_DEFAULTS["objective"])
+
+
 def check(config: Config) -> None:
-    """Refuse, with one sentence, a configuration no run can honour; before any work starts."""
+    """Refuse, with one sentence, a configuration no run can honour; before any work starts.
+
+    A user's pair (``--pair``) is checked by running it, when it is built
+    (:mod:`ppl_vae.inference.checks`): nothing here knows what it declares."""
     config.validate()
     d, p, i = config.data, config.pair, config.inference
     choose("dataset", d.dataset, datasets.DATASETS)
     choose("binarization", d.binarize, datasets.BINARIZE)
+    if p.pair is not None:
+        choose("objective", i.objective, objectives.OBJECTIVES)
+        return
     choose("model", p.model, MODELS)
     choose("guide", p.guide, GUIDES)
     choose("objective", i.objective, objectives.OBJECTIVES)
@@ -109,7 +139,8 @@ def check(config: Config) -> None:
 
 
 def is_point_mass(config: Config) -> bool:
-    return declared(GUIDES[config.pair.guide]).point_mass
+    """Whether a built-in guide is a point mass (a user's pair: see evaluation.evaluate.point_mass_sites)."""
+    return config.pair.pair is None and declared(GUIDES[config.pair.guide]).point_mass
 
 
 def bound_name(config: Config) -> str:
@@ -122,8 +153,14 @@ def bound_name(config: Config) -> str:
 
 
 def build(config: Config, data: Dataset):
-    """(model, guide) modules for ``config`` on ``data``'s device."""
+    """(model, guide) for ``config`` on ``data``'s device: modules, or a user's pair from its factory."""
     check(config)
+    if config.pair.pair is not None:
+        make = spec.factory(config.pair.pair, config.pair.pair_sha256)
+        pair = spec.build(make, data, f"--pair {config.pair.pair}")
+        for module in filter(None, map(owning_module, pair)):
+            module.to(data.device)
+        return pair
     model = MODELS[config.pair.model](config, data).to(data.device)
     guide = GUIDES[config.pair.guide](config, data).to(data.device)
     return model, guide

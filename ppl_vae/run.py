@@ -15,37 +15,40 @@ import os
 from dataclasses import dataclass
 
 import pyro
-from torch import nn
+import torch
 
-from ppl_vae import registry
+from ppl_vae import registry, spec
 from ppl_vae.classical import em
 from ppl_vae.config import Config
 from ppl_vae.data import Dataset
+from ppl_vae.inference.checks import first_traces
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import fit
 from ppl_vae.io import checkpoint
-from ppl_vae.io.rundir import CONFIG, read_config, require_run, writable_dir
+from ppl_vae.io.rundir import CONFIG, output_dir, read_config, require_run
+from ppl_vae.pair import callables, named_inputs, owning_module
 
 
 def train(config: Config, out: str | None, *, resume: bool = False, progress: bool = True) -> list[dict]:
     """Train the run ``config`` describes into ``out`` (None: nothing written); returns its metrics."""
     config = registry.resolve(config)
     registry.check(config)
+    if config.pair.pair is not None and config.pair.pair_sha256 is None:  # a resumed run keeps the first one's
+        config = config.replace(pair_sha256=spec.digest(config.pair.pair))
     svi = config.pair.method == "svi"
     objective = registry.build_objective(config, strict=True) if svi else None
     device = resolve_device(config.run.device)
     data = registry.load_data(config, device)
     pyro.set_rng_seed(config.training.seed)  # the networks' initial weights
     model, guide = registry.build(config, data)  # the checks that need the data's shapes
-    if out is not None:
-        writable_dir(out)  # only now: a refused run leaves no empty folder behind
-    if not svi:
-        t = config.training
-        return em.fit(model, guide, data, config.pair.method, epochs=t.epochs, tol=t.tol, seed=t.seed, out=out,
-                      resume=resume, config=config.to_dict(), progress=progress)
-    return fit(model, guide, data, objective, device=device, out=out, resume=resume, config=config,
-               progress=progress)
+    with output_dir(out):  # only now, and a run refused when it starts leaves no empty folder behind
+        if not svi:
+            t = config.training
+            return em.fit(model, guide, data, config.pair.method, epochs=t.epochs, tol=t.tol, seed=t.seed, out=out,
+                          resume=resume, config=config.to_dict(), progress=progress)
+        return fit(model, guide, data, objective, device=device, out=out, resume=resume, config=config,
+                   progress=progress)
 
 
 def config_of(run_dir: str) -> Config:
@@ -56,14 +59,19 @@ def config_of(run_dir: str) -> Config:
 
 @dataclass
 class Run:
-    """A trained run, rebuilt from its directory: configuration, data, model and guide."""
+    """A trained run, rebuilt from its directory: configuration, data, model and guide (modules, or
+    the callables a user's pair factory returned)."""
 
     dir: str
     config: Config
     data: Dataset
-    model: nn.Module
-    guide: nn.Module
+    model: object
+    guide: object
     epoch: int
+
+    def inputs(self, split: str = "test") -> dict:
+        """The named inputs the pair takes with the data's ``split`` (:func:`ppl_vae.pair.named_inputs`)."""
+        return named_inputs(self.model, self.guide, self.data, split)
 
 
 def load(run_dir: str, device="auto") -> Run:
@@ -73,10 +81,27 @@ def load(run_dir: str, device="auto") -> Run:
     state = checkpoint.load(os.path.join(run_dir, checkpoint.NAME), map_location=device)
     data = registry.load_data(config, device)
     model, guide = registry.build(config, data)
+    modules = {"model": owning_module(model), "guide": owning_module(guide)}
     try:
-        model.load_state_dict(state["modules"]["model"])
-        guide.load_state_dict(state["modules"]["guide"])
+        for role, module in modules.items():
+            if module is not None:
+                module.load_state_dict(state["modules"][role])
+                module.eval()
+        if config.pair.pair is not None:
+            restore_params(model, guide, data, state["params"])
     except (KeyError, RuntimeError):
         raise UsageError(f"the checkpoint in {run_dir} does not match its config.json; "
                          f"the run directory was altered, so train it again.") from None
-    return Run(run_dir, config, data, model.eval(), guide.eval(), state["epoch"])
+    return Run(run_dir, config, data, model, guide, state["epoch"])
+
+
+def restore_params(model, guide, data, params: dict) -> None:
+    """Put a checkpoint's Pyro parameters (unconstrained values) into the store: those of a user's pair
+    that no module holds, ``pyro.param`` sites included, created first with their constraints by
+    running the pair once on two training points."""
+    first_traces(*callables(model, guide), data, named_inputs(model, guide, data))
+    store = dict(pyro.get_param_store().named_parameters())
+    with torch.no_grad():
+        for name, value in params.items():
+            if name in store:
+                store[name].copy_(value)

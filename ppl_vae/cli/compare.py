@@ -10,7 +10,7 @@ from ppl_vae.evaluation.compare import compare, parse_names
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives import COMPARED
 from ppl_vae.cli import options
-from ppl_vae.io.rundir import writable_dir
+from ppl_vae.io.rundir import output_dir
 
 EPOCHS = 50  # all ten objectives at K = 50 on digits in a few minutes on two CPU cores
 PARTICLES = 50
@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if registry.is_point_mass(config):
         raise UsageError(f"--guide {config.pair.guide} is a point mass, with no density to importance-weight, so "
                          f"compare's test bounds and NLL do not exist for it; compare objectives on another --guide.")
-    writable_dir(args.out)
-    rows = compare(config, names, args.out, eval_particles=args.eval_particles,
-                   snr_samples=args.snr_samples, progress=args.progress)
+    with output_dir(args.out):
+        rows = compare(config, names, args.out, eval_particles=args.eval_particles,
+                       snr_samples=args.snr_samples, progress=args.progress)
     with open(os.path.join(args.out, "comparison.md")) as f:
         print(f.read(), end="")
     print(f"wrote {len(rows)} runs, comparison.csv, comparison.md, comparison_epochs.png and comparison_time.png "

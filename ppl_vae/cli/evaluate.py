@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_ = options.open_run(args)
-    results = evaluate(run_.model, run_.guide, run_.data.x_test, particles=args.particles)
+    results = evaluate(run_.model, run_.guide, run_.data.x_test, particles=args.particles, inputs=run_.inputs())
     results.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config.data.dataset)
     path = os.path.join(args.run_dir, "eval.json")
     write_json(path, results)

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = options.open_run(args)
+    run_ = options.open_run(args, alone="impute fills images in from their observed pixels alone")
     data = run_.data
     x = data.x_test[plots.examples(data, args.n).to(data.device)]
     missing = impute.make_mask(args.mask, x.shape[0], data.image_shape, fraction=args.fraction, seed=args.seed,

@@ -9,6 +9,7 @@ import pyro
 
 from ppl_vae import config, data, registry
 from ppl_vae.device import DEVICES
+from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
 from ppl_vae.models.gmm import COVARIANCES
 from ppl_vae.models.mlp import ACTIVATIONS
@@ -83,8 +84,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--pad", "zero-pad images to PAD×PAD (e.g. 32)", type=positive_int)
 
 
+PAIR_HELP = ("your own model and guide: FILE.py:FACTORY or MODULE:FACTORY, a function make_pair(data) that "
+             "returns (model, guide); recorded in config.json with the file's sha256, so every command works on "
+             "the run. Only code you name here, or a run you point a command at, is ever loaded")
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and guide")
+    setting(g, "--pair", PAIR_HELP, metavar="SPEC")
     setting(g, "--model", "the generative model p(x, z)", choices=list(registry.MODELS))
     setting(g, "--guide", "the guide q(z | x) (default: gaussian; linear for ppca, empty for gmm)",
             choices=list(registry.GUIDES))
@@ -148,9 +155,16 @@ def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> 
                         "options given on the command line override it")
 
 
-def open_run(args: argparse.Namespace):
-    """The run in ``args.run_dir`` on ``args.device``, with Pyro's RNG seeded by ``args.seed``."""
+def open_run(args: argparse.Namespace, alone: str | None = None):
+    """The run in ``args.run_dir`` on ``args.device``, with Pyro's RNG seeded by ``args.seed``.
+
+    ``alone``: what the command does with images by themselves (no labels), to refuse a run whose
+    pair also takes named inputs."""
     run = load(args.run_dir, args.device)
+    taken = run.inputs()
+    if alone is not None and taken:
+        raise UsageError(f"{alone}, and this run's pair also takes {', '.join(taken)} with each image; use "
+                         f"evaluate, plot or report on it, or a pair that models x alone.")
     pyro.set_rng_seed(args.seed)
     return run
 

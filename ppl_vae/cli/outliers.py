@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = options.open_run(args)
+    run_ = options.open_run(args, alone="outliers scores out-of-distribution images, which come without labels")
     data_dir = args.data_dir or run_.config.data.data_dir
     results, x_out, raw = outliers.detect(run_.model, run_.guide, run_.data, args.ood, n=args.n,
                                           particles=args.particles, data_dir=data_dir, download=args.download,

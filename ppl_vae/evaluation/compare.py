@@ -31,12 +31,15 @@ from ppl_vae.config import Config
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.evaluation.evaluate import bound, evaluate, mean_and_se
+from ppl_vae.data import batch_inputs
+from ppl_vae.inference.checks import check, prepared
 from ppl_vae.inference.diagnostics import gradient_stats, summarize
 from ppl_vae.inference.objectives import OBJECTIVES
 from ppl_vae.inference.trainer import fit
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import METRICS, write_json
+from ppl_vae.pair import callables, named_inputs
 from ppl_vae.text import count
 from ppl_vae.viz import figures
 
@@ -68,6 +71,8 @@ def compare(config: Config, names: list[str], out: str, *, eval_particles: int =
             raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
     device = resolve_device(config.run.device)
     data = registry.load_data(config, device)  # once: every run sees the same tensors
+    if config.pair.pair is not None:  # a user's pair: which objectives it takes is known by running it
+        refuse_any(config, names, data)
     rows, histories = [], {}
     for name in names:
         run_config = registry.resolve(config.replace(objective=name, test_bound="iwae"))
@@ -90,15 +95,35 @@ def compare(config: Config, names: list[str], out: str, *, eval_particles: int =
     return rows
 
 
+def refuse_any(config: Config, names: list[str], data) -> None:
+    """Before any run trains: one sentence if the pair refuses one of the objectives, naming those it takes."""
+    with pyro.get_param_store().scope():
+        pyro.set_rng_seed(config.training.seed)
+        table = check(*registry.build(registry.resolve(config), data), data, names,
+                      particles=config.inference.particles)
+    refused = {name: why for name, why in table.items() if why != "ok"}
+    if refused:
+        name, why = next(iter(refused.items()))
+        ok = [n for n in names if n not in refused]
+        instead = f"compare --objectives {','.join(ok)}" if ok else "another pair"
+        raise UsageError(f"--pair {config.pair.pair} cannot train with {name}: {why.removeprefix('refused: ')}; "
+                         f"use {instead}.")
+
+
 def measure(objective, model, guide, data, config: Config, eval_particles: int, snr_samples: int) -> dict:
     """Test bounds and NLL, and gradient SNRs on the first training batch, at the current parameters."""
     k, t = config.inference.particles, config.training
     pyro.set_rng_seed(t.seed)
-    result = evaluate(model, guide, data.x_test, particles=eval_particles)
-    iwae, iwae_se = mean_and_se(bound(model.model, guide.guide, data.x_test, iwae_bound, k))
+    test_inputs = named_inputs(model, guide, data, "test")
+    result = evaluate(model, guide, data.x_test, particles=eval_particles, inputs=test_inputs)
+    model_fn, guide_fn = callables(model, guide)
+    iwae, iwae_se = mean_and_se(bound(model_fn, guide_fn, data.x_test, iwae_bound, k, inputs=test_inputs))
     x = data.train_epoch(0)[:t.batch_size]
+    train_inputs = named_inputs(model, guide, data)
+    objective, _ = prepared(objective, model_fn, guide_fn, data, train_inputs)  # as fit trained it
+    inputs = batch_inputs(train_inputs, slice(0, x.shape[0]))
     idx = torch.arange(x.shape[0], device=x.device)
-    snr = summarize(gradient_stats(objective, model, guide, x, idx, samples=snr_samples))
+    snr = summarize(gradient_stats(objective, model_fn, guide_fn, x, idx, samples=snr_samples, **inputs))
     return {"objective": objective.name, "epochs": t.epochs, "particles": k,
             "test_elbo": result["test_elbo"], "test_elbo_se": result["test_elbo_se"],
             "test_iwae": iwae, "test_iwae_se": iwae_se, "test_nll": result["test_nll"],

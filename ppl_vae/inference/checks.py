@@ -11,6 +11,8 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
   (``TraceMeanField_ELBO``): those would sample it from the prior instead of summing it out.
   ``elbo`` sums it out (:func:`summing_out` gives it ``TraceEnum_ELBO``), as ``enum`` and the
   importance-weighted objectives do, so its training and test bounds are one quantity;
+- under ``rws`` and ``dreg``, which estimate the model's and the guide's gradients differently, a
+  parameter that both use (one module registered in the model and in the guide);
 - under ``elbo-analytic`` (``TraceMeanField_ELBO``), a guide site whose KL to the model's site has
   no closed form: Pyro would estimate that term by Monte Carlo without a word, and a comparison
   table would show the same estimator under two names.
@@ -32,7 +34,7 @@ from ppl_vae.data import Dataset
 from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
 from ppl_vae.data import batch_inputs
-from ppl_vae.pair import callables
+from ppl_vae.pair import callables, named_inputs
 
 
 def sample_sites(trace, observed: bool):
@@ -66,6 +68,13 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
         return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
                 f"not do: it would sample the site from the prior instead of summing it out; use --objective elbo, "
                 f"or an importance-weighted objective (iwae, renyi, rws, stl, dreg), which sum it out")
+    if getattr(loss, "splits_params", False):
+        guide_params = {n for n, site in guide_trace.nodes.items() if site["type"] == "param"}
+        shared = [n for n, site in model_trace.nodes.items() if site["type"] == "param" and n in guide_params]
+        if shared:
+            return (f"parameter {shared[0]!r} is in both the model and the guide (one module registered in both), "
+                    f"and {objective.name} gives the model's parameters and the guide's different gradient "
+                    f"estimators; register the decoder in the model and the encoder in the guide, or use iwae")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
             if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):
@@ -95,6 +104,60 @@ def summing_out(objective, model_trace, guide_trace):
     return dataclasses.replace(objective, loss=enum)
 
 
+def first_traces(model, guide, data, inputs: dict, n: int = 2):
+    """(model trace, guide trace) of the pair (callables as :func:`ppl_vae.pair.callables` makes them) on
+    the first ``n`` training points, without gradients and with torch's random stream put back; Pyro
+    parameters that did not exist are created, with their constraints."""
+    x, batch = data.train_epoch(0)[:n], batch_inputs(inputs, slice(0, n))  # binarized as training sees it
+    idx = torch.arange(x.shape[0], device=x.device)
+    devices = [x.device.index or 0] if x.is_cuda else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        guide_tr = poutine.trace(guide).get_trace(x, idx, **batch)
+        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx, **batch)
+    return model_tr, guide_tr
+
+
+def prepared(objective, model, guide, data, inputs: dict):
+    """(``objective`` as it trains this pair (:func:`summing_out`), the model's trace), or a
+    :class:`UsageError` saying why it cannot (:func:`refusal`) — before any work, on the first two
+    training points. A pair that fails there (a shape error, a plate that collides with the particles'
+    dim=-2, ...) is refused with what failed, not left to fail mid-training: the training loss (unless
+    JIT-compiled, which would compile for a shape training never uses) and the test bound are each
+    evaluated once, in a param-store scope of their own and with the random stream put back."""
+    try:
+        model_tr, guide_tr = first_traces(model, guide, data, inputs)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
+        raise UsageError(f"the model and guide fail on two training points ({failure(e)})") from None
+    objective = summing_out(objective, model_tr, guide_tr)
+    why = refusal(objective, model_tr, guide_tr)
+    if why is not None:
+        raise UsageError(why + ".")
+    x, batch = data.train_epoch(0)[:2], batch_inputs(inputs, slice(0, 2))
+    idx = torch.arange(x.shape[0], device=x.device)
+    devices = [x.device.index or 0] if x.is_cuda else []
+    loss = getattr(objective, "loss", None)
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), torch.no_grad():
+        try:
+            if loss is not None and not isinstance(loss, (JitTrace_ELBO, JitTraceEnum_ELBO)):
+                loss.loss(model, guide, x, idx, **batch)
+            objective.test_bound(model, guide, x, idx=idx, **batch)  # idx: a local guide knows these points
+        except UsageError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise UsageError(f"the {objective.name} objective fails on two training points ({failure(e)})") from None
+    return objective, model_tr
+
+
+def failure(e: Exception) -> str:
+    """An exception in a few words: its type and the first line of its message (two where the first
+    only says where, as Pyro's "Error while computing log_prob at site 'x':" does)."""
+    text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    words = " ".join(text[:2]) if len(text) > 1 and text[0].endswith(":") else (text[0] if text else "")
+    return f"{type(e).__name__}: {words}" if words else type(e).__name__
+
+
 def has_closed_form_kl(q, p) -> bool:
     try:
         kl_divergence(q, p)
@@ -103,31 +166,54 @@ def has_closed_form_kl(q, p) -> bool:
     return True
 
 
+def describe(model, guide, data) -> list[str]:
+    """What a pair is, in the terms the refusals use: its named inputs, the guide's and the model's
+    sample sites (reparameterized or not, enumerated, inside or outside the data plate), the data
+    plate (its dim, its subsampling) and the guide sites with no closed-form KL to the prior."""
+    inputs = named_inputs(model, guide, data)
+    with pyro.get_param_store().scope():
+        model_tr, guide_tr = first_traces(*callables(model, guide), data, inputs)
+    names = lambda sites: ", ".join(sites) or "none"  # noqa: E731
+    latent = sample_sites(guide_tr, False)
+    lines = [f"named inputs: {names(inputs)}",
+             "guide samples: " + names(f"{n} ({'reparameterized' if s['fn'].has_rsample else 'score-function only'})"
+                                       for n, s in latent.items()),
+             f"model observes: {names(sample_sites(model_tr, True))}",
+             f"enumerated in the model (summed out): {names(enumerated_sites(model_tr, guide_tr))}"]
+    model_latent = sample_sites(model_tr, False)
+    lines.append(f"global (outside pyro.plate('data')): "
+                 f"{names(n for n, s in {**latent, **model_latent}.items() if not in_data_plate(s))}")
+    frames = {(f.dim, f.size, f.full_size) for s in model_tr.nodes.values() if s["type"] == "sample"
+              for f in s["cond_indep_stack"] if f.name == "data"}
+    for dim, size, full in sorted(frames, key=str):
+        subsampled = f", subsampled: {size} of {full} points per batch" if full not in (None, size) else ""
+        lines.append(f"data plate: pyro.plate('data') at dim={dim}{subsampled}")
+    if not frames:
+        lines.append("data plate: none named 'data'")
+    no_kl = [n for n, s in latent.items() if n in model_tr.nodes and not has_closed_form_kl(s["fn"], model_tr.nodes[n]["fn"])]
+    lines.append(f"no closed-form KL(q ‖ p): {names(no_kl)}")
+    return lines
+
+
 def check(model, guide, data, names=None, particles: int = 2) -> dict[str, str]:
     """A one-batch dry run of each objective on a pair: {objective: "ok" or "refused: why"}.
 
     ``model``/``guide`` as :func:`ppl_vae.fit` takes them; ``data`` a Dataset or a tensor [N, D];
-    ``names`` the objectives (default: every one). Nothing is trained: each loss is evaluated once,
-    without gradients, in a param-store scope of its own and with the random stream put back.
+    ``names`` the objectives (default: every one). Nothing is trained: each objective goes through
+    :func:`prepared` (its refusals, one evaluation of its loss and its test bound), without gradients,
+    in a param-store scope of its own and with the random stream put back.
     """
     data = data if isinstance(data, Dataset) else Dataset.from_tensors(data)
-    x, inputs = data.x_train[:4], batch_inputs(data.inputs_train, slice(0, 4))
-    idx = torch.arange(x.shape[0], device=x.device)
+    inputs = named_inputs(model, guide, data)
     model, guide = callables(model, guide)
     results = {}
     for name in names or objectives.OBJECTIVES:
         objective = objectives.make(name, particles=particles)
-        with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[]), torch.no_grad():
-            try:
-                guide_tr = poutine.trace(guide).get_trace(x, idx, **inputs)
-                model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx, **inputs)
-                objective = summing_out(objective, model_tr, guide_tr)
-                why = refusal(objective, model_tr, guide_tr)
-                if why is None:
-                    objective.loss.loss(model, guide, x, idx, **inputs)
-            except UsageError as e:
-                why = str(e).rstrip(".")
-            except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
-                why = f"fails on one batch ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        try:
+            with pyro.get_param_store().scope():  # the parameters it creates are nobody's
+                prepared(objective, model, guide, data, inputs)
+            why = None
+        except UsageError as e:
+            why = str(e).rstrip(".")
         results[name] = "ok" if why is None else f"refused: {why}"
     return results

@@ -91,7 +91,8 @@ def summarize(stats: list[ParamStats]) -> dict:
     out = {}
     for group in ("guide", "model"):
         members = [s for s in stats if s.group == group]
-        if not members:
+        if not members:  # a pair whose model and guide share every parameter has no θ of its own
+            out[group] = {"snr": math.nan, "snr_median": math.nan, "variance": math.nan, "size": 0}
             continue
         snr = torch.cat([s.snr.flatten() for s in members])
         snr = snr[~snr.isnan()]

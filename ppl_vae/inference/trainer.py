@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass
 import pyro
 import pyro.optim
 import torch
-from pyro import poutine
 from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
@@ -52,11 +51,11 @@ from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
-from ppl_vae.inference.checks import refusal, summing_out
+from ppl_vae.inference.checks import prepared
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.vem import VEMStep
 from ppl_vae.inference.weights import data_scale
-from ppl_vae.pair import callables, owning_module, unused_input
+from ppl_vae.pair import callables, named_inputs, owning_module, unused_input
 from ppl_vae.inference.outputs import Progress, run_files
 from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
 from ppl_vae.text import count
@@ -238,6 +237,7 @@ class Trainer:
             raise UsageError(f"the data's named input {unused!r} is a parameter of neither the model nor the guide, "
                              f"so neither would see it; name it as their parameter is named, or leave it out.")
         self.data = data.to(self.device)
+        self.inputs = {split: named_inputs(model, guide, self.data, split) for split in ("train", "test")}
         self.objective, self.training = objective, training
         self.step_rule = step or JointStep()
         self.epochs = training.epochs
@@ -332,22 +332,13 @@ class Trainer:
     def _create_params(self) -> None:
         """Run guide and model once so every Pyro parameter exists with its constraint, and check on
         that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
-        rng = checkpoint.rng_state()  # creating parameters must not shift the run's random numbers
-        x, inputs = self.data.x_train[:2], batch_inputs(self.data.inputs_train, slice(0, 2))
-        idx = torch.arange(x.shape[0], device=self.device)
-        with torch.no_grad():
-            guide_tr = poutine.trace(self.guide).get_trace(x, idx, **inputs)
-            model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(x, idx, **inputs)
-        checkpoint.set_rng_state(rng)
-        summed = summing_out(self.objective, model_tr, guide_tr)
-        if summed is not self.objective:
-            self.objective = summed
+        objective, model_tr = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"])
+        if objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
+            self.objective = objective
             self.step_rule.build(self)
-        why = refusal(self.objective, model_tr, guide_tr)
-        if why is not None:  # before any step: one sentence, not a wrong number or a traceback later
-            raise UsageError(why + ".")
         # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
-        self.full_size = data_scale(model_tr) * x.shape[0] if data_scale(model_tr) != 1 else None
+        scale = data_scale(model_tr)
+        self.full_size = scale * min(2, self.data.x_train.shape[0]) if scale != 1 else None
 
     def save(self) -> None:
         """Checkpoint now: in memory for rollbacks, and atomically to the run directory if any."""
@@ -377,7 +368,7 @@ class Trainer:
 
         Raises :class:`NonFinite` (parameters unchanged) when the loss or a gradient is not finite.
         """
-        return self.step_rule(x, idx, **batch_inputs(self.data.inputs_train, idx))
+        return self.step_rule(x, idx, **batch_inputs(self.inputs["train"], idx))
 
     def train_epoch(self) -> float:
         """The epoch's remaining steps; returns the mean training bound per data point."""
@@ -436,7 +427,7 @@ class Trainer:
                 value = per_point_guide(self.objective, self.model, self.data.x_test).mean().item()
             else:
                 value = self.objective.test_bound(self.model, self.guide, self.data.x_test,
-                                                  **self.data.inputs_test).mean().item()
+                                                  **self.inputs["test"]).mean().item()
         if not math.isfinite(value):
             raise NonFinite("the test bound was not finite")
         return value

@@ -13,7 +13,9 @@ The weights are per data point, so these are the per-data-point bounds, correct 
 whose latent variables are all local (inside the ``data`` plate). Discrete sites of the model
 marked for enumeration (``config_enumerate``) and not sampled by the guide are summed out
 exactly, log w = log Σ_c p_θ(x, z, c) − log q_φ(z | x); with a guide that samples nothing
-(a Gaussian mixture) every weight is then p(x) itself. The data plate must be the
+(a Gaussian mixture) every weight is then p(x) itself. A site observed for some points and
+enumerated for the others (``obs=y, obs_mask=labelled``: semi-supervised labels) is summed
+out where it is unobserved only, as Pyro's ``TraceEnum_ELBO`` does. The data plate must be the
 rightmost batch dimension (dim=-1), as in every model and guide of this project;
 ``max_plate_nesting`` counts the plates that can nest inside a particle (1 by default).
 
@@ -91,9 +93,14 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
             raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate('data'); "
                              f"only sites directly in the data plate are summed out")
         frame = data_frame(site)
-        lp = site["log_prob"]
-        if frame.full_size is not None and frame.full_size != frame.size:
-            lp = lp * (frame.size / frame.full_size)
+        if "_enumerate_dim" in site["infer"]:
+            # unmasked, as in TraceEnum_ELBO: a point whose value is observed (obs_mask) sums the site's
+            # normalized p over its support to 1; masked to 0, the sum would count each value once, log C
+            lp = site["unscaled_log_prob"]
+        elif frame.full_size is not None and frame.full_size != frame.size:
+            lp = site["log_prob"] * (frame.size / frame.full_size)
+        else:
+            lp = site["log_prob"]
         total = total + (lp.sum(inner) if inner and lp.dim() > 2 else lp)
     if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
         return total

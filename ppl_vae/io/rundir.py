@@ -6,6 +6,7 @@ cut short by a killed process is ignored when read back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -87,3 +88,18 @@ def writable_dir(path: str) -> str:
         raise UsageError(f"cannot write to the output folder {path} ({e.strerror or e}); "
                          f"choose another --out.") from None
     return path
+
+
+@contextlib.contextmanager
+def output_dir(path: str | None):
+    """:func:`writable_dir` for the block (None: no folder); a folder the block created is removed again
+    if the block is refused (UsageError) before writing anything into it."""
+    created = path is not None and not os.path.exists(path)
+    if path is not None:
+        writable_dir(path)
+    try:
+        yield path
+    except UsageError:
+        if created and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        raise

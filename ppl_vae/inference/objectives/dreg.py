@@ -18,6 +18,7 @@ class DReGLoss(WeightedLoss):
     """
 
     name = "dreg"
+    splits_params = True  # IWAE's θ estimator, DReG's φ estimator
 
     def bound(self, log_w):
         return iwae_bound(log_w)

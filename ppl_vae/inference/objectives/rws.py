@@ -22,6 +22,7 @@ class RWSLoss(WeightedLoss):
 
     name = "rws"
     needs_rsample = False
+    splits_params = True  # wake-θ and wake-φ
 
     def bound(self, log_w):
         return iwae_bound(log_w)

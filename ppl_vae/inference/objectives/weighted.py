@@ -101,6 +101,7 @@ class WeightedLoss(ELBO):
 
     name = "weighted"
     needs_rsample = True
+    splits_params = False  # True: θ and φ get different surrogates, so no parameter may be both
 
     def __init__(self, particles: int = 1, max_plate_nesting: int = 1):
         # not vectorize_particles=True: Pyro would add its own particle plate to max_plate_nesting

@@ -1,0 +1,106 @@
+"""A user's own pair, named by a spec: ``path/to/my_models.py:make_pair`` or ``mypkg.models:make_pair``.
+
+The spec names a factory ``make_pair(data) -> (model, guide)``, called with the run's
+:class:`~ppl_vae.data.Dataset` after the run's seed is set, so every run starts from its own
+initial weights. ``ppl-vae train --pair SPEC`` records the spec and the sha256 of the file it
+was loaded from in ``config.json``; every later command on the run loads the same file and
+refuses, with one sentence, when the file is gone or has changed. User code is only ever
+loaded from a spec the user typed, or from the config.json of a run they point a command at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+
+from ppl_vae.errors import UsageError
+
+EXAMPLE = "my_models.py:make_pair"
+
+
+def parse(spec: str) -> tuple[str, str]:
+    """(file path or module name, attribute) of ``spec``."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr.isidentifier():
+        raise UsageError(f"--pair {spec!r} is not FILE.py:FACTORY or MODULE:FACTORY; write it as e.g. "
+                         f"--pair {EXAMPLE}.")
+    return target, attr
+
+
+def is_file(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target
+
+
+def source_file(spec: str) -> str:
+    """The file the spec's factory is defined in (a module's, found without importing it)."""
+    target, _ = parse(spec)
+    if is_file(target):
+        if not os.path.isfile(target):
+            raise UsageError(f"--pair {spec}: there is no file {target}; pass the path of the .py file that "
+                             f"defines the factory (a run trained with it needs the file where it was).")
+        return os.path.abspath(target)
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.origin or not os.path.isfile(found.origin):
+        raise UsageError(f"--pair {spec}: no module {target!r} can be imported from here; install it, or pass "
+                         f"the file's path (FILE.py:FACTORY).")
+    return found.origin
+
+
+def digest(spec: str) -> str:
+    """sha256 of the file that defines the spec's factory."""
+    with open(source_file(spec), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def factory(spec: str, sha256: str | None = None):
+    """The callable ``spec`` names; with ``sha256`` (a run's record), refused unless the file is unchanged."""
+    target, attr = parse(spec)
+    path = source_file(spec)
+    if sha256 is not None and digest(spec) != sha256:
+        raise UsageError(f"{path} has changed since this run was trained with --pair {spec} (its sha256 differs), "
+                         f"so its model would not be the one trained; restore that version of the file, or train "
+                         f"the run again.")
+    try:
+        if is_file(target):
+            name = "ppl_vae_pair_" + hashlib.sha256(path.encode()).hexdigest()[:12]
+            loader = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[name] = module  # dataclasses and pickling look modules up by name
+            sys.path.insert(0, os.path.dirname(path))  # the file may import its neighbours
+            try:
+                loader.loader.exec_module(module)
+            finally:
+                sys.path.remove(os.path.dirname(path))
+        else:
+            module = importlib.import_module(target)
+    except Exception as e:  # noqa: BLE001 — a user's file can fail in any way; say how
+        raise UsageError(f"--pair {spec}: loading {path} failed ({type(e).__name__}: {e}); fix the file and "
+                         f"run again.") from None
+    make = getattr(module, attr, None)
+    if not callable(make):
+        names = [n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise UsageError(f"--pair {spec}: {path} defines no callable {attr!r} (it has {', '.join(names[:8]) or 'none'}); "
+                         f"name the function that returns (model, guide).")
+    return make
+
+
+def build(make, data, where: str = "the pair factory"):
+    """(model, guide) from ``make(data)``, or one sentence saying what it returned instead."""
+    try:
+        pair = make(data)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise UsageError(f"{where} failed on the data ({type(e).__name__}: {e}); it is called as "
+                         f"make_pair(data) with a ppl_vae Dataset.") from None
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(callable(p) or hasattr(p, role)
+                                                                  for p, role in zip(pair, ("model", "guide")))):
+        raise UsageError(f"{where} returned {type(pair).__name__}, not (model, guide); return the model and the "
+                         f"guide (modules with .model / .guide, or Pyro callables) as a pair.")
+    return pair

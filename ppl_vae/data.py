@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ppl_vae.errors import UsageError
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist")
+CUSTOM = "custom"  # the name of tensors passed in from Python
 BINARIZE = ("dynamic", "static", "none")
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 GREY_LEVELS = {"digits": 17, "mnist": 256, "fashion-mnist": 256, "kmnist": 256}  # L: digits are 0..16 / 16
@@ -100,7 +101,7 @@ class Dataset:
                        inputs_test={k: move(v) for k, v in self.inputs_test.items()})
 
     @classmethod
-    def from_tensors(cls, x_train, x_test=None, *, y_train=None, y_test=None, name="custom",
+    def from_tensors(cls, x_train, x_test=None, *, y_train=None, y_test=None, name=CUSTOM,
                      image_shape=None, binarize="none", seed=0, observed="x") -> "Dataset":
         """Wrap user tensors (any floats; binarize them yourself or pass ``binarize``): vectors [N, D],
         or images [N, H, W] / [N, C, H, W], which are flattened to [N, C·H·W] with their shape kept

@@ -20,7 +20,7 @@ import torch
 from ppl_vae import registry, spec
 from ppl_vae.classical import em
 from ppl_vae.config import Config
-from ppl_vae.data import Dataset
+from ppl_vae.data import CUSTOM, Dataset
 from ppl_vae.inference.checks import first_traces
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
@@ -52,9 +52,15 @@ def train(config: Config, out: str | None, *, resume: bool = False, progress: bo
 
 
 def config_of(run_dir: str) -> Config:
-    """The configuration a run directory's config.json records, of any version written so far."""
+    """The configuration a run directory's config.json records, of any version written so far; refused
+    with one sentence for a run no command can rebuild (trained from Python on objects or on tensors)."""
     require_run(run_dir)
-    return Config.from_dict(read_config(run_dir), os.path.join(run_dir, CONFIG))
+    recorded = read_config(run_dir)
+    if recorded.get("dataset") == CUSTOM:
+        raise UsageError(f"{run_dir} was trained on tensors passed to fit from Python (dataset "
+                         f"{recorded['dataset']!r}), which no command can load again; evaluate it from Python "
+                         f"with ppl_vae.evaluate.")
+    return Config.from_dict(recorded, os.path.join(run_dir, CONFIG))
 
 
 @dataclass

@@ -90,6 +90,18 @@ def factory(spec: str, sha256: str | None = None):
     return make
 
 
+def of(make) -> str | None:
+    """The spec that loads the factory ``make`` again (``module:name``, or ``file.py:name`` for a script
+    or a file loaded by spec), or None for one no spec can name (a lambda, a closure)."""
+    name, module = getattr(make, "__qualname__", ""), sys.modules.get(getattr(make, "__module__", None) or "")
+    if not name.isidentifier() or module is None:
+        return None
+    if module.__name__ == "__main__" or module.__name__.startswith("ppl_vae_pair_"):
+        path = getattr(module, "__file__", None)
+        return f"{path}:{name}" if path else None
+    return f"{module.__name__}:{name}"
+
+
 def build(make, data, where: str = "the pair factory"):
     """(model, guide) from ``make(data)``, or one sentence saying what it returned instead."""
     try:

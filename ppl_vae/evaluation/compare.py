@@ -26,7 +26,7 @@ import statistics
 import pyro
 import torch
 
-from ppl_vae import registry
+from ppl_vae import registry, spec
 from ppl_vae.config import Config
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
@@ -35,7 +35,7 @@ from ppl_vae.data import batch_inputs
 from ppl_vae.inference.checks import check, prepared
 from ppl_vae.inference.diagnostics import gradient_stats, summarize
 from ppl_vae.inference.objectives import OBJECTIVES
-from ppl_vae.inference.trainer import fit
+from ppl_vae.inference.trainer import as_dataset, fit
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import METRICS, write_json
@@ -60,24 +60,35 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
-def compare(config: Config, names: list[str], out: str, *, eval_particles: int = 1000, snr_samples: int = 100,
-            progress: bool = True) -> list[dict]:
+def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=None, eval_particles: int = 1000,
+            snr_samples: int = 100, progress: bool = True) -> list[dict]:
     """Train and measure each objective in ``names`` on ``config`` (a ``ppl-vae train`` config).
 
+    ``make_pair``: a factory ``make_pair(data) -> (model, guide)`` to compare instead of the pair that
+    ``config`` names, called after seeding for each objective; ``data``: a Dataset (or what
+    :meth:`Dataset.from_tensors` takes) instead of the data set ``config`` names.
     Returns one row per objective with the keys of :data:`COLUMNS`.
     """
     for name in names:
         if any(os.path.exists(os.path.join(out, name, f)) for f in (METRICS, checkpoint.NAME)):
             raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
     device = resolve_device(config.run.device)
-    data = registry.load_data(config, device)  # once: every run sees the same tensors
-    if config.pair.pair is not None:  # a user's pair: which objectives it takes is known by running it
-        refuse_any(config, names, data)
+    # once: every run sees the same tensors
+    data = registry.load_data(config, device) if data is None else as_dataset(data).to(device)
+    if make_pair is not None:
+        named = spec.of(make_pair)
+        config = config.replace(pair=named, pair_sha256=named and spec.digest(named), model=None, guide=None,
+                                dataset=data.name, binarize=data.binarize)
+    build = (lambda _: spec.build(make_pair, data, "compare's make_pair")) if make_pair is not None else \
+        (lambda run_config: registry.build(run_config, data))
+    if config.pair.pair is not None or make_pair is not None:  # which objectives it takes is known by running it
+        refuse_any(config, names, data, build)
     rows, histories = [], {}
     for name in names:
-        run_config = registry.resolve(config.replace(objective=name, test_bound="iwae"))
+        run_config = config.replace(objective=name, test_bound="iwae")
+        run_config = run_config if make_pair is not None else registry.resolve(run_config)
         pyro.set_rng_seed(config.training.seed)  # the same initial networks for every objective
-        model, guide = registry.build(run_config, data)
+        model, guide = build(run_config)
         objective = registry.build_objective(run_config)
         run_dir = os.path.join(out, name)
         histories[name] = fit(model, guide, data, objective, device=device, out=run_dir, config=run_config,
@@ -95,19 +106,17 @@ def compare(config: Config, names: list[str], out: str, *, eval_particles: int =
     return rows
 
 
-def refuse_any(config: Config, names: list[str], data) -> None:
+def refuse_any(config: Config, names: list[str], data, build) -> None:
     """Before any run trains: one sentence if the pair refuses one of the objectives, naming those it takes."""
     with pyro.get_param_store().scope():
         pyro.set_rng_seed(config.training.seed)
-        table = check(*registry.build(registry.resolve(config), data), data, names,
-                      particles=config.inference.particles)
+        table = check(*build(config), data, names, particles=config.inference.particles)
     refused = {name: why for name, why in table.items() if why != "ok"}
     if refused:
         name, why = next(iter(refused.items()))
         ok = [n for n in names if n not in refused]
         instead = f"compare --objectives {','.join(ok)}" if ok else "another pair"
-        raise UsageError(f"--pair {config.pair.pair} cannot train with {name}: {why.removeprefix('refused: ')}; "
-                         f"use {instead}.")
+        raise UsageError(f"the pair cannot train with {name}: {why.removeprefix('refused: ')}; use {instead}.")
 
 
 def measure(objective, model, guide, data, config: Config, eval_particles: int, snr_samples: int) -> dict:

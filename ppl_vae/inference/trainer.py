@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import pyro
@@ -44,6 +45,7 @@ import torch
 from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
+from ppl_vae import spec
 from ppl_vae.io import checkpoint
 
 from ppl_vae.inference import objectives
@@ -118,13 +120,16 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
     return lr * gamma ** sum(epoch >= m for m in milestones)
 
 
-def fit(model, guide, data, objective="elbo", *, particles: int | None = None, device="auto",
+def fit(model, guide, data=None, objective="elbo", *, particles: int | None = None, device="auto",
         out: str | None = None, resume: bool = False, config: Config | None = None, progress: bool = True,
         warm_start: bool = False, **training) -> list[dict]:
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
+    ``fit(make_pair, data, objective, ...)`` builds the pair as ``make_pair(data) -> (model, guide)``
+    after seeding, so each run starts from its own initial weights.
 
     ``model``/``guide``: modules with ``.model``/``.guide`` methods, or plain Pyro callables.
-    ``data``: a :class:`~ppl_vae.data.Dataset`, or a tensor [N, D] of training data.
+    ``data``: a :class:`~ppl_vae.data.Dataset`, a tensor [N, ...] of training data, or a mapping of
+    named tensors (:meth:`~ppl_vae.data.Dataset.from_tensors`).
     ``objective``: a name from :data:`ppl_vae.inference.objectives.OBJECTIVES` (with
     ``particles`` K per data point) or an ``Objective``.
     ``training``: the settings of :class:`~ppl_vae.config.TrainingConfig`, with its defaults —
@@ -151,6 +156,16 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
         config = Config.from_dict(config, "fit()'s config")
     settings = (config.training if config is not None else TrainingConfig())
     settings = Config.from_dict({**dataclasses.asdict(settings), **training}, "fit()'s keyword arguments").training
+    if is_data(guide):  # fit(make_pair, data, objective): a fresh pair, built after seeding
+        make, data, objective = model, as_dataset(guide), objective if data is None else data
+        pyro.set_rng_seed(settings.seed)
+        model, guide = spec.build(make, data, f"fit's make_pair ({getattr(make, '__name__', make)!r})")
+        named = spec.of(make)
+        if config is None and named is not None:  # recorded, so that every command works on the run
+            config = Config().replace(pair=named, pair_sha256=spec.digest(named), model=None, guide=None,
+                                      dataset=data.name, binarize=data.binarize, dequantize=data.levels is not None)
+    elif data is None:
+        raise UsageError("fit takes (model, guide, data) or (make_pair, data); pass the data.")
     if not isinstance(objective, objectives.Objective):
         k = particles if particles is not None else (config.inference.particles if config else default("particles"))
         objective = objectives.make(objective, particles=k)
@@ -176,6 +191,14 @@ def fit(model, guide, data, objective="elbo", *, particles: int | None = None, d
 
 
 TRAINED = "_trained_by_ppl_vae_fit"  # set on the modules a fit has trained
+
+
+def is_data(value) -> bool:
+    return isinstance(value, (Dataset, torch.Tensor, Mapping))
+
+
+def as_dataset(data) -> Dataset:
+    return data if isinstance(data, Dataset) else Dataset.from_tensors(data)
 
 
 def merge_into_store(state: dict) -> None:
@@ -230,8 +253,7 @@ class Trainer:
             if module is not None:
                 module.to(self.device)
         self.model, self.guide = callables(model, guide)
-        if not isinstance(data, Dataset):
-            data = Dataset.from_tensors(data)
+        data = as_dataset(data)
         unused = unused_input(model, guide, data.inputs_train)
         if unused is not None:
             raise UsageError(f"the data's named input {unused!r} is a parameter of neither the model nor the guide, "

@@ -122,8 +122,9 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
 
 def fit(model, guide, data=None, objective="elbo", *, particles: int | None = None, device="auto",
         out: str | None = None, resume: bool = False, config: Config | None = None, progress: bool = True,
-        warm_start: bool = False, **training) -> list[dict]:
-    """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics.
+        warm_start: bool = False, **training) -> "History":
+    """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics, a
+    :class:`History` that also holds the trained ``model`` and ``guide``.
     ``fit(make_pair, data, objective, ...)`` builds the pair as ``make_pair(data) -> (model, guide)``
     after seeding, so each run starts from its own initial weights.
 
@@ -183,14 +184,23 @@ def fit(model, guide, data=None, objective="elbo", *, particles: int | None = No
             trainer.restore()
         elif out is not None:
             trainer.start_run_dir()
-        history = trainer.run()
+        history = History(trainer.run())
     merge_into_store(own)
     for module in modules:
         setattr(module, TRAINED, True)
+    history.model, history.guide = model, guide
     return history
 
 
 TRAINED = "_trained_by_ppl_vae_fit"  # set on the modules a fit has trained
+
+
+class History(list):
+    """What ``fit`` returns: the metrics of every epoch (a list of dicts), and the trained ``model`` and
+    ``guide`` — those passed in, or those ``make_pair`` built."""
+
+    model: object = None
+    guide: object = None
 
 
 def is_data(value) -> bool:

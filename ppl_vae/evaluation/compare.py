@@ -32,7 +32,7 @@ from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.evaluation.evaluate import bound, evaluate, mean_and_se
 from ppl_vae.data import batch_inputs
-from ppl_vae.inference.checks import check, prepared
+from ppl_vae.inference.checks import check, first_traces, global_sites, prepared
 from ppl_vae.inference.diagnostics import gradient_stats, summarize
 from ppl_vae.inference.objectives import OBJECTIVES
 from ppl_vae.inference.trainer import as_dataset, fit
@@ -110,7 +110,13 @@ def refuse_any(config: Config, names: list[str], data, build) -> None:
     """Before any run trains: one sentence if the pair refuses one of the objectives, naming those it takes."""
     with pyro.get_param_store().scope():
         pyro.set_rng_seed(config.training.seed)
-        table = check(*build(config), data, names, particles=config.inference.particles)
+        model, guide = build(config)
+        table = check(model, guide, data, names, particles=config.inference.particles)
+        found = global_sites(*first_traces(*callables(model, guide), data, named_inputs(model, guide, data)))
+    if found:
+        raise UsageError(f"compare measures every objective by its test IWAE-K bound and NLL, which need importance "
+                         f"weights per data point, and site {found[0]!r} is a global latent; train each objective "
+                         f"with ppl-vae train and compare their test ELBOs given q({found[0]}).")
     refused = {name: why for name, why in table.items() if why != "ok"}
     if refused:
         name, why = next(iter(refused.items()))
@@ -129,7 +135,7 @@ def measure(objective, model, guide, data, config: Config, eval_particles: int, 
     iwae, iwae_se = mean_and_se(bound(model_fn, guide_fn, data.x_test, iwae_bound, k, inputs=test_inputs))
     x = data.train_epoch(0)[:t.batch_size]
     train_inputs = named_inputs(model, guide, data)
-    objective, _ = prepared(objective, model_fn, guide_fn, data, train_inputs)  # as fit trained it
+    objective = prepared(objective, model_fn, guide_fn, data, train_inputs).objective  # as fit trained it
     inputs = batch_inputs(train_inputs, slice(0, x.shape[0]))
     idx = torch.arange(x.shape[0], device=x.device)
     snr = summarize(gradient_stats(objective, model_fn, guide_fn, x, idx, samples=snr_samples, **inputs))

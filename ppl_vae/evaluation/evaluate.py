@@ -17,7 +17,10 @@ result says what its numbers are (``estimate``), since not every pair has the sa
   and NLL = −log p(x) with no sampling (for continuous data log p(x) is a log-density and
   can be positive, so the NLL can be negative);
 - ``"not a bound"``: the guide is a point mass q = δ(z − f(x)), whose entropy is −∞; the
-  number is log p(x | f(x)) + log p(f(x)), reconstruction plus log prior, and no NLL exists.
+  number is log p(x | f(x)) + log p(f(x)), reconstruction plus log prior, and no NLL exists;
+- ``"given global latents"``: the model has latents β outside the data plate, shared by all
+  points, so there is no per-point log p(x_n); the number is the per-point ELBO with β ~ q(β),
+  E_q[log p(x_n, z_n | β) − log q(z_n | x_n)] ≤ E_q(β)[log p(x_n | β)], and no NLL exists.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 
 from pyro import poutine
 from pyro.distributions import Delta
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent
 
 from ppl_vae.data import batch_inputs
@@ -53,7 +57,7 @@ def split(x, inputs: dict | None, batch: int):
 
 @torch.no_grad()
 def per_point(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
-              max_elements: int = MAX_ELEMENTS, inputs: dict | None = None):
+              max_elements: int = MAX_ELEMENTS, inputs: dict | None = None, given_globals: bool = False):
     """(ELBO, log p̂_K) per data point, each a tensor [N], from K importance samples; ``inputs``
     are the points' named inputs, passed to the model and guide by keyword."""
     batch, k_chunk = chunk_sizes(x.shape[0], x[0].numel(), particles, max_elements)
@@ -63,7 +67,8 @@ def per_point(model, guide, x, particles: int = 5000, *, max_plate_nesting: int 
         total = xb.new_zeros(xb.shape[0])
         for start in range(0, particles, k_chunk):
             k = min(k_chunk, particles - start)
-            lw = log_weights(model, guide, xb, particles=k, max_plate_nesting=max_plate_nesting, **ib)
+            lw = log_weights(model, guide, xb, particles=k, max_plate_nesting=max_plate_nesting,
+                             given_globals=given_globals, **ib)
             lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
             total += lw.sum(0)
         elbos.append(total / particles)
@@ -73,11 +78,11 @@ def per_point(model, guide, x, particles: int = 5000, *, max_plate_nesting: int 
 
 @torch.no_grad()
 def bound(model, guide, x, bound_fn, particles: int = 1, *, max_plate_nesting: int = 1,
-          inputs: dict | None = None) -> torch.Tensor:
+          inputs: dict | None = None, given_globals: bool = False) -> torch.Tensor:
     """An objective's bound per data point, bound_fn(log w) with all K particles at once."""
     batch, _ = chunk_sizes(x.shape[0], x[0].numel() * particles, 1)
-    return torch.cat([bound_fn(log_weights(model, guide, xb, particles=particles,
-                                           max_plate_nesting=max_plate_nesting, **ib))
+    return torch.cat([bound_fn(log_weights(model, guide, xb, particles=particles, max_plate_nesting=max_plate_nesting,
+                                           given_globals=given_globals, **ib))
                       for xb, ib in split(x, inputs, batch)])
 
 
@@ -88,19 +93,24 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
     return values.mean().item(), se
 
 
-def point_mass_sites(guide, x, inputs: dict | None = None) -> list[str]:
-    """The guide's latent sites whose distribution is a point mass (``Delta``), on one data point."""
+def guide_sites(guide, x, inputs: dict | None = None) -> tuple[list[str], list[str]]:
+    """(the guide's latent sites whose distribution is a point mass (``Delta``), those outside the data
+    plate: global latents), from a look at one data point that leaves the random stream as it was."""
     devices = [x.device.index or 0] if x.is_cuda else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):  # a look that leaves the random stream as it was
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
         trace = poutine.trace(guide).get_trace(x[:1], **batch_inputs(inputs or {}, slice(0, 1)))
-    sites = []
+    point_masses, globals_ = [], []
     for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
         fn = site.get("fn")
         while isinstance(fn, Independent):
             fn = fn.base_dist
-        if site["type"] == "sample" and not site["is_observed"] and isinstance(fn, Delta):
-            sites.append(name)
-    return sites
+        if isinstance(fn, Delta):
+            point_masses.append(name)
+        if not any(f.name == "data" for f in site["cond_indep_stack"]):
+            globals_.append(name)
+    return point_masses, globals_
 
 
 def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
@@ -120,12 +130,21 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
         with torch.no_grad():
             ll_mean, ll_se = mean_and_se(module.log_marginal(x))
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
+    point_masses, globals_ = guide_sites(guide, x, inputs)
     elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
-                         inputs=inputs)
+                         inputs=inputs, given_globals=bool(globals_))
     elbo_mean, elbo_se = mean_and_se(elbo)
-    point_masses = point_mass_sites(guide, x, inputs)
+    if globals_:
+        given = ", ".join(globals_)
+        return {"estimate": "given global latents", "bound": False, "global_sites": globals_,
+                "quantity": f"ELBO given q({given})",
+                "reason": f"{given} is a global latent, shared by every data point, so no per-point log p(x) "
+                          f"exists to estimate; the number is the per-point ELBO with {given} drawn from its "
+                          f"trained q, a bound on E_q[log p(x | {given})]",
+                "test_objective": elbo_mean, "test_objective_se": elbo_se, "particles": particles, "n": n}
     if point_masses:
         return {"estimate": "not a bound", "bound": False,
+                "quantity": "log p(x | z) + log p(z) at the point-mass guide's z",
                 "reason": f"the guide's site {point_masses[0]!r} is a point mass, whose entropy is −∞: "
                           f"the number is log p(x | z) + log p(z) at the guide's z, and log p(x) is not estimated",
                 "test_objective": elbo_mean, "test_objective_se": elbo_se, "n": n}
@@ -140,6 +159,9 @@ def describe(result: dict) -> str:
         return (f"test log p(x) {result['test_log_px']:.2f} ± {result['test_nll_se']:.2f} nats per example, exact "
                 f"(the model's closed form; for continuous data a log-density, which can be positive), "
                 f"{result['n']} test points")
+    if result["estimate"] == "given global latents":
+        return (f"test {result['quantity']} {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} nats "
+                f"per example (K = {result['particles']}, {result['n']} test points): {result['reason']}")
     if result["estimate"] == "not a bound":
         return (f"test log p(x | z) + log p(z) {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} "
                 f"nats per example at the point-mass guide's z, {result['n']} test points: not a bound on "

@@ -4,7 +4,11 @@ Every bound this project reports is per data point, a function of log w_n for ea
 ``pyro.plate("data")`` (:mod:`ppl_vae.inference.weights`). A program that does not have that
 shape, or that an objective would silently mistreat, is refused with one sentence:
 
-- a latent site outside the data plate (a global latent): its log-density belongs to no point;
+- a latent site outside the data plate (a global latent β) under the importance-weighted
+  objectives, whose weights are per data point; the Pyro ELBOs (elbo, elbo-analytic, score*,
+  enum) train the full-data ELBO per point, L/N = (1/N)[Σ_n E_q log p(x_n, z_n | β) − log q(z_n | x_n)
+  + E_q log p(β) − log q(β)], once the data plate is ``pyro.plate("data", N, subsample=idx)``
+  (N is the training set's size), and their test bound is the ELBO given β ~ q(β);
 - no site inside a plate named ``"data"`` at all (a plate with another name);
 - a discrete site marked for enumeration (``config_enumerate``) and not sampled by the guide,
   under the score-function objectives (``TraceGraph_ELBO``) or ``elbo-analytic``
@@ -21,6 +25,7 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import pyro
 import torch
@@ -30,10 +35,11 @@ from pyro.infer import (JitTrace_ELBO, JitTraceEnum_ELBO, TraceEnum_ELBO, TraceG
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
-from ppl_vae.data import Dataset
+from ppl_vae.data import Dataset, batch_inputs
 from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
-from ppl_vae.data import batch_inputs
+from ppl_vae.inference.objectives.weighted import WeightedLoss
+from ppl_vae.inference.weights import data_scale
 from ppl_vae.pair import callables, named_inputs
 
 
@@ -54,13 +60,16 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
         return ("no sample site lies inside a plate named 'data'; per-data-point bounds need the data points in "
                 "pyro.plate('data', ...) at dim=-1, so name the model's and the guide's data plate 'data'")
     outside = [name for name, site in latents.items() if not in_data_plate(site)]
-    if outside:
-        return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, whose "
-                f"log-density belongs to no single data point, so no per-point bound (the test bound of every "
-                f"objective, the importance-weighted ones) exists for it; move it inside the data plate, or make "
-                f"it a point estimate with pyro.param")
-    enumerated = enumerated_sites(model_trace, guide_trace)
     loss = getattr(objective, "loss", objective)
+    if outside and isinstance(loss, WeightedLoss):
+        return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, and the "
+                f"{objective.name} objective weights particles per data point, which needs every latent variable "
+                f"local; use elbo, elbo-analytic or score, which train the full-data ELBO per point")
+    if outside and data_scale(model_trace) == 1:
+        return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent, whose log-density "
+                f"counts once for the whole data set, so the data plate must know the data set's size; write "
+                f"pyro.plate('data', N, subsample=idx) with the idx that fit passes")
+    enumerated = enumerated_sites(model_trace, guide_trace)
     if isinstance(loss, TraceEnum_ELBO) and not enumerated:
         return (f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and this "
                 f"model has none (config_enumerate), so it would train a plain ELBO under another name; use elbo")
@@ -117,13 +126,28 @@ def first_traces(model, guide, data, inputs: dict, n: int = 2):
     return model_tr, guide_tr
 
 
-def prepared(objective, model, guide, data, inputs: dict):
-    """(``objective`` as it trains this pair (:func:`summing_out`), the model's trace), or a
-    :class:`UsageError` saying why it cannot (:func:`refusal`) — before any work, on the first two
-    training points. A pair that fails there (a shape error, a plate that collides with the particles'
-    dim=-2, ...) is refused with what failed, not left to fail mid-training: the training loss (unless
-    JIT-compiled, which would compile for a shape training never uses) and the test bound are each
-    evaluated once, in a param-store scope of their own and with the random stream put back."""
+@dataclass
+class Prepared:
+    """What :func:`prepared` found: the objective as it trains the pair, the model's trace on two
+    training points, and the global latent sites (outside the data plate)."""
+
+    objective: object
+    model_trace: object
+    global_sites: list
+
+
+def global_sites(model_trace, guide_trace) -> list[str]:
+    latents = {**sample_sites(guide_trace, False), **sample_sites(model_trace, False)}
+    return [name for name, site in latents.items() if not in_data_plate(site)]
+
+
+def prepared(objective, model, guide, data, inputs: dict) -> Prepared:
+    """The objective as it trains this pair (:func:`summing_out`), or a :class:`UsageError` saying why
+    it cannot (:func:`refusal`) — before any work, on the first two training points. A pair that
+    fails there (a shape error, a plate that collides with the particles' dim=-2, ...) is refused
+    with what failed, not left to fail mid-training: the training loss (unless JIT-compiled, which
+    would compile for a shape training never uses) and the test bound are each evaluated once, in a
+    param-store scope of their own and with the random stream put back."""
     try:
         model_tr, guide_tr = first_traces(model, guide, data, inputs)
     except UsageError:
@@ -134,6 +158,11 @@ def prepared(objective, model, guide, data, inputs: dict):
     why = refusal(objective, model_tr, guide_tr)
     if why is not None:
         raise UsageError(why + ".")
+    n, said = data.x_train.shape[0], round(data_scale(model_tr) * min(2, data.x_train.shape[0]))
+    if data_scale(model_tr) != 1 and said != n:
+        raise UsageError(f"pyro.plate('data') says the data set has {said} points and the training set has {n}, "
+                         f"so every bound would be scaled by {said}/{n}; write pyro.plate('data', {n}, subsample=idx).")
+    globals_ = global_sites(model_tr, guide_tr)
     x, batch = data.train_epoch(0)[:2], batch_inputs(inputs, slice(0, 2))
     idx = torch.arange(x.shape[0], device=x.device)
     devices = [x.device.index or 0] if x.is_cuda else []
@@ -142,12 +171,13 @@ def prepared(objective, model, guide, data, inputs: dict):
         try:
             if loss is not None and not isinstance(loss, (JitTrace_ELBO, JitTraceEnum_ELBO)):
                 loss.loss(model, guide, x, idx, **batch)
-            objective.test_bound(model, guide, x, idx=idx, **batch)  # idx: a local guide knows these points
+            # idx: a local guide knows these points
+            objective.test_bound(model, guide, x, given_globals=bool(globals_), idx=idx, **batch)
         except UsageError:
             raise
         except Exception as e:  # noqa: BLE001
             raise UsageError(f"the {objective.name} objective fails on two training points ({failure(e)})") from None
-    return objective, model_tr
+    return Prepared(objective, model_tr, globals_)
 
 
 def failure(e: Exception) -> str:

@@ -364,9 +364,10 @@ class Trainer:
     def _create_params(self) -> None:
         """Run guide and model once so every Pyro parameter exists with its constraint, and check on
         that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
-        objective, model_tr = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"])
-        if objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
-            self.objective = objective
+        found = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"])
+        model_tr, self.global_sites = found.model_trace, found.global_sites
+        if found.objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
+            self.objective = found.objective
             self.step_rule.build(self)
         # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
         scale = data_scale(model_tr)
@@ -459,6 +460,7 @@ class Trainer:
                 value = per_point_guide(self.objective, self.model, self.data.x_test).mean().item()
             else:
                 value = self.objective.test_bound(self.model, self.guide, self.data.x_test,
+                                                  given_globals=bool(self.global_sites),
                                                   **self.inputs["test"]).mean().item()
         if not math.isfinite(value):
             raise NonFinite("the test bound was not finite")
@@ -469,6 +471,8 @@ class Trainer:
         self.epoch += 1
         metrics = {"epoch": self.epoch, "step": self.step, "train_bound": train_bound,
                    "test_bound": test_bound, "seconds": self.in_epoch.seconds, "lr": self.lr}
+        if self.global_sites:  # the test bound is the ELBO given β ~ q(β), not a bound on log p(x)
+            metrics["test_bound_given"] = self.global_sites
         self.in_epoch = EpochProgress()
         self.history.append(metrics)
         for output in self.outputs:

@@ -10,7 +10,8 @@ a tensor of shape [K, N]. Every bound the project reports is a function of it:
     IWAE      L_K(x_n)   = log (1/K) Σ_k w_{k,n}                          (Burda et al. 2016)
 
 The weights are per data point, so these are the per-data-point bounds, correct for models
-whose latent variables are all local (inside the ``data`` plate). Discrete sites of the model
+whose latent variables are all local (inside the ``data`` plate); a model with global latents
+β has per-point weights only given β (``given_globals``). Discrete sites of the model
 marked for enumeration (``config_enumerate``) and not sampled by the guide are summed out
 exactly, log w = log Σ_c p_θ(x, z, c) − log q_φ(z | x); with a guide that samples nothing
 (a Gaussian mixture) every weight is then p(x) itself. A site observed for some points and
@@ -37,13 +38,18 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 
-def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, **kwargs):
-    """log w of shape [particles, N], differentiable with respect to θ and φ."""
+def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, given_globals: bool = False,
+                **kwargs):
+    """log w of shape [particles, N], differentiable with respect to θ and φ.
+
+    ``given_globals``: a model with global latents β (sites outside the data plate) gets the weights
+    given β ~ q(β), log p(x_n, z_n | β) − log q(z_n | x_n), with log p(β) − log q(β) left out:
+    per point, but not importance weights for log p(x_n) (see :func:`per_point`)."""
     guide_tr, model_tr = particle_traces(model, guide, x, *args, particles=particles,
                                          max_plate_nesting=max_plate_nesting, **kwargs)
     n = x.shape[0]
-    return (per_point(model_tr, particles, n, max_plate_nesting)
-            - per_point(guide_tr, particles, n, max_plate_nesting, observed=False))
+    return (per_point(model_tr, particles, n, max_plate_nesting, given_globals=given_globals)
+            - per_point(guide_tr, particles, n, max_plate_nesting, observed=False, given_globals=given_globals))
 
 
 def particle_plate(particles: int, max_plate_nesting: int = 1):
@@ -75,10 +81,12 @@ def data_scale(trace) -> float:
     return 1.0
 
 
-def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True) -> torch.Tensor:
+def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True,
+              given_globals: bool = False) -> torch.Tensor:
     """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n], without the
     data plate's subsampling scale; enumerated values (dims left of the particle dim) are summed
-    out by log-sum-exp."""
+    out by log-sum-exp. A site outside the data plate (a global latent) is refused, or with
+    ``given_globals`` left out: its value still enters the local sites' densities."""
     trace.compute_log_prob()
     total = 0.0
     inner = tuple(range(-max_plate_nesting, -1))  # plates nested between the particle and data dims
@@ -86,6 +94,8 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
         if site["type"] != "sample" or site_is_subsample(site) or (site["is_observed"] and not observed):
             continue
         plates = {f.name for f in site["cond_indep_stack"]}
+        if "data" not in plates and given_globals:
+            continue
         if "data" not in plates:
             raise ValueError(f"sample site {name!r} is outside pyro.plate('data'); per-data-point "
                              f"importance weights need every latent variable to be local")

@@ -31,10 +31,11 @@ class Objective:
     bound: Callable[[torch.Tensor], torch.Tensor]
     lr_factor: Callable[[str], float] = same_lr
 
-    def test_bound(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        """The bound per data point on held-out ``x`` (with its named inputs), without gradients.
+    def test_bound(self, model, guide, x: torch.Tensor, given_globals: bool = False, **inputs) -> torch.Tensor:
+        """The bound per data point on held-out ``x`` (with its named inputs), without gradients;
+        ``given_globals``: given the global latents β ~ q(β) (see :func:`~ppl_vae.inference.weights.log_weights`).
 
         Objectives whose bound is not a function of importance weights (e.g. exact
         enumeration of discrete latents) override this.
         """
-        return bound_per_point(model, guide, x, self.bound, self.particles, inputs=inputs)
+        return bound_per_point(model, guide, x, self.bound, self.particles, inputs=inputs, given_globals=given_globals)

@@ -287,6 +287,16 @@ FIGURES = [
 NAMES = [f.name for f in FIGURES]
 
 
+def images_alone(run) -> str | None:
+    """Why a figure of the latent space cannot be drawn for a run whose pair takes named inputs (labels) with
+    each image, which these figures do not pass; None when it takes only images."""
+    taken = run.inputs() if hasattr(run, "inputs") else {}
+    if taken:
+        return (f"the latent-space figures and statistics run the model and guide on images alone, and this run's "
+                f"pair also takes {', '.join(taken)} with each image")
+    return None
+
+
 def draw_all(run, out_dir: str, names=None, stats: dict | None = None) -> tuple[dict, dict]:
     """Draw the figures ``names`` (default: all) of a loaded run into ``out_dir``.
 
@@ -295,6 +305,9 @@ def draw_all(run, out_dir: str, names=None, stats: dict | None = None) -> tuple[
     drawn, skipped = {}, {}
     for fig in FIGURES:
         if names is not None and fig.name not in names:
+            continue
+        if fig.name != "training" and images_alone(run):
+            skipped[fig.name] = images_alone(run)
             continue
         try:
             drawn[fig.name] = fig.draw(run, os.path.join(out_dir, f"{fig.name}.png"), stats)

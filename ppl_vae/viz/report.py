@@ -66,8 +66,11 @@ def _fmt(value, digits: int = 2) -> str:
 def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
     """The page itself."""
     c, lat = run.config.to_dict(), nums["latent"]
+    pair = (f"Your own pair `{c['pair']}`" if c.get("pair") else
+            f"Model `{c.get('model')}` with guide `{c.get('guide')}`, latent dimension "
+            f"{lat.get('latent_dim', c.get('latent_dim'))}")
     lines = [f"# Run report: `{run.dir}`", "",
-             f"Model `{c.get('model')}` with guide `{c.get('guide')}`, latent dimension {lat.get('latent_dim', c.get('latent_dim'))}, "
+             f"{pair}, "
              f"trained on `{c.get('dataset')}` (binarization `{c.get('binarize')}`) with the objective "
              f"`{c.get('objective')}` (K = {c.get('particles')}) for {count(nums['epoch'], 'epoch')}. "
              "All values are in nats per test image; bounds are log-likelihoods (higher is better).", "",
@@ -137,6 +140,8 @@ def _extra_sections(run_dir: str) -> list[str]:
 def write(run, fig_dir: str | None = None) -> str:
     """Draw the figures, then write ``report.md`` and ``report.json`` into the run directory."""
     try:
+        if plots.images_alone(run):
+            raise UsageError(plots.images_alone(run))
         stats = latents.summary(run.model, run.guide, run.data.x_test)
     except UsageError as e:  # e.g. a point-mass guide has no finite KL; the rest of the report still holds
         stats = {"reason": str(e)}

@@ -102,6 +102,11 @@ def test_a_pair_run_trains_resumes_and_evaluates_like_a_built_in_one(user_file, 
     code, stdout, err = run_cli(["evaluate", tmp_path / "straight", "-k", "20"], capsys)
     assert code == 0 and "importance-sampled, K = 20" in stdout, err
     assert run.epoch == 3
+    code, stdout, err = run_cli(["report", tmp_path / "straight"], capsys)  # every figure the pair supports
+    assert code == 0, err
+    assert all((tmp_path / "straight" / "figures" / f"{name}.png").exists()
+               for name in ("reconstructions", "prior_samples", "latent_means", "training", "kl_units"))
+    assert "Your own pair" in (tmp_path / "straight" / "report.md").read_text()
 
 
 def test_a_pair_whose_file_changed_or_went_is_refused_by_every_command(user_file, tmp_path, capsys):
@@ -149,3 +154,6 @@ def test_the_conditional_example_gets_the_digit_labels_and_commands_that_need_im
     assert code == 0, err
     line = one_line_error(*run_cli(["outliers", tmp_path / "cvae", "--ood", "noise"], capsys)[::2])
     assert "also takes y with each image" in line, line
+    code, _, err = run_cli(["report", tmp_path / "cvae"], capsys)  # the training curves, and why not the rest
+    assert code == 0 and (tmp_path / "cvae" / "figures" / "training.png").exists(), err
+    assert "also takes y with each image" in (tmp_path / "cvae" / "report.md").read_text()

@@ -120,7 +120,8 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
 
     ``model`` and ``guide`` are Pyro callables (or modules with ``.model`` / ``.guide``);
     ``x`` is the test tensor [N, D] on their device, ``inputs`` its named inputs
-    ({name: tensor [N, ...]}, e.g. ``data.inputs_test``). ``max_elements`` bounds particles ×
+    ({name: tensor [N, ...]}, e.g. ``data.inputs_test``): the bounds are then of log p(x | inputs),
+    and the result says so (``"given"``). ``max_elements`` bounds particles ×
     points × dimensions per chunk, i.e. the memory one chunk takes.
     """
     module = owning_module(model)
@@ -149,8 +150,11 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
                           f"the number is log p(x | z) + log p(z) at the guide's z, and log p(x) is not estimated",
                 "test_objective": elbo_mean, "test_objective_se": elbo_se, "n": n}
     ll_mean, ll_se = mean_and_se(ll)
-    return {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
-            "test_nll": -ll_mean, "test_nll_se": ll_se, "particles": particles, "n": n}
+    result = {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
+              "test_nll": -ll_mean, "test_nll_se": ll_se, "particles": particles, "n": n}
+    if inputs:  # a conditional model: its bounds and NLL are of log p(x | inputs)
+        result["given"] = sorted(inputs)
+    return result
 
 
 def describe(result: dict) -> str:
@@ -166,6 +170,7 @@ def describe(result: dict) -> str:
         return (f"test log p(x | z) + log p(z) {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} "
                 f"nats per example at the point-mass guide's z, {result['n']} test points: not a bound on "
                 f"log p(x), and no NLL is estimated")
-    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, test NLL {result['test_nll']:.2f} "
-            f"± {result['test_nll_se']:.2f} nats per example (importance-sampled, K = {result['particles']}, "
-            f"{result['n']} test points)")
+    given = f" = −log p(x | {', '.join(result['given'])})" if result.get("given") else ""
+    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, test NLL{given} "
+            f"{result['test_nll']:.2f} ± {result['test_nll_se']:.2f} nats per example (importance-sampled, "
+            f"K = {result['particles']}, {result['n']} test points)")

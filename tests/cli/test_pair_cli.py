@@ -148,7 +148,7 @@ def test_check_describes_the_pair_and_tabulates_each_objective(user_file, capsys
 
 
 def test_the_conditional_example_gets_the_digit_labels_and_commands_that_need_images_alone_refuse(tmp_path, capsys):
-    spec = f"{ROOT / 'examples' / 'cvae.py'}:make_pair"
+    spec = f"{ROOT / 'scripts' / 'examples' / 'cvae.py'}:make_pair"
     train(capsys, spec, tmp_path / "cvae", "--epochs", "1")
     code, stdout, err = run_cli(["evaluate", tmp_path / "cvae", "-k", "10"], capsys)
     assert code == 0, err

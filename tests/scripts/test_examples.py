@@ -1,4 +1,4 @@
-"""The worked examples of examples/, end to end: the semi-supervised M2 model classifies the digits well
+"""The worked examples of scripts/examples/, end to end: the semi-supervised M2 model classifies the digits well
 above chance from 10 % of the labels, and its labels cannot leak from the unlabelled points."""
 
 import pytest
@@ -7,7 +7,7 @@ from helpers import ROOT
 from ppl_vae import data as datasets
 from ppl_vae import spec
 
-M2 = ROOT / "examples" / "m2.py"
+M2 = ROOT / "scripts" / "examples" / "m2.py"
 
 
 def test_m2_hides_the_labels_of_the_unlabelled_points():

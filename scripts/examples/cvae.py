@@ -1,7 +1,7 @@
 """A conditional VAE on the digits: p_θ(x | z, y) p(z) with the label y observed, and
 q_φ(z | x, y) (Sohn, Lee & Yan 2015). Written as a user writes a Pyro pair, outside the library:
 
-    ppl-vae train --pair examples/cvae.py:make_pair --out runs/cvae --epochs 30
+    ppl-vae train --pair scripts/examples/cvae.py:make_pair --out runs/cvae --epochs 30
     ppl-vae evaluate runs/cvae
 
 The digits' class labels reach ``model`` and ``guide`` as ``y`` because both have a parameter of

@@ -15,7 +15,7 @@ by importance sampling with K draws of z (the same draws for every class). Unlik
 the guide has no q(y | x) and there is no extra classification loss: the labels teach only through
 the likelihood. Printed beside it: scikit-learn's logistic regression on the labelled 10 % alone.
 
-    python examples/m2.py --epochs 100
+    python scripts/examples/m2.py --epochs 100
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main(argv=None) -> dict:
 
     digits = datasets.load("digits", binarize="dynamic", seed=args.seed)
     data, labelled = semi_supervised(digits, args.fraction, args.seed)
-    history = fit(make_pair, data, "elbo", epochs=args.epochs, seed=args.seed, device="cpu", progress="log")
+    history = fit(make_pair, data, "elbo", epochs=args.epochs, seed=args.seed, device="cpu")
     predicted = classify(history.model, history.guide, data.x_test, args.particles, args.seed)
     accuracy = (predicted == digits.y_test).float().mean().item()
     baseline = logistic_regression_accuracy(digits.x_train[labelled], digits.y_train[labelled],

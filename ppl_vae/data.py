@@ -147,9 +147,16 @@ def _named(split, observed: str, which: str):
     return x, inputs
 
 
-def batch_inputs(inputs: dict, idx) -> dict:
+def batch_inputs(inputs: dict | None, idx) -> dict:
     """The rows ``idx`` of every named input."""
-    return {k: v[idx] for k, v in inputs.items()}
+    return {k: v[idx] for k, v in (inputs or {}).items()}
+
+
+def split(x, inputs: dict | None, batch: int):
+    """(x_b, inputs_b) for consecutive batches of ``batch`` rows."""
+    for start in range(0, x.shape[0], batch):
+        rows = slice(start, start + batch)
+        yield x[rows], batch_inputs(inputs, rows)
 
 
 def epoch_generator(seed: int, epoch: int, device, purpose: str) -> torch.Generator:

@@ -34,7 +34,7 @@ from pyro.distributions import Delta
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent
 
-from ppl_vae.data import batch_inputs
+from ppl_vae.data import batch_inputs, split
 from ppl_vae.pair import callables, owning_module
 from ppl_vae.inference.weights import log_weights
 
@@ -46,13 +46,6 @@ def chunk_sizes(n: int, dim: int, particles: int, max_elements: int = MAX_ELEMEN
     per_point = max(1, max_elements // max(dim, 1))
     k_chunk = max(1, min(particles, per_point))
     return max(1, min(n, per_point // k_chunk)), k_chunk
-
-
-def split(x, inputs: dict | None, batch: int):
-    """(x_b, inputs_b) for consecutive batches of ``batch`` points."""
-    for start in range(0, x.shape[0], batch):
-        rows = slice(start, start + batch)
-        yield x[rows], batch_inputs(inputs or {}, rows)
 
 
 @torch.no_grad()
@@ -98,7 +91,7 @@ def guide_sites(guide, x, inputs: dict | None = None) -> tuple[list[str], list[s
     plate: global latents), from a look at one data point that leaves the random stream as it was."""
     devices = [x.device.index or 0] if x.is_cuda else []
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        trace = poutine.trace(guide).get_trace(x[:1], **batch_inputs(inputs or {}, slice(0, 1)))
+        trace = poutine.trace(guide).get_trace(x[:1], **batch_inputs(inputs, slice(0, 1)))
     point_masses, globals_ = [], []
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):

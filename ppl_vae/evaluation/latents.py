@@ -1,7 +1,8 @@
 """What a trained pair says about its latent space: q(z | x), p(z), E[x | z], KL and active units.
 
 The figures, the report, outlier scores and imputation all read a run through these few
-functions, which work for any model/guide pair with one latent site ``z``:
+functions, which work for any model/guide pair with one latent site ``z`` (a pair that takes
+named inputs with each image, such as labels, gets the rows' ``inputs``):
 
 - q_φ(z | x): ``guide.dist(x)`` when the guide has it, else the distribution at site ``z`` of
   a trace of the guide;
@@ -31,8 +32,9 @@ import torch
 from pyro import poutine
 from torch.distributions import Independent, kl_divergence
 
+from ppl_vae.data import split
 from ppl_vae.errors import UsageError
-from ppl_vae.pair import as_pyro_callable
+from ppl_vae.pair import as_pyro_callable, with_idx
 
 SITE = "z"
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016
@@ -43,12 +45,12 @@ def _name(obj) -> str:
     return type(getattr(obj, "__self__", obj)).__name__
 
 
-def _trace(fn, x, what: str, condition=None):
-    """A trace of the Pyro program ``fn(x)``; any failure becomes one UsageError sentence."""
+def _trace(fn, x, what: str, condition=None, inputs=None):
+    """A trace of the Pyro program ``fn(x, **inputs)``; any failure becomes one UsageError sentence."""
     if condition is not None:
         fn = poutine.condition(fn, data=condition)
     try:
-        return poutine.trace(fn).get_trace(x)
+        return poutine.trace(fn).get_trace(x, **(inputs or {}))
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say which one did
@@ -65,39 +67,40 @@ def _site(trace, site: str, what: str, owner):
 
 
 @torch.no_grad()
-def posterior(guide, x: torch.Tensor) -> dist.Distribution:
-    """q_φ(z | x), batch shape [N], event shape [latent dim]."""
-    if hasattr(guide, "dist"):
+def posterior(guide, x: torch.Tensor, inputs: dict | None = None) -> dist.Distribution:
+    """q_φ(z | x) (given the rows' named ``inputs``), batch shape [N], event shape [latent dim]."""
+    if hasattr(guide, "dist") and not inputs:
         return guide.dist(x)
-    fn = as_pyro_callable(guide, "guide")
-    return _site(_trace(fn, x, "q(z|x)"), SITE, "q(z|x)", guide)
+    fn = with_idx(as_pyro_callable(guide, "guide"))
+    return _site(_trace(fn, x, "q(z|x)", inputs=inputs), SITE, "q(z|x)", guide)
 
 
 @torch.no_grad()
-def prior(model, like: torch.Tensor) -> dist.Distribution:
+def prior(model, like: torch.Tensor, inputs: dict | None = None) -> dist.Distribution:
     """p(z); ``like`` is a batch of data [N, D] (only its device, dtype and size are used)."""
-    if hasattr(model, "prior"):
+    if hasattr(model, "prior") and not inputs:
         return model.prior(like)
-    fn = as_pyro_callable(model, "model")
-    return _site(_trace(fn, like, "p(z)"), SITE, "p(z)", model)
+    fn = with_idx(as_pyro_callable(model, "model"))
+    return _site(_trace(fn, like, "p(z)", inputs=inputs), SITE, "p(z)", model)
 
 
 @torch.no_grad()
-def likelihood(model, z: torch.Tensor, x_dim: int) -> dist.Distribution:
-    """p_θ(x | z) for a batch z [N, latent dim]: batch shape [N], event shape [D]."""
-    if hasattr(model, "likelihood_dist"):
+def likelihood(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -> dist.Distribution:
+    """p_θ(x | z) (given the rows' named ``inputs``) for a batch z [N, latent dim]: batch shape [N],
+    event shape [D]."""
+    if hasattr(model, "likelihood_dist") and not inputs:
         return model.likelihood_dist(z)
-    fn = as_pyro_callable(model, "model")
+    fn = with_idx(as_pyro_callable(model, "model"))
     like = z.new_zeros(z.shape[0], x_dim)
-    return _site(_trace(fn, like, "p(x|z)", condition={SITE: z}), "x", "p(x|z)", model)
+    return _site(_trace(fn, like, "p(x|z)", condition={SITE: z}, inputs=inputs), "x", "p(x|z)", model)
 
 
 @torch.no_grad()
-def decode(model, z: torch.Tensor, x_dim: int) -> torch.Tensor:
+def decode(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -> torch.Tensor:
     """E[x | z] for z [N, latent dim] -> [N, D], in chunks."""
-    if hasattr(model, "decode"):
+    if hasattr(model, "decode") and not inputs:
         return torch.cat([model.decode(zc) for zc in z.split(CHUNK)])
-    return torch.cat([likelihood(model, zc, x_dim).mean for zc in z.split(CHUNK)])
+    return torch.cat([likelihood(model, zc, x_dim, ic).mean for zc, ic in split(z, inputs, CHUNK)])
 
 
 def mean(q: dist.Distribution, samples: int = 256) -> torch.Tensor:
@@ -109,9 +112,9 @@ def mean(q: dist.Distribution, samples: int = 256) -> torch.Tensor:
 
 
 @torch.no_grad()
-def posterior_means(guide, x: torch.Tensor, samples: int = 256) -> torch.Tensor:
+def posterior_means(guide, x: torch.Tensor, samples: int = 256, inputs: dict | None = None) -> torch.Tensor:
     """E_q[z | x_n] for every row of x -> [N, latent dim]."""
-    return torch.cat([mean(posterior(guide, xc), samples) for xc in x.split(CHUNK)])
+    return torch.cat([mean(posterior(guide, xc, ic), samples) for xc, ic in split(x, inputs, CHUNK)])
 
 
 def _is_point_mass(q) -> bool:
@@ -133,9 +136,10 @@ def kl(q: dist.Distribution, p: dist.Distribution, samples: int = 256) -> torch.
 
 
 @torch.no_grad()
-def kl_per_point(model, guide, x: torch.Tensor, samples: int = 256) -> torch.Tensor:
+def kl_per_point(model, guide, x: torch.Tensor, samples: int = 256, inputs: dict | None = None) -> torch.Tensor:
     """KL(q(z | x_n) ‖ p(z)) for every row of x -> [N]."""
-    return torch.cat([kl(posterior(guide, xc), prior(model, xc), samples) for xc in x.split(CHUNK)])
+    return torch.cat([kl(posterior(guide, xc, ic), prior(model, xc, ic), samples)
+                      for xc, ic in split(x, inputs, CHUNK)])
 
 
 def normal_marginals(d: dist.Distribution):
@@ -150,12 +154,12 @@ def normal_marginals(d: dist.Distribution):
 
 
 @torch.no_grad()
-def kl_per_dim(model, guide, x: torch.Tensor) -> torch.Tensor | None:
+def kl_per_dim(model, guide, x: torch.Tensor, inputs: dict | None = None) -> torch.Tensor | None:
     """Mean over x of KL(q(z_u | x) ‖ p(z_u)) for each latent dimension u -> [latent dim], or
     None when q or p has non-Gaussian marginals (e.g. a flow): then only the total is known."""
     totals = 0.0
-    for xc in x.split(CHUNK):
-        q, p = normal_marginals(posterior(guide, xc)), normal_marginals(prior(model, xc))
+    for xc, ic in split(x, inputs, CHUNK):
+        q, p = normal_marginals(posterior(guide, xc, ic)), normal_marginals(prior(model, xc, ic))
         if q is None or p is None:
             return None
         (mq, sq), (mp, sp) = q, p
@@ -170,15 +174,15 @@ def activity(means: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def summary(model, guide, x: torch.Tensor, samples: int = 256) -> dict:
+def summary(model, guide, x: torch.Tensor, samples: int = 256, inputs: dict | None = None) -> dict:
     """The numbers the report shows about the latent space, as plain floats and lists."""
-    means = posterior_means(guide, x, samples)
+    means = posterior_means(guide, x, samples, inputs)
     act = activity(means)
-    per_dim = kl_per_dim(model, guide, x)
+    per_dim = kl_per_dim(model, guide, x, inputs)
     return {
         "latent_dim": int(means.shape[1]),
         "active_units": int((act > ACTIVE_THRESHOLD).sum()),
         "activity": act.tolist(),
-        "kl_mean": kl_per_point(model, guide, x, samples).mean().item(),
+        "kl_mean": kl_per_point(model, guide, x, samples, inputs).mean().item(),
         "kl_per_dim": None if per_dim is None else per_dim.tolist(),
     }

@@ -30,6 +30,7 @@ import torch
 
 from ppl_vae.viz import figures
 
+from ppl_vae.data import batch_inputs
 from ppl_vae.evaluation import latents
 from ppl_vae.errors import UsageError
 from ppl_vae.io.rundir import METRICS, read_jsonl
@@ -65,12 +66,14 @@ def _grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
     return images.reshape(rows, cols, -1).clamp(0, 1).cpu().numpy()
 
 
-def reconstructions(model, guide, data, path: str, n: int = 10) -> str:
-    """Two rows of test images, each above its reconstruction E[x | z = E_q[z | x]]."""
-    x = data.x_test[examples(data, 2 * n).to(data.device)]
+def reconstructions(model, guide, data, path: str, n: int = 10, inputs: dict | None = None) -> str:
+    """Two rows of test images, each above its reconstruction E[x | z = E_q[z | x]]; ``inputs``: the test
+    set's named inputs, for a pair that takes them (each image's own)."""
+    idx = examples(data, 2 * n).to(data.device)
+    x, given = data.x_test[idx], batch_inputs(inputs, idx)
     if x.shape[0] < 2 * n:
         raise UsageError(f"the test set has {x.shape[0]} images; the reconstruction figure needs {2 * n}.")
-    recon = latents.decode(model, latents.posterior_means(guide, x), data.x_dim)
+    recon = latents.decode(model, latents.posterior_means(guide, x, inputs=given), data.x_dim, given)
     rows = torch.stack([x[:n], recon[:n], x[n:], recon[n:]])
     fig, ax = figures.figure(*SIZES["reconstructions"])
     figures.show_mosaic(ax, figures.mosaic(_grid(rows, 4, n), data.image_shape),
@@ -80,24 +83,29 @@ def reconstructions(model, guide, data, path: str, n: int = 10) -> str:
     return figures.save(fig, path)
 
 
-def prior_samples(model, data, path: str, n: int = 10) -> str:
-    """An n × n grid of E[x | z] for z ~ p(z)."""
+def prior_samples(model, data, path: str, n: int = 10, inputs: dict | None = None) -> str:
+    """An n × n grid of E[x | z] for z ~ p(z); with ``inputs``, row i given those of one test image
+    (the labels cycle through the classes)."""
     like = data.x_test[:1].expand(n * n, -1)
-    p = latents.prior(model, like)
+    rows = examples(data, n).to(data.device).repeat_interleave(n) if inputs else None
+    given = batch_inputs(inputs, rows) if inputs else None
+    p = latents.prior(model, like, given)
     z = p.sample() if p.batch_shape == (n * n,) else p.sample((n * n,))  # batch shape [N] or []
-    images = latents.decode(model, z, data.x_dim)
+    images = latents.decode(model, z, data.x_dim, given)
     fig, ax = figures.figure(*SIZES["prior_samples"])
-    figures.show_mosaic(ax, figures.mosaic(_grid(images, n, n), data.image_shape),
-                        title=f"E[x | z] for {n * n} draws z ~ p(z)")
+    names = ", ".join(inputs or ())
+    title = (f"E[x | z, {names}] for {n * n} draws z ~ p(z), each row's {names} a test image's" if inputs
+             else f"E[x | z] for {n * n} draws z ~ p(z)")
+    figures.show_mosaic(ax, figures.mosaic(_grid(images, n, n), data.image_shape), title=title)
     fig.tight_layout()
     return figures.save(fig, path)
 
 
-def latent_means(guide, data, path: str) -> str:
+def latent_means(guide, data, path: str, inputs: dict | None = None) -> str:
     """Scatter of E_q[z | x] over the test set, coloured by label; PCA projection above 2-D."""
     from sklearn.decomposition import PCA
 
-    means = latents.posterior_means(guide, data.x_test).cpu().numpy()
+    means = latents.posterior_means(guide, data.x_test, inputs=inputs).cpu().numpy()
     d = means.shape[1]
     fig, ax = figures.figure(*SIZES["latent_means"])
     if d > 2:
@@ -130,8 +138,12 @@ def latent_means(guide, data, path: str) -> str:
     return figures.save(fig, path)
 
 
-def manifold(model, guide, data, path: str, n: int = 15, lo: float = 0.05, hi: float = 0.95) -> str:
+def manifold(model, guide, data, path: str, n: int = 15, lo: float = 0.05, hi: float = 0.95,
+             inputs: dict | None = None) -> str:
     """E[x | z] over an n × n grid of the prior's quantiles lo…hi in two latent dimensions."""
+    if inputs:
+        raise UsageError(f"the manifold figure decodes a grid of z alone, and this run's pair also takes "
+                         f"{', '.join(inputs)}; the prior samples show E[x | z] given them.")
     like = data.x_test[:1]
     marginals = latents.normal_marginals(latents.prior(model, like))
     if marginals is None:
@@ -199,9 +211,9 @@ def training_curves(run_dir: str, path: str) -> str:
     return figures.save(fig, path)
 
 
-def kl_units(model, guide, data, path: str, stats: dict | None = None) -> str:
+def kl_units(model, guide, data, path: str, stats: dict | None = None, inputs: dict | None = None) -> str:
     """KL(q(z_u | x) ‖ p(z_u)) per dimension and the activity Cov_x(E_q[z_u | x]) per unit."""
-    stats = stats or latents.summary(model, guide, data.x_test)
+    stats = stats or latents.summary(model, guide, data.x_test, inputs=inputs)
     act = np.array(stats["activity"])
     d = len(act)
     active = act > latents.ACTIVE_THRESHOLD
@@ -230,8 +242,11 @@ def kl_units(model, guide, data, path: str, stats: dict | None = None) -> str:
     return figures.save(fig, path)
 
 
-def interpolations(model, guide, data, path: str, pairs: int = 6, steps: int = 10) -> str:
+def interpolations(model, guide, data, path: str, pairs: int = 6, steps: int = 10, inputs: dict | None = None) -> str:
     """Rows: a test image, E[x | z] along the line between two posterior means, the other image."""
+    if inputs:
+        raise UsageError(f"the interpolation figure decodes z between two test images, and this run's pair also "
+                         f"takes {', '.join(inputs)}, which the two need not share.")
     idx = examples(data, 2 * pairs).to(data.device)
     if idx.numel() < 2 * pairs:
         raise UsageError(f"the test set has {idx.numel()} images; the interpolation figure needs {2 * pairs}.")
@@ -264,37 +279,32 @@ class Figure:
 FIGURES = [
     Figure("reconstructions", "Reconstructions",
            "Test images (rows 1 and 3) and their reconstructions E[x | z] at z = E_q[z | x].",
-           lambda r, p, s: reconstructions(r.model, r.guide, r.data, p)),
+           lambda r, p, s: reconstructions(r.model, r.guide, r.data, p, inputs=_inputs(r))),
     Figure("prior_samples", "Samples from the prior",
            "E[x | z] for z drawn from the prior p(z): what the model generates.",
-           lambda r, p, s: prior_samples(r.model, r.data, p)),
+           lambda r, p, s: prior_samples(r.model, r.data, p, inputs=_inputs(r))),
     Figure("latent_means", "The latent space",
            "Posterior means E_q[z | x] of the test images, coloured by label.",
-           lambda r, p, s: latent_means(r.guide, r.data, p)),
+           lambda r, p, s: latent_means(r.guide, r.data, p, inputs=_inputs(r))),
     Figure("manifold", "The learned manifold",
            "The decoder over a grid of the prior's quantiles: the learned manifold.",
-           lambda r, p, s: manifold(r.model, r.guide, r.data, p)),
+           lambda r, p, s: manifold(r.model, r.guide, r.data, p, inputs=_inputs(r))),
     Figure("training", "Training curves",
            "Train and test bound per epoch (nats per example).",
            lambda r, p, s: training_curves(r.dir, p)),
     Figure("kl_units", "KL per unit and active units",
            "KL per latent unit and the active units (Cov_x(E_q[z_u | x]) > 0.01, Burda et al. 2016).",
-           lambda r, p, s: kl_units(r.model, r.guide, r.data, p, s)),
+           lambda r, p, s: kl_units(r.model, r.guide, r.data, p, s, inputs=_inputs(r))),
     Figure("interpolations", "Interpolations",
            "Decoded straight lines between the posterior means of pairs of test images.",
-           lambda r, p, s: interpolations(r.model, r.guide, r.data, p)),
+           lambda r, p, s: interpolations(r.model, r.guide, r.data, p, inputs=_inputs(r))),
 ]
 NAMES = [f.name for f in FIGURES]
 
 
-def images_alone(run) -> str | None:
-    """Why a figure of the latent space cannot be drawn for a run whose pair takes named inputs (labels) with
-    each image, which these figures do not pass; None when it takes only images."""
-    taken = run.inputs() if hasattr(run, "inputs") else {}
-    if taken:
-        return (f"the latent-space figures and statistics run the model and guide on images alone, and this run's "
-                f"pair also takes {', '.join(taken)} with each image")
-    return None
+def _inputs(run) -> dict:
+    """The test set's named inputs that the run's pair takes (labels of a conditional model), or {}."""
+    return run.inputs("test") if hasattr(run, "inputs") else {}
 
 
 def draw_all(run, out_dir: str, names=None, stats: dict | None = None) -> tuple[dict, dict]:
@@ -305,9 +315,6 @@ def draw_all(run, out_dir: str, names=None, stats: dict | None = None) -> tuple[
     drawn, skipped = {}, {}
     for fig in FIGURES:
         if names is not None and fig.name not in names:
-            continue
-        if fig.name != "training" and images_alone(run):
-            skipped[fig.name] = images_alone(run)
             continue
         try:
             drawn[fig.name] = fig.draw(run, os.path.join(out_dir, f"{fig.name}.png"), stats)

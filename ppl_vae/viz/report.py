@@ -141,9 +141,7 @@ def _extra_sections(run_dir: str) -> list[str]:
 def write(run, fig_dir: str | None = None) -> str:
     """Draw the figures, then write ``report.md`` and ``report.json`` into the run directory."""
     try:
-        if plots.images_alone(run):
-            raise UsageError(plots.images_alone(run))
-        stats = latents.summary(run.model, run.guide, run.data.x_test)
+        stats = latents.summary(run.model, run.guide, run.data.x_test, inputs=run.inputs("test"))
     except UsageError as e:  # e.g. a point-mass guide has no finite KL; the rest of the report still holds
         stats = {"reason": str(e)}
     drawn, skipped = plots.draw_all(run, fig_dir or os.path.join(run.dir, "figures"),

@@ -154,6 +154,8 @@ def test_the_conditional_example_gets_the_digit_labels_and_commands_that_need_im
     assert code == 0, err
     line = one_line_error(*run_cli(["outliers", tmp_path / "cvae", "--ood", "noise"], capsys)[::2])
     assert "also takes y with each image" in line, line
-    code, _, err = run_cli(["report", tmp_path / "cvae"], capsys)  # the training curves, and why not the rest
-    assert code == 0 and (tmp_path / "cvae" / "figures" / "training.png").exists(), err
-    assert "also takes y with each image" in (tmp_path / "cvae" / "report.md").read_text()
+    code, _, err = run_cli(["report", tmp_path / "cvae"], capsys)  # the figures given each image's label
+    assert code == 0, err
+    assert all((tmp_path / "cvae" / "figures" / f"{name}.png").exists()
+               for name in ("reconstructions", "prior_samples", "latent_means", "training", "kl_units"))
+    assert "the manifold figure decodes a grid of z alone" in (tmp_path / "cvae" / "report.md").read_text()

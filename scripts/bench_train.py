@@ -7,7 +7,9 @@ at the same learning rate, and estimate the same single-sample reparameterized E
 - ``pyro``: ``SVI(vae.model, encoder.guide, pyro.optim.Adam, Trace_ELBO())``;
 - ``pyro-jit``: the same with ``JitTrace_ELBO``;
 - ``fit``: the step ``ppl_vae.fit`` takes — ``GuardedSVI`` (the loss and every gradient
-  checked for NaN/inf before the optimizer moves) with ``Trace_ELBO``;
+  checked for NaN/inf before the optimizer moves) with ``Trace_ELBO`` and the run's one torch
+  Adam over all parameters (``ppl_vae.inference.optim.Optimizer``);
+- ``fit-jit``: the same with ``JitTrace_ELBO`` (``--jit``);
 - ``torch``: the ELBO written by hand, −Σ_n [log p(x_n|z_n) + log p(z_n) − log q(z_n|x_n)],
   with one ``torch.optim.Adam`` over all parameters.
 
@@ -38,7 +40,7 @@ from ppl_vae import registry
 from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
 from ppl_vae.inference.guard import GuardedSVI
-from ppl_vae.inference.trainer import adam
+from ppl_vae.inference.optim import Optimizer
 
 
 def parse_args():
@@ -77,9 +79,9 @@ def torch_step_fn(model, guide, lr):
 def pyro_step_fn(model, guide, lr, variant):
     """``SVI.step`` with Pyro's Adam; ``fit``: the step ``ppl_vae.fit`` takes, whose
     ``GuardedSVI`` checks the loss and gradients before the optimizer moves."""
-    loss = JitTrace_ELBO(ignore_jit_warnings=True) if variant == "pyro-jit" else Trace_ELBO()
-    if variant == "fit":
-        return GuardedSVI(model.model, guide.guide, pyro.optim.PyroOptim(adam, {"lr": lr}), loss=loss).step
+    loss = JitTrace_ELBO(ignore_jit_warnings=True) if variant.endswith("-jit") else Trace_ELBO()
+    if variant.startswith("fit"):
+        return GuardedSVI(model.model, guide.guide, Optimizer(lr, lambda name: 1.0), loss=loss).step
     return SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=loss).step
 
 
@@ -139,7 +141,7 @@ def main():
     x = data.x_train
 
     variants = {}
-    for name in ("torch", "pyro", "pyro-jit", "fit"):
+    for name in ("torch", "pyro", "pyro-jit", "fit", "fit-jit"):
         pyro.clear_param_store()
         torch.manual_seed(0)
         model, guide = registry.build(config, data)

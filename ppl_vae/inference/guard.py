@@ -1,6 +1,6 @@
 """The numerical-fault guard: a step whose loss or gradient is not finite moves nothing.
 
-:class:`GuardedSVI` is ``pyro.infer.SVI`` with one difference: after ``loss_and_grads`` it
+:class:`GuardedSVI` is ``pyro.infer.SVI.step`` with one difference: after ``loss_and_grads`` it
 checks the loss and every gradient, and only then lets the optimizer move the parameters.
 A fault raises :class:`NonFinite`; the trainer (:mod:`ppl_vae.inference.trainer`) then rolls back to its
 last checkpoint with a smaller learning rate.
@@ -15,7 +15,6 @@ import re
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import SVI
 from pyro.infer.util import torch_item
 
 
@@ -40,17 +39,23 @@ def invalid_values_as_faults():
         raise NonFinite(f"{what} was NaN or outside its support") from e
 
 
-class GuardedSVI(SVI):
+class GuardedSVI:
     """``SVI`` whose step checks the loss and every gradient before the optimizer moves.
 
     Like ``SVI.step``, but a non-finite loss or gradient raises :class:`NonFinite` and
-    leaves the parameters and the optimizer's state as they were. The check costs one
-    host sync per step, on top of the one ``SVI.step`` makes for the loss.
+    leaves the parameters and the optimizer's state as they were. ``optim`` is called with
+    the set of parameters the loss touched: a ``pyro.optim.PyroOptim``, or the run's one
+    :class:`~ppl_vae.inference.optim.Optimizer`. After the step every gradient is None, so
+    an optimizer over more parameters moves only these. The check costs one host sync per
+    step, on top of the one ``SVI.step`` makes for the loss.
     """
+
+    def __init__(self, model, guide, optim, loss):
+        self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
 
     def step(self, *args, **kwargs):
         with poutine.trace(param_only=True) as param_capture, invalid_values_as_faults():
-            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+            loss = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
         losses = tuple(map(torch_item, loss if isinstance(loss, tuple) else (loss,)))
         fault = self.fault(losses, params)
@@ -59,7 +64,8 @@ class GuardedSVI(SVI):
                 p.grad = None
             raise NonFinite(fault)
         self.optim(params)
-        pyro.infer.util.zero_grads(params)
+        for p in params:
+            p.grad = None
         return losses if isinstance(loss, tuple) else losses[0]
 
     @staticmethod

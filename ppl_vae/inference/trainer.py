@@ -1,8 +1,8 @@
 """Training a model/guide pair by stochastic variational inference.
 
 ``fit`` maximizes a bound L(θ, φ) ≤ log p_θ(x) — by default the ELBO,
-L(θ, φ) = E_q[log p_θ(x | z)] − KL(q_φ(z | x) ‖ p(z)) — with ``pyro.infer.SVI`` and
-``pyro.optim.Adam``, one mini-batch per step. Each epoch it records the training bound (the
+L(θ, φ) = E_q[log p_θ(x | z)] − KL(q_φ(z | x) ‖ p(z)) — by the objective's ``loss_and_grads``
+and one torch Adam over every parameter (:mod:`ppl_vae.inference.optim`), one mini-batch per step. Each epoch it records the training bound (the
 running mean of the step estimates) and the test bound, in nats per data point, to
 ``metrics.jsonl``, and writes a checkpoint atomically, so ``fit(..., resume=True)`` (or
 ``ppl-vae train --resume RUN_DIR``) continues where a run stopped and, on the CPU, ends with
@@ -40,9 +40,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import pyro
-import pyro.optim
 import torch
-from pyro.params.param_store import normalize_param_name
 from tqdm.auto import tqdm
 
 from ppl_vae import spec
@@ -55,6 +53,7 @@ from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
 from ppl_vae.inference.checks import prepared
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
+from ppl_vae.inference.optim import Optimizer
 from ppl_vae.inference.vem import VEMStep
 from ppl_vae.inference.weights import data_scale
 from ppl_vae.pair import callables, named_inputs, owning_module, unused_input
@@ -230,15 +229,6 @@ class EpochProgress:
     seconds: float = 0.0
 
 
-def adam(params, **kwargs) -> torch.optim.Optimizer:
-    """torch's Adam for one parameter; SparseAdam for a parameter marked ``sparse_grad`` (a
-    per-data-point table whose gradients are sparse rows, ``guides/local.py``), which moves
-    only the rows a step's gradient holds. A marker, not the gradient's layout, decides, so a
-    resumed run builds the same optimizers before any gradient exists."""
-    sparse = getattr(params[0], "sparse_grad", False)
-    return (torch.optim.SparseAdam if sparse else torch.optim.Adam)(params, **kwargs)
-
-
 class JointStep:
     """Joint SVI: one guarded step on θ and φ together per mini-batch."""
 
@@ -294,7 +284,7 @@ class Trainer:
         self._create_params()
 
     def _new_optimizer(self) -> None:
-        self.optim = pyro.optim.PyroOptim(adam, lambda name: {"lr": self.lr * self.lr_factor(name)})
+        self.optim = Optimizer(self.lr, self.lr_factor)
         self.step_rule.build(self)
 
     # -- run directory and checkpoints ---------------------------------------------------
@@ -326,7 +316,7 @@ class Trainer:
                    for role, m in self.modules.items() if m is not None}
         return {"epoch": self.epoch, "step": self.step, "in_epoch": asdict(self.in_epoch),
                 "lr_scale": self.lr_scale, "params": params, "modules": modules,
-                "optim": copy.deepcopy(self.optim.get_state()), "rng": checkpoint.rng_state(), "config": self.config}
+                "optim": copy.deepcopy(self.optim.state_dict()), "rng": checkpoint.rng_state(), "config": self.config}
 
     def load_state(self, state: dict) -> None:
         """Put parameters, optimizer, RNG and position back to ``state``, a checkpoint."""
@@ -350,12 +340,8 @@ class Trainer:
                     store[name].grad = None
                 else:  # state the objective keeps in the param store, e.g. a score-function baseline
                     pyro.get_param_store()[name] = value
-        store = dict(pyro.get_param_store().named_parameters())
-        # A fresh optimizer, given each parameter's saved state now: Pyro would load it lazily
-        # at the first step, after set_lr, and the saved learning rate would win.
         self._new_optimizer()
-        self.optim.set_state(copy.deepcopy(state["optim"]))  # a copy: Adam updates its state in place
-        self.optim(store.values())  # no gradients yet: creates the optimizers, moves nothing
+        self.optim.load_state_dict(copy.deepcopy(state["optim"]))  # a copy: Adam updates its state in place
         checkpoint.set_rng_state(state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.in_epoch = EpochProgress(**state.get("in_epoch", {}))
@@ -384,15 +370,12 @@ class Trainer:
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr
-        store = pyro.get_param_store()
-        for param, optimizer in self.optim.optim_objs.items():
-            for group in optimizer.param_groups:
-                group["lr"] = lr * self.lr_factor(normalize_param_name(store.param_name(param)))
+        self.optim.set_lr(lr)
 
     def lr_factor(self, name: str) -> float:
         """The objective's learning-rate factor for a parameter, times the guide's if it has one.
 
-        ``name`` as ``pyro.optim`` passes it to per-parameter options: ``module.param``."""
+        ``name`` as ``pyro.optim`` writes it: ``module.param``."""
         guide_factor = getattr(self.modules["guide"], "lr_factor", None)
         return self.objective.lr_factor(name) * (guide_factor(name) if guide_factor else 1.0)
 

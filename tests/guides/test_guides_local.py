@@ -29,7 +29,7 @@ def test_a_step_moves_only_the_rows_of_its_batch():
     t.train_step(x[second], second)  # the first batch's rows carry Adam momentum now: it must not move them
     after_second = guide.loc.detach().clone(), guide.raw_scale.detach().clone()
     for lr in (1e-2, 1e-3):  # the table trains at LR_FACTOR × the run's rate: as created, and after set_lr
-        rates = {pyro.get_param_store().param_name(p): o.param_groups[0]["lr"] for p, o in t.optim.optim_objs.items()}
+        rates = t.optim.rates()
         assert rates["local$$$loc"] == pytest.approx(lr * LR_FACTOR)
         assert rates["decoder$$$decoder.0.weight"] == pytest.approx(lr)
         t.set_lr(1e-3)

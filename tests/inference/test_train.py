@@ -165,3 +165,20 @@ def test_a_second_fit_of_trained_modules_is_refused_unless_asked_for(digits):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in trained.items())
     history = fit(model, guide, digits, "iwae", particles=2, epochs=1, progress=False, warm_start=True)
     assert len(history) == 1 and not torch.equal(trained["decoder.0.weight"], model.state_dict()["decoder.0.weight"])
+
+
+def test_a_checkpoint_of_the_per_tensor_pyro_optim_resumes_as_if_never_stopped(digits, tmp_path):
+    """Checkpoints written before the one torch optimizer (pyro.optim's state, one Adam per tensor) load:
+    each tensor's moments move into the new optimizer, and the run ends as the uninterrupted one."""
+    straight = fit(*pair(digits), digits, epochs=4, out=str(tmp_path / "a"), progress=False)
+    fit(*pair(digits), digits, epochs=2, out=str(tmp_path / "b"), progress=False)
+    path = tmp_path / "b" / "checkpoint.pt"
+    state = checkpoint.load(path)
+    dense = state["optim"]["dense"]
+    names = [name for group in dense["param_groups"] for name in group["names"]]
+    state["optim"] = {name: {"state": {0: dense["state"][i]}, "param_groups": [{"lr": 1e-3, "params": [0]}]}
+                      for i, name in enumerate(names)}  # pyro.optim.PyroOptim.get_state()'s layout
+    checkpoint.save(path, state)
+    resumed = fit(*pair(digits), digits, epochs=4, out=str(tmp_path / "b"), resume=True, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(straight)

@@ -1,0 +1,125 @@
+"""One torch optimizer over every parameter a run trains, instead of ``pyro.optim``'s one per tensor.
+
+``pyro.optim.PyroOptim`` builds a separate ``torch.optim.Adam`` for every parameter tensor and
+steps them one by one, a fixed cost per tensor per step. :class:`Optimizer` keeps one
+``torch.optim.Adam`` (``foreach``: all tensors of a group updated by a few fused kernels) for the
+dense parameters — module parameters and ``pyro.param`` sites alike, as unconstrained tensors —
+and one ``torch.optim.SparseAdam`` for a parameter marked ``sparse_grad`` (the local guide's
+per-data-point table, ``guides/local.py``), which moves only the rows a step's gradient holds.
+A parameter's learning rate is the run's times its factor (a learned baseline's, the local
+guide's); parameters of one factor share a param group.
+
+Parameters join when a step first touches them (an objective may create some at its first
+loss, e.g. a learned baseline), and a step moves only the parameters its loss touched: the
+others get ``grad = None``, which Adam skips, so variational EM's E- and M-steps share one
+optimizer. A checkpoint records each group's factor and parameter names, so a resumed run
+rebuilds the same groups before loading Adam's moments.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pyro
+import torch
+from pyro.params.param_store import normalize_param_name
+
+from ppl_vae.errors import UsageError
+
+FORMAT = 2  # 1: pyro.optim's {name: one torch optimizer's state}; 2: this module's
+
+
+class Optimizer:
+    """Adam and SparseAdam over the run's parameters; called as ``optimizer(params)`` like a PyroOptim."""
+
+    def __init__(self, lr: float, factor: Callable[[str], float]):
+        self.lr, self.factor = lr, factor  # factor(name), name as "module.param" (normalized)
+        self.dense: torch.optim.Adam | None = None
+        self.sparse: torch.optim.SparseAdam | None = None
+        self.known: dict[int, str] = {}  # id(tensor) -> its name in the param store
+
+    def __call__(self, params) -> None:
+        """Step the parameters in ``params`` (those a loss touched), adding the ones not seen before; any
+        other parameter's gradient (the frozen side of a variational-EM step) is dropped, not applied."""
+        store = pyro.get_param_store()
+        params = list(params)
+        new = [(store.param_name(p), p) for p in params if id(p) not in self.known]
+        for name, p in sorted(new, key=lambda item: item[0]):
+            self.add(name, p)
+        stepped = {id(p) for p in params}
+        for optimizer in (self.dense, self.sparse):
+            if optimizer is None:
+                continue
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if id(p) not in stepped:
+                        p.grad = None
+            optimizer.step()
+
+    def add(self, name: str, param: torch.Tensor) -> None:
+        factor = self.factor(normalize_param_name(name))
+        sparse = getattr(param, "sparse_grad", False)
+        optimizer = self.sparse if sparse else self.dense
+        if optimizer is None:
+            kind = torch.optim.SparseAdam if sparse else torch.optim.Adam
+            options = {} if sparse else {"foreach": True}
+            optimizer = kind([{"params": [param], "lr": self.lr * factor, "factor": factor, "names": [name]}],
+                             lr=self.lr * factor, **options)
+            setattr(self, "sparse" if sparse else "dense", optimizer)
+        else:
+            group = next((g for g in optimizer.param_groups if g["factor"] == factor), None)
+            if group is None:
+                optimizer.add_param_group({"params": [param], "lr": self.lr * factor, "factor": factor,
+                                           "names": [name]})
+            else:
+                group["params"].append(param)
+                group["names"].append(name)
+        self.known[id(param)] = name
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+        for optimizer in (self.dense, self.sparse):
+            for group in optimizer.param_groups if optimizer is not None else ():
+                group["lr"] = lr * group["factor"]
+
+    def rates(self) -> dict[str, float]:
+        """{parameter name: its learning rate now}."""
+        return {name: group["lr"] for optimizer in (self.dense, self.sparse) if optimizer is not None
+                for group in optimizer.param_groups for name in group["names"]}
+
+    def state_dict(self) -> dict:
+        """The groups (factor and parameter names) and torch's states, for a checkpoint."""
+        return {"format": FORMAT, **{kind: None if opt is None else opt.state_dict()
+                                     for kind, opt in (("dense", self.dense), ("sparse", self.sparse))}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rebuild the groups from the param store by name, then load the states (a copy: Adam updates
+        its state in place). A checkpoint of ``pyro.optim`` (format 1) is converted: each tensor's
+        own Adam moments become this optimizer's."""
+        store = dict(pyro.get_param_store().named_parameters())
+        if state.get("format") != FORMAT:
+            return self._load_pyro_optim(state, store)
+        for kind in ("dense", "sparse"):
+            saved = state.get(kind)
+            if saved is None:
+                continue
+            for group in saved["param_groups"]:
+                for name in group["names"]:
+                    if name not in store:
+                        raise UsageError(f"the checkpoint's optimizer holds {name!r}, which this model and guide "
+                                         f"do not have; resume with the configuration that wrote it.")
+                    self.add(name, store[name])
+            getattr(self, kind).load_state_dict(saved)
+            self.set_lr(self.lr)  # the run's schedule, not the rate saved with the state
+
+    def _load_pyro_optim(self, state: dict, store: dict) -> None:
+        for name in sorted(state):
+            if name in store:
+                self.add(name, store[name])
+        for optimizer in (self.dense, self.sparse):
+            for group in optimizer.param_groups if optimizer is not None else ():
+                for name, param in zip(group["names"], group["params"]):
+                    moments = state[name].get("state", {}).get(0)
+                    if moments:
+                        optimizer.state[param] = {k: v.clone() if torch.is_tensor(v) else v
+                                                  for k, v in moments.items()}

@@ -12,6 +12,8 @@ import argparse
 import difflib
 import sys
 
+import torch
+
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import Diverged, Interrupted
 from ppl_vae.cli.options import show_default
@@ -64,6 +66,8 @@ def build_parser() -> Parser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     try:
         return args.run(args) or 0
     except UsageError as e:

@@ -150,6 +150,7 @@ def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> 
                                 "before it stops with exit code 3", type=nonnegative_int)
     setting(g, "--nan-lr-factor", "learning-rate factor applied at each such rollback", type=fraction)
     setting(p, "--device", "auto: cuda when available, else cpu", choices=DEVICES)
+    add_threads_arg(p)
     p.add_argument("--config", metavar="FILE", default=None,
                    help="a TOML file of settings with the keys of config.json (`ppl-vae config RUN_DIR` writes one); "
                         "options given on the command line override it")
@@ -171,6 +172,13 @@ def open_run(args: argparse.Namespace, alone: str | None = None):
 
 def add_device_arg(p: argparse.ArgumentParser, default="auto") -> None:
     p.add_argument("--device", default=default, choices=DEVICES, help="auto: cuda when available, else cpu")
+    add_threads_arg(p)
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch's CPU threads for this command (default: torch's, one per core; 1 suits small "
+                        "networks and runs that share the machine)")
 
 
 def given_settings(args: argparse.Namespace) -> dict:

@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
                    help="importance samples S for the test NLL")
     g.add_argument("--snr-samples", type=options.positive_int, default=100,
                    help="gradient estimates M for the signal-to-noise ratios")
+    p.add_argument("--jobs", type=options.positive_int, default=1,
+                   help="objectives trained at once, each in its own process with its share of the CPU threads "
+                        "(the table is the same)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     p.set_defaults(run=run)
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                          f"compare's test bounds and NLL do not exist for it; compare objectives on another --guide.")
     with output_dir(args.out):
         rows = compare(config, names, args.out, eval_particles=args.eval_particles,
-                       snr_samples=args.snr_samples, progress=args.progress)
+                       snr_samples=args.snr_samples, progress=args.progress, jobs=args.jobs)
     with open(os.path.join(args.out, "comparison.md")) as f:
         print(f.read(), end="")
     print(f"wrote {len(rows)} runs, comparison.csv, comparison.md, comparison_epochs.png and comparison_time.png "

@@ -20,8 +20,10 @@ epoch and against training time, all objectives on one axis.
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 
 import pyro
 import torch
@@ -61,17 +63,22 @@ def parse_names(text: str) -> list[str]:
 
 
 def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=None, eval_particles: int = 1000,
-            snr_samples: int = 100, progress: bool = True) -> list[dict]:
+            snr_samples: int = 100, progress: bool = True, jobs: int = 1) -> list[dict]:
     """Train and measure each objective in ``names`` on ``config`` (a ``ppl-vae train`` config).
 
     ``make_pair``: a factory ``make_pair(data) -> (model, guide)`` to compare instead of the pair that
     ``config`` names, called after seeding for each objective; ``data``: a Dataset (or what
-    :meth:`Dataset.from_tensors` takes) instead of the data set ``config`` names.
+    :meth:`Dataset.from_tensors` takes) instead of the data set ``config`` names. ``jobs``: train
+    that many objectives at once, each in its own process with its share of torch's CPU threads
+    (each run is a function of its configuration alone, so the table is the sequential one's).
     Returns one row per objective with the keys of :data:`COLUMNS`.
     """
     for name in names:
         if any(os.path.exists(os.path.join(out, name, f)) for f in (METRICS, checkpoint.NAME)):
             raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
+    if jobs > 1 and (make_pair is not None or data is not None):
+        raise UsageError("compare with jobs > 1 rebuilds data and pair in each process from the configuration; "
+                         "name them there (dataset, pair=FILE.py:FACTORY), or use jobs=1.")
     device = resolve_device(config.run.device)
     # once: every run sees the same tensors
     data = registry.load_data(config, device) if data is None else as_dataset(data).to(device)
@@ -83,27 +90,49 @@ def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=
         (lambda run_config: registry.build(run_config, data))
     if config.pair.pair is not None or make_pair is not None:  # which objectives it takes is known by running it
         refuse_any(config, names, data, build)
-    rows, histories = [], {}
-    for name in names:
-        run_config = config.replace(objective=name, test_bound="iwae")
-        run_config = run_config if make_pair is not None else registry.resolve(run_config)
-        pyro.set_rng_seed(config.training.seed)  # the same initial networks for every objective
-        model, guide = build(run_config)
-        objective = registry.build_objective(run_config)
-        run_dir = os.path.join(out, name)
-        histories[name] = fit(model, guide, data, objective, device=device, out=run_dir, config=run_config,
-                              progress=progress)
-        # measured on the trained state in memory: it holds what the modules do not (a baseline's average)
-        row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
-        row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in histories[name])
-        write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": config.data.dataset,
-                                                       "seed": config.training.seed})
-        rows.append(row)
+    configs = {name: config.replace(objective=name, test_bound="iwae") for name in names}
+    configs = configs if make_pair is not None else {name: registry.resolve(c) for name, c in configs.items()}
+    if jobs > 1:
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_in_process, configs[name].to_dict(), os.path.join(out, name), eval_particles,
+                                   snr_samples, threads) for name in names]
+            results = [future.result() for future in futures]
+    else:
+        results = [train_and_measure(configs[name], data, build, os.path.join(out, name), eval_particles, snr_samples,
+                                     progress) for name in names]
+    rows = [row for row, _ in results]
+    histories = {name: history for name, (_, history) in zip(names, results)}
     write_csv(os.path.join(out, "comparison.csv"), rows)
     with open(os.path.join(out, "comparison.md"), "w") as f:
         f.write(markdown(rows, config, eval_particles, snr_samples))
     plot(histories, config.inference.particles, out)
     return rows
+
+
+def train_and_measure(run_config: Config, data, build, run_dir: str, eval_particles: int, snr_samples: int,
+                      progress) -> tuple[dict, list[dict]]:
+    """(the comparison row, the metrics) of one objective's run into ``run_dir``."""
+    pyro.set_rng_seed(run_config.training.seed)  # the same initial networks for every objective
+    model, guide = build(run_config)
+    objective = registry.build_objective(run_config)
+    history = fit(model, guide, data, objective, device=data.device, out=run_dir, config=run_config,
+                  progress=progress)
+    # measured on the trained state in memory: it holds what the modules do not (a baseline's average)
+    row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
+    row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in history)
+    write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": run_config.data.dataset,
+                                                   "seed": run_config.training.seed})
+    return row, list(history)
+
+
+def run_in_process(config: dict, run_dir: str, eval_particles: int, snr_samples: int, threads: int):
+    """:func:`train_and_measure` in a worker process of its own, with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    run_config = Config.from_dict(config)
+    data = registry.load_data(run_config, resolve_device(run_config.run.device))
+    return train_and_measure(run_config, data, lambda c: registry.build(c, data), run_dir, eval_particles,
+                             snr_samples, progress=False)
 
 
 def refuse_any(config: Config, names: list[str], data, build) -> None:

@@ -139,7 +139,7 @@ def check(config: Config) -> None:
 
 
 def is_point_mass(config: Config) -> bool:
-    """Whether a built-in guide is a point mass (a user's pair: see evaluation.evaluate.guide_sites)."""
+    """Whether a built-in guide is a point mass (a user's pair: see evaluation.evaluate.latent_sites)."""
     return config.pair.pair is None and declared(GUIDES[config.pair.guide]).point_mass
 
 

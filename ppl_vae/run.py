@@ -21,7 +21,7 @@ from ppl_vae import registry, spec
 from ppl_vae.classical import em
 from ppl_vae.config import Config
 from ppl_vae.data import CUSTOM, Dataset
-from ppl_vae.inference.checks import first_traces
+from ppl_vae.inference.checks import failure, first_traces
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import fit
@@ -34,7 +34,7 @@ def train(config: Config, out: str | None, *, resume: bool = False, progress: bo
     """Train the run ``config`` describes into ``out`` (None: nothing written); returns its metrics."""
     config = registry.resolve(config)
     registry.check(config)
-    if config.pair.pair is not None and config.pair.pair_sha256 is None:  # a resumed run keeps the first one's
+    if config.pair.pair is not None and not resume:  # a new run records its file; a resumed one keeps the first's
         config = config.replace(pair_sha256=spec.digest(config.pair.pair))
     svi = config.pair.method == "svi"
     objective = registry.build_objective(config, strict=True) if svi else None
@@ -95,6 +95,8 @@ def load(run_dir: str, device="auto") -> Run:
                 module.eval()
         if config.pair.pair is not None:
             restore_params(model, guide, data, state["params"])
+    except UsageError:
+        raise
     except (KeyError, RuntimeError):
         raise UsageError(f"the checkpoint in {run_dir} does not match its config.json; "
                          f"the run directory was altered, so train it again.") from None
@@ -105,9 +107,13 @@ def restore_params(model, guide, data, params: dict) -> None:
     """Put a checkpoint's Pyro parameters (unconstrained values) into the store: those of a user's pair
     that no module holds, ``pyro.param`` sites included, created first with their constraints by
     running the pair once on two training points."""
-    first_traces(*callables(model, guide), data, named_inputs(model, guide, data))
+    try:
+        first_traces(*callables(model, guide), data, named_inputs(model, guide, data))
+    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
+        raise UsageError(f"the run's pair fails on its training data ({failure(e)}); was it trained on other "
+                         f"data (fit on tensors from Python)? Evaluate it from Python.") from None
     store = dict(pyro.get_param_store().named_parameters())
     with torch.no_grad():
         for name, value in params.items():
-            if name in store:
+            if name in store and "$$$" not in name:  # "module$$$param": load_state_dict restored it
                 store[name].copy_(value)

@@ -102,6 +102,20 @@ def of(make) -> str | None:
     return f"{module.__name__}:{name}"
 
 
+def recorded(make, data, seed: int) -> dict:
+    """The settings a run of the factory ``make`` on ``data`` records in config.json, so that the CLI can
+    rebuild it: the factory's spec and sha256, and the data set — unless the data is not what
+    ``ppl_vae.data.load(name)`` gives again (tensors from Python, named inputs, another seed's static
+    draw), which is recorded as custom and which no command loads."""
+    from ppl_vae.data import CUSTOM, DATASETS
+
+    named = of(make)
+    pristine = data.name in DATASETS and not data.inputs_train and data.seed == seed
+    return {"pair": named, "pair_sha256": named and digest(named), "model": None, "guide": None,
+            "dataset": data.name if pristine else CUSTOM, "binarize": data.binarize,
+            "dequantize": data.levels is not None}
+
+
 def build(make, data, where: str = "the pair factory"):
     """(model, guide) from ``make(data)``, or one sentence saying what it returned instead."""
     try:

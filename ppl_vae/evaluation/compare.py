@@ -83,9 +83,9 @@ def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=
     # once: every run sees the same tensors
     data = registry.load_data(config, device) if data is None else as_dataset(data).to(device)
     if make_pair is not None:
-        named = spec.of(make_pair)
-        config = config.replace(pair=named, pair_sha256=named and spec.digest(named), model=None, guide=None,
-                                dataset=data.name, binarize=data.binarize)
+        config = config.replace(**spec.recorded(make_pair, data, config.training.seed))
+    elif config.pair.pair is not None:  # a new comparison of a user's pair: its file as it is now
+        config = config.replace(pair_sha256=spec.digest(config.pair.pair))
     build = (lambda _: spec.build(make_pair, data, "compare's make_pair")) if make_pair is not None else \
         (lambda run_config: registry.build(run_config, data))
     if config.pair.pair is not None or make_pair is not None:  # which objectives it takes is known by running it

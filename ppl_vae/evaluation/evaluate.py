@@ -99,23 +99,27 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
     return values.mean().item(), se
 
 
-def guide_sites(guide, x, inputs: dict | None = None) -> tuple[list[str], list[str]]:
-    """(the guide's latent sites whose distribution is a point mass (``Delta``), those outside the data
-    plate: global latents), from a look at one data point that leaves the random stream as it was."""
+def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str], list[str]]:
+    """(the guide's latent sites whose distribution is a point mass (``Delta``), the latent sites of guide
+    or model outside the data plate: global latents), from a look at one data point that leaves the
+    random stream as it was."""
     devices = [x.device.index or 0] if x.is_cuda else []
+    one = batch_inputs(inputs, slice(0, 1))
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        trace = poutine.trace(guide).get_trace(x[:1], **batch_inputs(inputs, slice(0, 1)))
+        guide_tr = poutine.trace(guide).get_trace(x[:1], **one)
+        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:1], **one)
     point_masses, globals_ = [], []
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
-        fn = site.get("fn")
-        while isinstance(fn, Independent):
-            fn = fn.base_dist
-        if isinstance(fn, Delta):
-            point_masses.append(name)
-        if not any(f.name == "data" for f in site["cond_indep_stack"]):
-            globals_.append(name)
+    for trace in (guide_tr, model_tr):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+                continue
+            fn = site.get("fn")
+            while isinstance(fn, Independent):
+                fn = fn.base_dist
+            if trace is guide_tr and isinstance(fn, Delta):
+                point_masses.append(name)
+            if not any(f.name == "data" for f in site["cond_indep_stack"]) and name not in globals_:
+                globals_.append(name)
     return point_masses, globals_
 
 
@@ -138,7 +142,7 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
         with torch.no_grad():
             ll_mean, ll_se = mean_and_se(module.log_marginal(x))
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
-    point_masses, globals_ = guide_sites(guide, x, inputs)
+    point_masses, globals_ = latent_sites(model, guide, x, inputs)
     elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
                          inputs=inputs, given_globals=bool(globals_))
     elbo_mean, elbo_se = mean_and_se(elbo)

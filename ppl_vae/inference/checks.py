@@ -40,7 +40,7 @@ from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 from ppl_vae.inference.weights import data_scale
-from ppl_vae.pair import callables, named_inputs
+from ppl_vae.pair import callables, named_inputs, owning_module
 
 
 def sample_sites(trace, observed: bool):
@@ -68,7 +68,8 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
     if outside and data_scale(model_trace) == 1:
         return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent, whose log-density "
                 f"counts once for the whole data set, so the data plate must know the data set's size; write "
-                f"pyro.plate('data', N, subsample=idx) with the idx that fit passes")
+                f"pyro.plate('data', N if idx is not None else x.shape[0], subsample=idx) with the idx that fit "
+                f"passes (None on test points)")
     enumerated = enumerated_sites(model_trace, guide_trace)
     if isinstance(loss, TraceEnum_ELBO) and not enumerated:
         return (f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and this "
@@ -141,7 +142,7 @@ def global_sites(model_trace, guide_trace) -> list[str]:
     return [name for name, site in latents.items() if not in_data_plate(site)]
 
 
-def prepared(objective, model, guide, data, inputs: dict) -> Prepared:
+def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | None = None) -> Prepared:
     """The objective as it trains this pair (:func:`summing_out`), or a :class:`UsageError` saying why
     it cannot (:func:`refusal`) — before any work, on the first two training points. A pair that
     fails there (a shape error, a plate that collides with the particles' dim=-2, ...) is refused
@@ -171,12 +172,19 @@ def prepared(objective, model, guide, data, inputs: dict) -> Prepared:
         try:
             if loss is not None and not isinstance(loss, (JitTrace_ELBO, JitTraceEnum_ELBO)):
                 loss.loss(model, guide, x, idx, **batch)
-            # idx: a local guide knows these points
-            objective.test_bound(model, guide, x, given_globals=bool(globals_), idx=idx, **batch)
         except UsageError:
             raise
         except Exception as e:  # noqa: BLE001
             raise UsageError(f"the {objective.name} objective fails on two training points ({failure(e)})") from None
+        try:
+            if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
+                objective.test_bound(model, guide, data.x_test[:2], given_globals=bool(globals_),
+                                     **batch_inputs(test_inputs, slice(0, 2)))
+        except UsageError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise UsageError(f"the {objective.name} objective's test bound fails on two test points, where the model "
+                             f"and guide get no idx ({failure(e)})") from None
     return Prepared(objective, model_tr, globals_)
 
 
@@ -235,13 +243,15 @@ def check(model, guide, data, names=None, particles: int = 2) -> dict[str, str]:
     """
     data = data if isinstance(data, Dataset) else Dataset.from_tensors(data)
     inputs = named_inputs(model, guide, data)
+    own_test_bound = getattr(owning_module(guide), "test_bound", None) is not None  # refits q per test point
+    test_inputs = None if own_test_bound else named_inputs(model, guide, data, "test")
     model, guide = callables(model, guide)
     results = {}
     for name in names or objectives.OBJECTIVES:
         objective = objectives.make(name, particles=particles)
         try:
             with pyro.get_param_store().scope():  # the parameters it creates are nobody's
-                prepared(objective, model, guide, data, inputs)
+                prepared(objective, model, guide, data, inputs, test_inputs)
             why = None
         except UsageError as e:
             why = str(e).rstrip(".")

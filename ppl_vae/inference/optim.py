@@ -110,7 +110,7 @@ class Optimizer:
                                          f"do not have; resume with the configuration that wrote it.")
                     self.add(name, store[name])
             getattr(self, kind).load_state_dict(saved)
-            self.set_lr(self.lr)  # the run's schedule, not the rate saved with the state
+        self.set_lr(self.lr)  # the run's schedule, not the rate saved with the state
 
     def _load_pyro_optim(self, state: dict, store: dict) -> None:
         for name in sorted(state):

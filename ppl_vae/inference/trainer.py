@@ -119,7 +119,7 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
     return lr * gamma ** sum(epoch >= m for m in milestones)
 
 
-def fit(model, guide, data=None, objective="elbo", *, particles: int | None = None, device="auto",
+def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None = None, device="auto",
         out: str | None = None, resume: bool = False, config: Config | None = None, progress: bool = True,
         warm_start: bool = False, **training) -> "History":
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics, a
@@ -156,14 +156,14 @@ def fit(model, guide, data=None, objective="elbo", *, particles: int | None = No
         config = Config.from_dict(config, "fit()'s config")
     settings = (config.training if config is not None else TrainingConfig())
     settings = Config.from_dict({**dataclasses.asdict(settings), **training}, "fit()'s keyword arguments").training
-    if is_data(guide):  # fit(make_pair, data, objective): a fresh pair, built after seeding
-        make, data, objective = model, as_dataset(guide), objective if data is None else data
+    if is_data(guide) or guide is None and is_data(data):  # fit(make_pair, data, ...): a fresh pair
+        make = model
+        data, objective = (as_dataset(guide), objective if data is None else data) if is_data(guide) else \
+            (as_dataset(data), objective)
         pyro.set_rng_seed(settings.seed)
         model, guide = spec.build(make, data, f"fit's make_pair ({getattr(make, '__name__', make)!r})")
-        named = spec.of(make)
-        if config is None and named is not None:  # recorded, so that every command works on the run
-            config = Config().replace(pair=named, pair_sha256=spec.digest(named), model=None, guide=None,
-                                      dataset=data.name, binarize=data.binarize, dequantize=data.levels is not None)
+        if config is None:  # recorded, so that every command works on the run
+            config = Config().replace(**spec.recorded(make, data, settings.seed))
     elif data is None:
         raise UsageError("fit takes (model, guide, data) or (make_pair, data); pass the data.")
     if not isinstance(objective, objectives.Objective):
@@ -350,7 +350,9 @@ class Trainer:
     def _create_params(self) -> None:
         """Run guide and model once so every Pyro parameter exists with its constraint, and check on
         that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
-        found = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"])
+        own_test_bound = getattr(self.modules["guide"], "test_bound", None) is not None  # refits q per test point
+        found = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"],
+                         None if own_test_bound else self.inputs["test"])
         model_tr, self.global_sites = found.model_trace, found.global_sites
         if found.objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
             self.objective = found.objective

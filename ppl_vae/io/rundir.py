@@ -40,7 +40,9 @@ def read_config(run_dir: str) -> dict:
         raise UsageError(f"{path} cannot be read ({type(e).__name__}); it should be the config.json "
                          f"that `ppl-vae train` wrote.") from None
     missing = [k for k in CONFIG_KEYS if k not in config] if isinstance(config, dict) else ["all"]
-    if missing and "objective" in config and "model" not in config:  # what fit(model, guide, data) records
+    if missing and "objective" in config and "model" not in config or \
+            isinstance(config, dict) and config.get("model", "") is None and not config.get("pair"):
+        # what fit(model, guide, data) records, or a factory no spec can name (a lambda)
         raise UsageError(f"{run_dir} was trained from Python with a model and guide passed as objects, which no "
                          f"command can rebuild; train it with fit(make_pair, data) and a module-level make_pair, "
                          f"or with ppl-vae train --pair, to use it from the command line.")

@@ -159,3 +159,17 @@ def test_the_conditional_example_gets_the_digit_labels_and_commands_that_need_im
     assert all((tmp_path / "cvae" / "figures" / f"{name}.png").exists()
                for name in ("reconstructions", "prior_samples", "latent_means", "training", "kl_units"))
     assert "the manifold figure decodes a grid of z alone" in (tmp_path / "cvae" / "report.md").read_text()
+
+
+def test_compare_of_a_pair_records_its_file_so_an_edit_is_caught_later(user_file, tmp_path, capsys):
+    import hashlib
+
+    code, _, err = run_cli(["compare", "--pair", f"{user_file}:make_pair", "--objectives", "elbo", "--epochs", "1",
+                            "--particles", "2", "--eval-particles", "5", "--snr-samples", "2", "--out",
+                            tmp_path / "cmp", "--no-progress"], capsys)
+    assert code == 0, err
+    recorded = json.load(open(tmp_path / "cmp" / "elbo" / "config.json"))
+    assert recorded["pair_sha256"] == hashlib.sha256(user_file.read_bytes()).hexdigest()
+    user_file.write_text(USER_PAIR + "\n# edited\n")
+    line = one_line_error(*run_cli(["evaluate", tmp_path / "cmp" / "elbo"], capsys)[::2])
+    assert "has changed since this run was trained" in line, line

@@ -91,3 +91,20 @@ def test_compare_builds_the_factory_per_objective_and_refuses_one_it_cannot_trai
     assert (tmp_path / "cmp" / "comparison.md").exists()
     assert all(json.load(open(tmp_path / "cmp" / name / "config.json"))["pair"].endswith("pairs.py:make_pair")
                for name in ("elbo", "iwae"))
+
+
+def test_the_factory_form_takes_data_by_keyword_and_records_derived_data_as_custom(make_pair, tmp_path, capsys):
+    digits = datasets.load("digits", binarize="dynamic")
+    fit(make_pair, data=digits, epochs=1, batch_size=300, progress=False, device="cpu", out=str(tmp_path / "kw"))
+    assert json.load(open(tmp_path / "kw" / "config.json"))["dataset"] == "digits"
+    # the digits with an input beside them are not what ppl_vae.data.load("digits") gives again
+    from ppl_vae import Dataset
+
+    derived = Dataset.from_tensors({"x": digits.x_train, "w": torch.ones(digits.x_train.shape[0])}, name="digits")
+    with pytest.raises(UsageError, match="named input 'w' is a parameter of neither"):
+        fit(make_pair, derived, epochs=1, progress=False, device="cpu")
+    seeded = datasets.load("digits", binarize="static", seed=5)  # another seed's static draw
+    fit(make_pair, seeded, epochs=1, batch_size=300, progress=False, device="cpu", out=str(tmp_path / "seeded"))
+    assert json.load(open(tmp_path / "seeded" / "config.json"))["dataset"] == "custom"
+    line = one_line_error(*run_cli(["evaluate", tmp_path / "seeded"], capsys)[::2])
+    assert "trained on tensors passed to fit from Python" in line, line

@@ -118,3 +118,31 @@ def test_a_global_latent_needs_the_data_plate_to_know_the_data_set_size():
     with pytest.raises(UsageError, match="says the data set has 100 points and the training set has 40"):
         fit(lambda x, idx=None: model(x, idx, 100), lambda x, idx=None: guide(x, idx, 100), data().float(),
             epochs=1, batch_size=10, progress=False, device="cpu")
+
+
+def test_a_plate_that_needs_idx_at_test_time_is_refused_before_training():
+    """pyro.plate('data', N, subsample=idx) alone builds a plate of N points when the test bound passes
+    no idx: refused on two test points, not a shape error after the first epoch."""
+    def model_n(x, idx=None):
+        beta = pyro.sample("beta", dist.Normal(x.new_zeros(D), 1.0).to_event(1))
+        with pyro.plate("data", N, subsample=idx):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ W.to(x).T + beta, SIGMA).to_event(1), obs=x)
+
+    def guide_n(x, idx=None):
+        pyro.sample("beta", dist.Normal(M0.to(x), S0.to(x)).to_event(1))
+        with pyro.plate("data", N, subsample=idx):
+            pyro.sample("z", dist.Normal(x @ A.to(x).T + B_.to(x), T.to(x)).to_event(1))
+
+    with pytest.raises(UsageError, match="test bound fails on two test points"):
+        fit(model_n, guide_n, Dataset.from_tensors(data().float(), data(10, seed=2).float()), epochs=1,
+            batch_size=10, progress=False, device="cpu")
+
+
+def test_evaluate_finds_a_global_latent_that_only_the_model_samples():
+    def prior_guide(x, idx=None, size=N):  # beta comes from the model's prior
+        with plate(x, idx, size):
+            pyro.sample("z", dist.Normal(x @ A.to(x).T + B_.to(x), T.to(x)).to_event(1))
+
+    result = evaluate(model, prior_guide, data(20, seed=2).float(), particles=50)
+    assert result["estimate"] == "given global latents" and result["global_sites"] == ["beta"], result

@@ -21,3 +21,9 @@ def resolve_device(name="auto") -> torch.device:
         raise UsageError(f"--device {name} was asked for but this machine has no CUDA device that torch "
                          f"can use; pass --device cpu (or auto).")
     return torch.device(name)
+
+
+def forked_rng(like: torch.Tensor):
+    """``torch.random.fork_rng`` for the device of ``like``: the block's draws leave the random stream
+    (CPU, and that CUDA device's) as it was."""
+    return torch.random.fork_rng(devices=[like.device.index or 0] if like.is_cuda else [])

@@ -21,9 +21,9 @@ from ppl_vae import registry, spec
 from ppl_vae.classical import em
 from ppl_vae.config import Config
 from ppl_vae.data import CUSTOM, Dataset
-from ppl_vae.inference.checks import failure, first_traces
+from ppl_vae.inference.checks import first_traces
 from ppl_vae.device import resolve_device
-from ppl_vae.errors import UsageError
+from ppl_vae.errors import UsageError, user_code
 from ppl_vae.inference.trainer import fit
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import CONFIG, output_dir, read_config, require_run
@@ -107,11 +107,9 @@ def restore_params(model, guide, data, params: dict) -> None:
     """Put a checkpoint's Pyro parameters (unconstrained values) into the store: those of a user's pair
     that no module holds, ``pyro.param`` sites included, created first with their constraints by
     running the pair once on two training points."""
-    try:
+    with user_code("the run's pair fails on its training data", "; was it trained on other data (fit on tensors "
+                   "from Python)? Evaluate it from Python."):
         first_traces(*callables(model, guide), data, named_inputs(model, guide, data))
-    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
-        raise UsageError(f"the run's pair fails on its training data ({failure(e)}); was it trained on other "
-                         f"data (fit on tensors from Python)? Evaluate it from Python.") from None
     store = dict(pyro.get_param_store().named_parameters())
     with torch.no_grad():
         for name, value in params.items():

@@ -16,7 +16,7 @@ import importlib.util
 import os
 import sys
 
-from ppl_vae.errors import UsageError
+from ppl_vae.errors import UsageError, user_code
 
 EXAMPLE = "my_models.py:make_pair"
 
@@ -118,13 +118,8 @@ def recorded(make, data, seed: int) -> dict:
 
 def build(make, data, where: str = "the pair factory"):
     """(model, guide) from ``make(data)``, or one sentence saying what it returned instead."""
-    try:
+    with user_code(f"{where} failed on the data", "; it is called as make_pair(data) with a ppl_vae Dataset."):
         pair = make(data)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise UsageError(f"{where} failed on the data ({type(e).__name__}: {e}); it is called as "
-                         f"make_pair(data) with a ppl_vae Dataset.") from None
     if not (isinstance(pair, tuple) and len(pair) == 2 and all(callable(p) or hasattr(p, role)
                                                                   for p, role in zip(pair, ("model", "guide")))):
         raise UsageError(f"{where} returned {type(pair).__name__}, not (model, guide); return the model and the "

@@ -35,6 +35,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent
 
 from ppl_vae.data import batch_inputs, split
+from ppl_vae.device import forked_rng
 from ppl_vae.pair import callables, owning_module
 from ppl_vae.inference.weights import log_weights
 
@@ -103,9 +104,8 @@ def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str]
     """(the guide's latent sites whose distribution is a point mass (``Delta``), the latent sites of guide
     or model outside the data plate: global latents), from a look at one data point that leaves the
     random stream as it was."""
-    devices = [x.device.index or 0] if x.is_cuda else []
     one = batch_inputs(inputs, slice(0, 1))
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+    with torch.no_grad(), forked_rng(x):
         guide_tr = poutine.trace(guide).get_trace(x[:1], **one)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:1], **one)
     point_masses, globals_ = [], []

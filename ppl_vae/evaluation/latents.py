@@ -33,7 +33,7 @@ from pyro import poutine
 from torch.distributions import Independent, kl_divergence
 
 from ppl_vae.data import split
-from ppl_vae.errors import UsageError
+from ppl_vae.errors import UsageError, user_code
 from ppl_vae.pair import as_pyro_callable, with_idx
 
 SITE = "z"
@@ -49,13 +49,9 @@ def _trace(fn, x, what: str, condition=None, inputs=None):
     """A trace of the Pyro program ``fn(x, **inputs)``; any failure becomes one UsageError sentence."""
     if condition is not None:
         fn = poutine.condition(fn, data=condition)
-    try:
+    with user_code(f"{_name(fn)} could not be run on test images to get {what}",
+                   "; this figure needs a pair whose guide works on new data."):
         return poutine.trace(fn).get_trace(x, **(inputs or {}))
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say which one did
-        raise UsageError(f"{_name(fn)} could not be run on test images to get {what} "
-                         f"({type(e).__name__}: {e}); this figure needs a pair whose guide works on new data.") from None
 
 
 def _site(trace, site: str, what: str, owner):

@@ -36,7 +36,8 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from ppl_vae.data import Dataset, batch_inputs
-from ppl_vae.errors import UsageError
+from ppl_vae.device import forked_rng
+from ppl_vae.errors import UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 from ppl_vae.inference.weights import data_scale
@@ -114,16 +115,20 @@ def summing_out(objective, model_trace, guide_trace):
     return dataclasses.replace(objective, loss=enum)
 
 
-def first_traces(model, guide, data, inputs: dict, n: int = 2):
+def first_batch(data, inputs: dict, n: int = 2):
+    """(x, idx, named inputs) of the first ``n`` training points, binarized as training sees them."""
+    x = data.train_epoch(0)[:n]
+    return x, torch.arange(x.shape[0], device=x.device), batch_inputs(inputs, slice(0, n))
+
+
+def first_traces(model, guide, data, inputs: dict, n: int = 2, batch=None):
     """(model trace, guide trace) of the pair (callables as :func:`ppl_vae.pair.callables` makes them) on
-    the first ``n`` training points, without gradients and with torch's random stream put back; Pyro
-    parameters that did not exist are created, with their constraints."""
-    x, batch = data.train_epoch(0)[:n], batch_inputs(inputs, slice(0, n))  # binarized as training sees it
-    idx = torch.arange(x.shape[0], device=x.device)
-    devices = [x.device.index or 0] if x.is_cuda else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        guide_tr = poutine.trace(guide).get_trace(x, idx, **batch)
-        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx, **batch)
+    the first ``n`` training points (or ``batch``, a :func:`first_batch`), without gradients and with
+    torch's random stream put back; Pyro parameters that did not exist are created, with their constraints."""
+    x, idx, named = batch or first_batch(data, inputs, n)
+    with torch.no_grad(), forked_rng(x):
+        guide_tr = poutine.trace(guide).get_trace(x, idx, **named)
+        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, idx, **named)
     return model_tr, guide_tr
 
 
@@ -149,12 +154,9 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
     with what failed, not left to fail mid-training: the training loss (unless JIT-compiled, which
     would compile for a shape training never uses) and the test bound are each evaluated once, in a
     param-store scope of their own and with the random stream put back."""
-    try:
-        model_tr, guide_tr = first_traces(model, guide, data, inputs)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
-        raise UsageError(f"the model and guide fail on two training points ({failure(e)})") from None
+    batch = first_batch(data, inputs)
+    with user_code("the model and guide fail on two training points"):
+        model_tr, guide_tr = first_traces(model, guide, data, inputs, batch=batch)
     objective = summing_out(objective, model_tr, guide_tr)
     why = refusal(objective, model_tr, guide_tr)
     if why is not None:
@@ -164,36 +166,18 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
         raise UsageError(f"pyro.plate('data') says the data set has {said} points and the training set has {n}, "
                          f"so every bound would be scaled by {said}/{n}; write pyro.plate('data', {n}, subsample=idx).")
     globals_ = global_sites(model_tr, guide_tr)
-    x, batch = data.train_epoch(0)[:2], batch_inputs(inputs, slice(0, 2))
-    idx = torch.arange(x.shape[0], device=x.device)
-    devices = [x.device.index or 0] if x.is_cuda else []
+    x, idx, named = batch
     loss = getattr(objective, "loss", None)
-    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), torch.no_grad():
-        try:
-            if loss is not None and not isinstance(loss, (JitTrace_ELBO, JitTraceEnum_ELBO)):
-                loss.loss(model, guide, x, idx, **batch)
-        except UsageError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise UsageError(f"the {objective.name} objective fails on two training points ({failure(e)})") from None
-        try:
-            if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
+    with pyro.get_param_store().scope(), forked_rng(x), torch.no_grad():
+        if loss is not None and not isinstance(loss, (JitTrace_ELBO, JitTraceEnum_ELBO)):
+            with user_code(f"the {objective.name} objective fails on two training points"):
+                loss.loss(model, guide, x, idx, **named)
+        if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
+            with user_code(f"the {objective.name} objective's test bound fails on two test points, where the "
+                           f"model and guide get no idx"):
                 objective.test_bound(model, guide, data.x_test[:2], given_globals=bool(globals_),
                                      **batch_inputs(test_inputs, slice(0, 2)))
-        except UsageError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise UsageError(f"the {objective.name} objective's test bound fails on two test points, where the model "
-                             f"and guide get no idx ({failure(e)})") from None
     return Prepared(objective, model_tr, globals_)
-
-
-def failure(e: Exception) -> str:
-    """An exception in a few words: its type and the first line of its message (two where the first
-    only says where, as Pyro's "Error while computing log_prob at site 'x':" does)."""
-    text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    words = " ".join(text[:2]) if len(text) > 1 and text[0].endswith(":") else (text[0] if text else "")
-    return f"{type(e).__name__}: {words}" if words else type(e).__name__
 
 
 def has_closed_form_kl(q, p) -> bool:

@@ -47,10 +47,11 @@ class Optimizer:
         for name, p in sorted(new, key=lambda item: item[0]):
             self.add(name, p)
         stepped = {id(p) for p in params}
+        frozen = len(stepped) < len(self.known)  # only a variational-EM half-step leaves parameters out
         for optimizer in (self.dense, self.sparse):
             if optimizer is None:
                 continue
-            for group in optimizer.param_groups:
+            for group in optimizer.param_groups if frozen else ():
                 for p in group["params"]:
                     if id(p) not in stepped:
                         p.grad = None

@@ -76,7 +76,7 @@ class PairConfig:
 class InferenceConfig:
     objective: str | None = None  # None: the model's (elbo; enum for gmm)
     particles: int = 1
-    jit: bool = False
+    jit: bool = True  # where the run allows it (ppl_vae.inference.jit), else eager with a line saying why
     alpha: float = 0.5
     baseline_beta: float = 0.9
     baseline_lr_factor: float = 10.0
@@ -98,6 +98,7 @@ class TrainingConfig:
     checkpoint_every: int | None = None
     nan_retries: int = 1
     nan_lr_factor: float = 0.5
+    validate: bool = False  # Pyro's distribution checks at every step, not only in the pass over the data
 
 
 @dataclass

@@ -114,7 +114,9 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--objective", "the training objective (default: elbo; enum for gmm)",
             choices=list(objectives.OBJECTIVES))
     setting(g, "--particles", "particles K per data point", type=positive_int)
-    setting(g, "--jit", "use Pyro's JIT-compiled loss (static shapes; elbo and elbo-analytic)", action="store_true")
+    setting(g, "--jit", "train elbo and elbo-analytic with Pyro's JIT-compiled loss where the run allows it and "
+                        "it matches the eager loss (on unless --no-jit)",
+            action=argparse.BooleanOptionalAction)
     add_objective_options(g)
 
 
@@ -149,6 +151,8 @@ def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> 
     setting(g, "--nan-retries", "times a non-finite loss or gradient may roll training back to the last checkpoint "
                                 "before it stops with exit code 3", type=nonnegative_int)
     setting(g, "--nan-lr-factor", "learning-rate factor applied at each such rollback", type=fraction)
+    setting(g, "--validate", "Pyro's distribution checks at every step, not only in one pass over the data before "
+                             "training and on a non-finite step", action="store_true")
     setting(p, "--device", "auto: cuda when available, else cpu", choices=DEVICES)
     add_threads_arg(p)
     p.add_argument("--config", metavar="FILE", default=None,

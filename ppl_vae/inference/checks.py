@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import (JitTrace_ELBO, JitTraceEnum_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO,
+from pyro.infer import (JitTraceEnum_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO,
                         TraceMeanField_ELBO)
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
@@ -107,12 +107,15 @@ def summing_out(objective, model_trace, guide_trace):
     model marks sites for enumeration: the same ELBO with those sites summed out, not sampled from the
     prior (the estimator of ``enum``; on a model with nothing to enumerate it would only be slower)."""
     loss = getattr(objective, "loss", None)
-    if type(loss) not in (Trace_ELBO, JitTrace_ELBO) or not enumerated_sites(model_trace, guide_trace):
+    if type(loss) is not Trace_ELBO or not enumerated_sites(model_trace, guide_trace):
         return objective
-    enum = JitTraceEnum_ELBO(ignore_jit_warnings=True) if isinstance(loss, JitTrace_ELBO) else TraceEnum_ELBO()
-    enum.num_particles, enum.vectorize_particles = loss.num_particles, loss.vectorize_particles
-    enum.max_plate_nesting = loss.max_plate_nesting
-    return dataclasses.replace(objective, loss=enum)
+
+    def like_loss(kind, **options):
+        return kind(num_particles=loss.num_particles, vectorize_particles=loss.vectorize_particles,
+                    max_plate_nesting=loss.max_plate_nesting, **options)
+
+    return dataclasses.replace(objective, loss=like_loss(TraceEnum_ELBO),
+                               jit=lambda: like_loss(JitTraceEnum_ELBO, ignore_jit_warnings=True))
 
 
 def first_batch(data, inputs: dict, n: int = 2):
@@ -151,9 +154,8 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
     """The objective as it trains this pair (:func:`summing_out`), or a :class:`UsageError` saying why
     it cannot (:func:`refusal`) — before any work, on the first two training points. A pair that
     fails there (a shape error, a plate that collides with the particles' dim=-2, ...) is refused
-    with what failed, not left to fail mid-training: the training loss (unless JIT-compiled, which
-    would compile for a shape training never uses) and the test bound are each evaluated once, in a
-    param-store scope of their own and with the random stream put back."""
+    with what failed, not left to fail mid-training: the (eager) training loss and the test bound are
+    each evaluated once, in a param-store scope of their own and with the random stream put back."""
     batch = first_batch(data, inputs)
     with user_code("the model and guide fail on two training points"):
         model_tr, guide_tr = first_traces(model, guide, data, inputs, batch=batch)
@@ -169,7 +171,7 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
     x, idx, named = batch
     loss = getattr(objective, "loss", None)
     with pyro.get_param_store().scope(), forked_rng(x), torch.no_grad():
-        if loss is not None and not isinstance(loss, (JitTrace_ELBO, JitTraceEnum_ELBO)):
+        if loss is not None:
             with user_code(f"the {objective.name} objective fails on two training points"):
                 loss.loss(model, guide, x, idx, **named)
         if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
@@ -178,6 +180,31 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
                 objective.test_bound(model, guide, data.x_test[:2], given_globals=bool(globals_),
                                      **batch_inputs(test_inputs, slice(0, 2)))
     return Prepared(objective, model_tr, globals_)
+
+
+VALIDATED_POINTS = 1000  # points per chunk of the pass over the data
+
+
+def valid_data(model, guide, data, inputs: dict, test_inputs: dict | None = None) -> None:
+    """Pyro's distribution checks (parameters and observed values in their supports) over every
+    training point, as the first epoch binarizes it, and every test point (unless ``test_inputs`` is
+    None: a guide that fits its own test points), once, before training; the steps then run without
+    them (``validate=False``): they cost host syncs at every distribution, and a JIT-compiled loss has
+    none. Binary likelihoods on grey-level pixels, say, are refused here with the site named. Without
+    gradients, with the random stream put back."""
+    splits = [("training", data.train_epoch(0), inputs, True)]
+    if test_inputs is not None and data.x_test is not None:
+        splits.append(("test", data.x_test, test_inputs, False))
+    with torch.no_grad(), forked_rng(data.x_train), pyro.validation_enabled(True):
+        for split, x, named, with_idx in splits:
+            for start in range(0, x.shape[0], VALIDATED_POINTS):
+                part = slice(start, start + VALIDATED_POINTS)
+                xb, ib = x[part], batch_inputs(named, part)
+                args = (xb, torch.arange(start, start + xb.shape[0], device=xb.device)) if with_idx else (xb,)
+                with user_code(f"the model and guide fail Pyro's checks on {split} points {start}–"
+                               f"{start + xb.shape[0] - 1}", "; fix the data or the program"):
+                    guide_tr = poutine.trace(guide).get_trace(*args, **ib)
+                    poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(*args, **ib).log_prob_sum()
 
 
 def has_closed_form_kl(q, p) -> bool:

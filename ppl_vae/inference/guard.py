@@ -4,6 +4,12 @@
 checks the loss and every gradient, and only then lets the optimizer move the parameters.
 A fault raises :class:`NonFinite`; the trainer (:mod:`ppl_vae.inference.trainer`) then rolls back to its
 last checkpoint with a smaller learning rate.
+
+The check is one reduction over all gradients, read back together with the loss where the loss
+stays on the device (a JIT-compiled ELBO, the importance-weighted objectives): one host sync per
+step, the one that reading the loss costs anyway. Training steps run without Pyro's distribution
+checks (they cost a sync per distribution); when a step is not finite, the guard reruns its loss
+eagerly with them on, so the fault is reported at the site where it arose.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import re
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.util import torch_item
+from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO
+from pyro.infer.util import is_validation_enabled
 
 
 class NonFinite(Exception):
@@ -46,38 +53,77 @@ class GuardedSVI:
     leaves the parameters and the optimizer's state as they were. ``optim`` is called with
     the set of parameters the loss touched: a ``pyro.optim.PyroOptim``, or the run's one
     :class:`~ppl_vae.inference.optim.Optimizer`. After the step every gradient is None, so
-    an optimizer over more parameters moves only these. The check costs one host sync per
-    step, on top of the one ``SVI.step`` makes for the loss.
+    an optimizer over more parameters moves only these. ``eager``: the loss to diagnose a
+    fault with, when ``loss`` is JIT-compiled (default: ``loss``).
     """
 
-    def __init__(self, model, guide, optim, loss):
+    def __init__(self, model, guide, optim, loss, eager=None):
         self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
+        self.eager = eager if eager is not None else loss
 
     def step(self, *args, **kwargs):
         with poutine.trace(param_only=True) as param_capture, invalid_values_as_faults():
-            loss = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
+            loss = backward(self.loss, self.model, self.guide, *args, **kwargs)
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
-        losses = tuple(map(torch_item, loss if isinstance(loss, tuple) else (loss,)))
-        fault = self.fault(losses, params)
+        losses, fault = self.checked(loss, params)
         if fault is not None:
             for p in params:
                 p.grad = None
-            raise NonFinite(fault)
+            raise NonFinite(self.diagnosed(args, kwargs) or fault)
         self.optim(params)
         for p in params:
             p.grad = None
         return losses if isinstance(loss, tuple) else losses[0]
 
     @staticmethod
-    def fault(losses, params) -> str | None:
-        """What is not finite: the loss, a gradient, or nothing (None)."""
-        if not all(map(math.isfinite, losses)):
-            return "the loss was not finite"
+    def checked(loss, params) -> tuple[tuple[float, ...], str | None]:
+        """(the losses as floats, what is not finite: the loss, a gradient, or None), from one read-back."""
+        losses = loss if isinstance(loss, tuple) else (loss,)
         grads = [dense_values(p.grad).sum() for p in params if p.grad is not None]  # finite iff every entry is
-        if grads and not torch.isfinite(torch.stack(grads)).all():
-            bad = next(p for p in params if p.grad is not None and not torch.isfinite(dense_values(p.grad)).all())
-            return f"the gradient of {pyro.get_param_store().param_name(bad)} was not finite"
+        checks = [torch.stack(grads).sum()] if grads else []
+        device = checks[0].device if checks else "cpu"
+        on_device = [torch.as_tensor(v).detach().reshape(()).to(device, torch.float64) for v in losses]
+        checks = [c.to(torch.float64) for c in checks]
+        values = torch.stack(on_device + checks).tolist() if on_device or checks else []
+        losses, total = tuple(values[:len(losses)]), values[len(losses):]
+        if not all(map(math.isfinite, losses)):
+            return losses, "the loss was not finite"
+        if total and not math.isfinite(total[0]):
+            bad = next((p for p in params if p.grad is not None and not torch.isfinite(dense_values(p.grad)).all()),
+                       None)
+            if bad is None:  # every entry finite, their sum beyond float range
+                return losses, "the gradients' sum overflowed"
+            return losses, f"the gradient of {pyro.get_param_store().param_name(bad)} was not finite"
+        return losses, None
+
+    def diagnosed(self, args, kwargs) -> str | None:
+        """Where a fault arose, from the eager loss rerun with Pyro's distribution checks on, or None."""
+        if self.eager is self.loss and is_validation_enabled():
+            return None  # the step itself ran with the checks
+        try:
+            with torch.no_grad(), pyro.validation_enabled(True), invalid_values_as_faults():
+                self.eager.loss(self.model, self.guide, *args, **kwargs)
+        except NonFinite as e:
+            return str(e)
+        except Exception:  # noqa: BLE001 — only a diagnosis; the fault stands as found
+            return None
         return None
+
+
+def backward(loss, model, guide, *args, **kwargs):
+    """``loss.loss_and_grads``, returning the loss as a tensor on the device where the loss allows it, so
+    the guard reads it back with the gradients' check in one sync (Pyro's own return ``.item()``)."""
+    if isinstance(loss, JitTrace_ELBO):
+        value, surrogate = loss.loss_and_surrogate_loss(model, guide, *args, **kwargs)
+        surrogate.backward()
+        return value.detach()
+    if isinstance(loss, (JitTraceMeanField_ELBO, JitTraceEnum_ELBO)):
+        value = loss.differentiable_loss(model, guide, *args, **kwargs)
+        value.backward()
+        return value.detach()
+    if hasattr(loss, "backward"):  # the importance-weighted objectives (WeightedLoss)
+        return loss.backward(model, guide, *args, **kwargs)
+    return loss.loss_and_grads(model, guide, *args, **kwargs)
 
 
 def dense_values(grad: torch.Tensor) -> torch.Tensor:

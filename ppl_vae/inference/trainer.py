@@ -51,7 +51,8 @@ from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
-from ppl_vae.inference.checks import prepared
+from ppl_vae.inference.checks import prepared, valid_data
+from ppl_vae.inference.jit import compiled
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.optim import Optimizer
 from ppl_vae.inference.vem import VEMStep
@@ -121,7 +122,7 @@ def lr_at(epoch: int, lr: float, milestones=(), gamma: float = 0.1) -> float:
 
 def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None = None, device="auto",
         out: str | None = None, resume: bool = False, config: Config | None = None, progress: bool = True,
-        warm_start: bool = False, **training) -> "History":
+        warm_start: bool = False, jit: bool | None = None, **training) -> "History":
     """Train ``model`` and ``guide`` on ``data`` with ``objective``; returns the per-epoch metrics, a
     :class:`History` that also holds the trained ``model`` and ``guide``.
     ``fit(make_pair, data, objective, ...)`` builds the pair as ``make_pair(data) -> (model, guide)``
@@ -137,7 +138,11 @@ def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None
     ``checkpoint_every`` (also checkpoint every N steps), ``nan_retries`` and ``nan_lr_factor``
     (how often a non-finite step may roll training back to the last checkpoint, and the factor
     applied to the learning rate each time), ``schedule`` (``joint``: one SVI step on θ and φ
-    per batch; ``vem``: variational EM, ``e_steps`` steps on the guide, then one on the model).
+    per batch; ``vem``: variational EM, ``e_steps`` steps on the guide, then one on the model),
+    ``validate`` (Pyro's distribution checks at every step; by default they run in one pass over
+    the data before training, and a numerical fault is diagnosed with them).
+    ``jit``: train with the objective's JIT-compiled loss where the run allows it
+    (:mod:`ppl_vae.inference.jit`), else eagerly with a line saying why; default: the config's, True.
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``;
     ``config``: the whole run's :class:`~ppl_vae.config.Config`, recorded there (the CLI's).
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
@@ -176,9 +181,11 @@ def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None
         raise UsageError(f"this {type(trained).__name__} was already trained by an earlier fit, so this run would "
                          f"start from its trained weights, not from fresh ones; build a new model and guide for "
                          f"each run, or pass warm_start=True to continue from them.")
+    if jit is None:
+        jit = config.inference.jit if config is not None else default("jit")
     with pyro.get_param_store().scope() as own:  # the run's own parameters: it clears nobody else's
         trainer = Trainer(model, guide, data, objective, settings, device=device, out=out, config=config,
-                          progress=progress, step=step)
+                          progress=progress, step=step, jit=jit)
         if resume:
             trainer.restore()
         elif out is not None:
@@ -234,7 +241,8 @@ class JointStep:
 
     def build(self, trainer) -> None:
         """(Re)build the SVI on the trainer's optimizer; called again after every rollback."""
-        self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss)
+        self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss,
+                              eager=trainer.eager_loss)
 
     def __call__(self, x, idx, **inputs) -> float:
         return self.svi.step(x, idx, **inputs)
@@ -245,7 +253,7 @@ class Trainer:
 
     def __init__(self, model, guide, data, objective: objectives.Objective, training: TrainingConfig, *,
                  device="auto", out: str | None = None, config: Config | None = None, progress: bool = True,
-                 step=None):
+                 step=None, jit: bool = False):
         Config(training=training).validate()
         self.device = resolve_device(device)
         self.modules = {role: owning_module(m) for role, m in (("model", model), ("guide", guide))}
@@ -262,6 +270,7 @@ class Trainer:
         self.inputs = {split: named_inputs(model, guide, self.data, split) for split in ("train", "test")}
         self.objective, self.training = objective, training
         self.step_rule = step or JointStep()
+        self.eager_loss = None  # the objective's eager loss, once a JIT-compiled one trains (diagnoses faults)
         self.epochs = training.epochs
         self.schedule = dict(lr=training.lr, milestones=tuple(training.lr_milestones), gamma=training.lr_gamma)
         self.out, self.progress = out, progress
@@ -282,6 +291,10 @@ class Trainer:
         self.lr = lr_at(0, **self.schedule)
         self._new_optimizer()
         self._create_params()
+        valid_data(self.model, self.guide, self.data, self.inputs["train"],
+                          None if self.own_test_bound else self.inputs["test"])
+        if jit:
+            self._compile()
 
     def _new_optimizer(self) -> None:
         self.optim = Optimizer(self.lr, self.lr_factor)
@@ -350,9 +363,8 @@ class Trainer:
     def _create_params(self) -> None:
         """Run guide and model once so every Pyro parameter exists with its constraint, and check on
         that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
-        own_test_bound = getattr(self.modules["guide"], "test_bound", None) is not None  # refits q per test point
         found = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"],
-                         None if own_test_bound else self.inputs["test"])
+                         None if self.own_test_bound else self.inputs["test"])
         model_tr, self.global_sites = found.model_trace, found.global_sites
         if found.objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
             self.objective = found.objective
@@ -360,6 +372,25 @@ class Trainer:
         # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
         scale = data_scale(model_tr)
         self.full_size = scale * min(2, self.data.x_train.shape[0]) if scale != 1 else None
+
+    @property
+    def own_test_bound(self) -> bool:
+        """Whether the guide computes its own test bound (a non-amortized guide refits q per test point)."""
+        return getattr(self.modules["guide"], "test_bound", None) is not None
+
+    def _compile(self) -> None:
+        """Train with the objective's JIT-compiled loss where it equals the eager one (:mod:`ppl_vae.inference.jit`)."""
+        n, b = self.data.x_train.shape[0], self.training.batch_size
+        sizes = {min(n, b)} | ({n % b} if not self.training.drop_last and n > b and n % b else set())
+        x = self.data.train_epoch(0)
+        first, second = (torch.arange(start, start + min(n, b), device=x.device) for start in (0, b if n >= 2 * b else 0))
+        self.eager_loss = self.objective.loss
+        self.objective, why = compiled(self.objective, self.model, self.guide, (x[first], first), (x[second], second),
+                                       named_inputs=bool(self.inputs["train"]), schedule=self.training.schedule,
+                                       sizes=sizes)
+        if why is not None and self.progress:
+            tqdm.write(f"{self.objective.name} trains eagerly, not JIT-compiled: {why}.", file=sys.stderr)
+        self.step_rule.build(self)
 
     def save(self) -> None:
         """Checkpoint now: in memory for rollbacks, and atomically to the run directory if any."""
@@ -471,7 +502,7 @@ class Trainer:
         self.bar = Progress(self.progress, self.epochs * per_epoch, self.step, self.epochs, self.objective.name)
         self.outputs = [self.bar, *run_files(self.out)]
         try:
-            with stop_requests() as self.stop_request:
+            with stop_requests() as self.stop_request, pyro.validation_enabled(self.training.validate):
                 if self.good is None:
                     self.save()  # the state a numerical fault or a kill falls back to
                 while self.epoch < self.epochs:

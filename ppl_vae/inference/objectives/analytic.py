@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 from pyro.infer import JitTraceMeanField_ELBO, TraceMeanField_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
-from ppl_vae.config import default
 
 
-def elbo_analytic(particles: int = 1, *, jit: bool = default("jit")) -> Objective:
+def elbo_analytic(particles: int = 1) -> Objective:
     """Pyro's ``TraceMeanField_ELBO``:
 
         L(θ, φ) ≈ (1/K) Σ_k log p_θ(x | z_k) − KL(q_φ(z | x) ‖ p(z)),
@@ -21,8 +18,6 @@ def elbo_analytic(particles: int = 1, *, jit: bool = default("jit")) -> Objectiv
     else estimated like the rest. Same expectation as ``elbo``, lower variance away from the
     posterior; unlike log w, it is not constant when q is the exact posterior.
     """
-    if jit:
-        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     kwargs = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
-    loss = JitTraceMeanField_ELBO(ignore_jit_warnings=True, **kwargs) if jit else TraceMeanField_ELBO(**kwargs)
-    return Objective("elbo-analytic", loss, particles, elbo_bound)
+    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound,
+                     jit=lambda: JitTraceMeanField_ELBO(ignore_jit_warnings=True, **kwargs))

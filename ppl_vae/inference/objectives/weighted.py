@@ -133,10 +133,14 @@ class WeightedLoss(ELBO):
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """−(N/B) Σ_n B(x_n); accumulates the estimator's gradient of it into the parameters' .grad.
         The scale multiplies each per-point sum, outside every non-linear reduction of the weights."""
+        return self.backward(model, guide, *args, **kwargs).item()
+
+    def backward(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """:meth:`loss_and_grads` with the loss left on the device, a 0-dim tensor."""
         p = self.draw(model, guide, *args, **kwargs)
         pairs = [(s, p.params["guide"] + p.params["model"] if group == "all" else p.params[group])
                  for s, group in self.surrogates(p)]
         pairs = [(s, params) for s, params in pairs if params and s.requires_grad]
         for i, (surrogate, params) in enumerate(pairs):
             torch.autograd.backward(-p.scale * surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
-        return -p.scale * self.bound(p.log_w.detach()).sum().item()
+        return -p.scale * self.bound(p.log_w.detach()).sum()

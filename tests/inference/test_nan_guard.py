@@ -5,6 +5,7 @@ import dataclasses
 import re
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
@@ -112,3 +113,52 @@ def test_a_diverging_cli_run_exits_3_with_one_sentence(tmp_path, capsys):
                            "was NaN or outside its support"), last
     assert "is intact, so train again with a smaller --lr." in last
     assert checkpoint.load(out / "checkpoint.pt")["step"] == 0
+
+
+def test_out_of_support_data_anywhere_is_refused_before_training_with_the_site_named(digits):
+    """Steps run without Pyro's checks, so one pass over the data makes them first: a grey value in
+    binary data under a Bernoulli likelihood, at point 1200 of 1500, is refused before any step."""
+    from ppl_vae.errors import UsageError
+
+    class UserVAE(torch.nn.Module):  # a Bernoulli written as users write it, with Pyro's checks
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec = torch.nn.Linear(64, 4), torch.nn.Linear(2, 64)
+
+        def model(self, x, idx=None):
+            pyro.module("user_vae", self)
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+                pyro.sample("x", dist.Bernoulli(logits=self.dec(z)).to_event(1), obs=x)
+
+        def guide(self, x, idx=None):
+            pyro.module("user_vae", self)
+            loc, log_scale = self.enc(x).chunk(2, -1)
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+    x = torch.bernoulli(torch.full((1500, 64), 0.3), generator=torch.Generator().manual_seed(0))
+    x[1200, 5] = 0.5
+    module = UserVAE()
+    with pytest.raises(UsageError) as refused:
+        fit(module, module, x, epochs=1, progress=False)
+    message = str(refused.value)
+    assert message.startswith("the model and guide fail Pyro's checks on training points 1000–1499 ("), message
+    assert "support" in message and message.endswith("; fix the data or the program"), message
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_steps_run_without_pyros_checks_unless_validate(digits, validate):
+    from pyro.infer.util import is_validation_enabled
+
+    model, guide = pair(digits)
+    seen = []
+
+    def recording_model(x, idx=None):
+        seen.append(is_validation_enabled())
+        return model.model(x, idx)
+
+    fit(recording_model, guide.guide, digits, epochs=1, progress=False, validate=validate, jit=False)
+    assert seen[0] is True  # the checks before training
+    assert set(seen[-16:]) == {validate}  # the epoch's 15 steps and its test bound
+    assert is_validation_enabled()  # the caller's setting, restored

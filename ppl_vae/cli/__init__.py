@@ -12,8 +12,7 @@ import argparse
 import difflib
 import sys
 
-import torch
-
+from ppl_vae import threads
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import Diverged, Interrupted
 from ppl_vae.cli.options import show_default
@@ -67,7 +66,7 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+        threads.fix(args.threads)
     try:
         return args.run(args) or 0
     except UsageError as e:

@@ -43,6 +43,7 @@ from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import METRICS, write_json
 from ppl_vae.pair import callables, named_inputs
 from ppl_vae.text import count
+from ppl_vae.threads import fix as fix_threads
 from ppl_vae.viz import figures
 
 LINE_STYLES = ("-", "--", ":")
@@ -128,7 +129,7 @@ def train_and_measure(run_config: Config, data, build, run_dir: str, eval_partic
 
 def run_in_process(config: dict, run_dir: str, eval_particles: int, snr_samples: int, threads: int):
     """:func:`train_and_measure` in a worker process of its own, with ``threads`` torch threads."""
-    torch.set_num_threads(threads)
+    fix_threads(threads)
     run_config = Config.from_dict(config)
     data = registry.load_data(run_config, resolve_device(run_config.run.device))
     return train_and_measure(run_config, data, lambda c: registry.build(c, data), run_dir, eval_particles,

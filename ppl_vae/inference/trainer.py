@@ -44,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_vae import spec
+from ppl_vae.threads import Governor
 from ppl_vae.io import checkpoint
 
 from ppl_vae.inference import objectives
@@ -438,6 +439,8 @@ class Trainer:
             done.seconds += time.perf_counter() - start
             self.step += 1
             self.bar.step()
+            if self.governor is not None:
+                self.governor.tick()
             if self.stop_request.signum is not None:
                 self.stop()
             if self.training.checkpoint_every and self.step % self.training.checkpoint_every == 0 and done.steps < len(chunks):
@@ -501,6 +504,7 @@ class Trainer:
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last)
         self.bar = Progress(self.progress, self.epochs * per_epoch, self.step, self.epochs, self.objective.name)
         self.outputs = [self.bar, *run_files(self.out)]
+        self.governor = Governor.start()  # torch's threads: the cores other processes leave free
         try:
             with stop_requests() as self.stop_request, pyro.validation_enabled(self.training.validate):
                 if self.good is None:
@@ -517,4 +521,6 @@ class Trainer:
         finally:
             for output in self.outputs:
                 output.close()
+            if self.governor is not None:
+                self.governor.stop()
         return self.history

@@ -3,11 +3,15 @@
 Every variant trains the same networks (built by the registry from the same seed) on the
 same mini-batches with Adam at the same learning rate:
 
-- one SVI step of each objective in :data:`ppl_vae.inference.objectives.OBJECTIVES` with K particles
-  per data point, reported as ms/step and as a multiple of ``elbo``'s;
-- the ``iwae`` SVI step for K = 1, 5, 50, against ``torch-iwae``, the same IWAE step written
+- the step ``ppl_vae.fit`` takes (``GuardedSVI``, the run's one torch Adam, Pyro's distribution
+  checks off; the JIT-compiled loss for the objectives that have one) for each objective in
+  :data:`ppl_vae.inference.objectives.OBJECTIVES` with K particles per data point, reported as
+  ms/step and as a multiple of ``elbo``'s;
+- the ``iwae`` step for K = 1, 5, 50, against ``torch-iwae``, the same IWAE step written
   by hand in PyTorch (z = μ + σ ε for all K at once, log-sum-exp over particles per data
-  point, one ``torch.optim.Adam``). Particles are a vectorized plate, so the step time should
+  point, one ``torch.optim.Adam``), and the ``dreg`` step at K = 50 against ``torch-dreg``, DReG
+  by hand (log q at detached parameters, the squared normalized weights on the guide's side,
+  IWAE's gradient on the model's). Particles are a vectorized plate, so the step time should
   grow about linearly in K, with the ratio to the hand-written step staying flat.
 
 Rounds are interleaved (each round times every variant for ``--steps`` steps, in rotating
@@ -28,15 +32,15 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.infer import SVI
 
-from bench_train import cpu_name, setup, time_interleaved
+from bench_train import cpu_name, guarded_step, setup, time_interleaved
 from ppl_vae import data as datasets
 from ppl_vae import registry
 from ppl_vae.config import PRESETS
 from ppl_vae.inference import objectives
 
 IWAE_K = (1, 5, 50)
+DREG_K = 50
 
 
 def parse_args():
@@ -74,9 +78,31 @@ def torch_iwae_step_fn(model, guide, particles: int, lr: float):
     return step
 
 
-def pyro_step_fn(model, guide, objective, lr: float):
-    svi = SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=objective.loss)
-    return svi.step
+def torch_dreg_step_fn(model, guide, particles: int, lr: float):
+    """A hand-written DReG step (Tucker et al. 2019): the same networks and estimator as ``dreg``."""
+    opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
+    theta, phi = list(model.parameters()), list(guide.parameters())
+
+    def step(x):
+        loc, scale = guide(x)
+        z = loc + scale * torch.randn((particles, *loc.shape), device=x.device)
+        log_lik = -F.binary_cross_entropy_with_logits(model.decoder(z), x.expand(particles, *x.shape),
+                                                      reduction="none").sum(-1)
+        log_w = (log_lik + dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+                 - dist.Normal(loc.detach(), scale.detach()).log_prob(z).sum(-1))  # path derivative only
+        w = log_w.detach().softmax(0)
+        opt.zero_grad(set_to_none=True)
+        torch.autograd.backward(-(torch.logsumexp(log_w, 0) - math.log(particles)).sum(), inputs=theta,
+                                retain_graph=True)
+        torch.autograd.backward(-(w ** 2 * log_w).sum(), inputs=phi)
+        opt.step()
+
+    return step
+
+
+def fit_step_fn(model, guide, objective, lr: float):
+    """The step ``ppl_vae.fit`` takes for ``objective`` (see :func:`bench_train.pyro_step_fn`)."""
+    return guarded_step(model, guide, objective.jit() if objective.jit else objective.loss, lr)
 
 
 def main():
@@ -90,13 +116,15 @@ def main():
         return registry.build(config, data)
 
     names = [n.strip() for n in args.objectives.split(",") if n.strip()]
-    zoo = {name: pyro_step_fn(*networks(), objectives.make(name, particles=args.particles), 1e-3) for name in names}
+    zoo = {name: fit_step_fn(*networks(), objectives.make(name, particles=args.particles), 1e-3) for name in names}
     zoo_ms = {name: statistics.median(t) for name, t in time_interleaved(zoo, x, batches, args, device).items()}
 
     scaling = {}
     for k in IWAE_K:
-        scaling[f"iwae-{k}"] = pyro_step_fn(*networks(), objectives.make("iwae", particles=k), 1e-3)
+        scaling[f"iwae-{k}"] = fit_step_fn(*networks(), objectives.make("iwae", particles=k), 1e-3)
         scaling[f"torch-iwae-{k}"] = torch_iwae_step_fn(*networks(), k, 1e-3)
+    scaling[f"dreg-{DREG_K}"] = fit_step_fn(*networks(), objectives.make("dreg", particles=DREG_K), 1e-3)
+    scaling[f"torch-dreg-{DREG_K}"] = torch_dreg_step_fn(*networks(), DREG_K, 1e-3)
     scaling_ms = {name: statistics.median(t) for name, t in time_interleaved(scaling, x, batches, args, device).items()}
 
     shape = "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim]))
@@ -113,6 +141,8 @@ def main():
     for k in IWAE_K:
         pyro_ms, torch_ms = scaling_ms[f"iwae-{k}"], scaling_ms[f"torch-iwae-{k}"]
         print(f"{k:>4}{pyro_ms:>10.2f}{pyro_ms / scaling_ms['iwae-1']:>8.2f}{torch_ms:>10.2f}{pyro_ms / torch_ms:>9.2f}")
+    dreg_ms, torch_ms = scaling_ms[f"dreg-{DREG_K}"], scaling_ms[f"torch-dreg-{DREG_K}"]
+    print(f"\ndreg at K = {DREG_K}: {dreg_ms:.2f} ms, hand-written {torch_ms:.2f} ms, {dreg_ms / torch_ms:.2f}× torch")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "where": where, "dataset": args.dataset, "network": shape,

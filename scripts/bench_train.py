@@ -85,13 +85,18 @@ def pyro_step_fn(model, guide, lr, variant):
     ``GuardedSVI`` checks the loss and gradients before the optimizer moves, with Pyro's checks off."""
     loss = JitTrace_ELBO(ignore_jit_warnings=True) if variant in ("pyro-jit", "fit") else Trace_ELBO()
     if variant.startswith("fit"):
-        svi = GuardedSVI(model.model, guide.guide, Optimizer(lr, lambda name: 1.0), loss=loss)
-
-        def step(x):
-            with pyro.validation_enabled(False):
-                return svi.step(x)
-        return step
+        return guarded_step(model, guide, loss, lr)
     return SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=loss).step
+
+
+def guarded_step(model, guide, loss, lr):
+    """The trainer's step: ``GuardedSVI`` with the run's one Adam, Pyro's distribution checks off."""
+    svi = GuardedSVI(model.model, guide.guide, Optimizer(lr, lambda name: 1.0), loss=loss)
+
+    def step(x):
+        with pyro.validation_enabled(False):
+            return svi.step(x)
+    return step
 
 
 def cpu_name() -> str:

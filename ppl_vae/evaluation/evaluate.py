@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 
+import pyro
 import torch
-
 from pyro import poutine
 from pyro.distributions import Delta
 from pyro.poutine.util import site_is_subsample
@@ -37,6 +37,7 @@ from torch.distributions import Independent
 from ppl_vae.data import batch_inputs, split
 from ppl_vae.device import forked_rng
 from ppl_vae.pair import callables, owning_module
+from ppl_vae.inference.validation import valid_points
 from ppl_vae.inference.weights import log_weights
 
 # particles × points × dims held at once on the CPU: 16 MiB of float32 per tensor. Larger chunks were
@@ -143,8 +144,10 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
             ll_mean, ll_se = mean_and_se(module.log_marginal(x))
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
     point_masses, globals_ = latent_sites(model, guide, x, inputs)
-    elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
-                         inputs=inputs, given_globals=bool(globals_))
+    valid_points(model, guide, x, inputs or {}, "test")  # once, so that the K particles run without the checks
+    with pyro.validation_enabled(False):
+        elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting,
+                             max_elements=max_elements, inputs=inputs, given_globals=bool(globals_))
     elbo_mean, elbo_se = mean_and_se(elbo)
     if globals_:
         given = ", ".join(globals_)

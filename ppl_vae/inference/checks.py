@@ -182,31 +182,6 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
     return Prepared(objective, model_tr, globals_)
 
 
-VALIDATED_POINTS = 1000  # points per chunk of the pass over the data
-
-
-def valid_data(model, guide, data, inputs: dict, test_inputs: dict | None = None) -> None:
-    """Pyro's distribution checks (parameters and observed values in their supports) over every
-    training point, as the first epoch binarizes it, and every test point (unless ``test_inputs`` is
-    None: a guide that fits its own test points), once, before training; the steps then run without
-    them (``validate=False``): they cost host syncs at every distribution, and a JIT-compiled loss has
-    none. Binary likelihoods on grey-level pixels, say, are refused here with the site named. Without
-    gradients, with the random stream put back."""
-    splits = [("training", data.train_epoch(0), inputs, True)]
-    if test_inputs is not None and data.x_test is not None:
-        splits.append(("test", data.x_test, test_inputs, False))
-    with torch.no_grad(), forked_rng(data.x_train), pyro.validation_enabled(True):
-        for split, x, named, with_idx in splits:
-            for start in range(0, x.shape[0], VALIDATED_POINTS):
-                part = slice(start, start + VALIDATED_POINTS)
-                xb, ib = x[part], batch_inputs(named, part)
-                args = (xb, torch.arange(start, start + xb.shape[0], device=xb.device)) if with_idx else (xb,)
-                with user_code(f"the model and guide fail Pyro's checks on {split} points {start}–"
-                               f"{start + xb.shape[0] - 1}", "; fix the data or the program"):
-                    guide_tr = poutine.trace(guide).get_trace(*args, **ib)
-                    poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(*args, **ib).log_prob_sum()
-
-
 def has_closed_form_kl(q, p) -> bool:
     try:
         kl_divergence(q, p)

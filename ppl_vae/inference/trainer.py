@@ -52,7 +52,8 @@ from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, steps_per_epoch
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
-from ppl_vae.inference.checks import prepared, valid_data
+from ppl_vae.inference.checks import prepared
+from ppl_vae.inference.validation import valid_data
 from ppl_vae.inference.jit import compiled
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.optim import Optimizer

@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import statistics
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -106,6 +107,7 @@ def fit_step_fn(model, guide, objective, lr: float):
 
 
 def main():
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     args = parse_args()
     device, data, config, batches = setup(args)
     x = data.x_train

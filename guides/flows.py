@@ -10,13 +10,19 @@ with h_φ(x) the encoder's features, passed to every step as its context:
 - ``iaf``: inverse autoregressive flow (Kingma et al. 2016), Pyro's
   ``conditional_affine_autoregressive`` in its stable form z_t = s ⊙ z_{t−1} + (1 − s) ⊙ m,
   (m, logit s) from a MADE on (z_{t−1}, h), so log |det| = Σᵢ log sᵢ; the variable order is
-  reversed between steps so that every coordinate can depend on every other.
+  reversed between steps so that every coordinate can depend on every other;
+- ``realnvp``: Real NVP's affine coupling layers (Dinh, Sohl-Dickstein & Bengio 2017), Pyro's
+  ``conditional_affine_coupling``: with z = (a, b) split at d = ⌊D/2⌋,
+  f(a, b) = (a, μ(a, h) + σ(a, h) ⊙ b), log |det| = Σᵢ log σᵢ(a, h), and the order reversed
+  between layers so that each half is transformed in turn (alternating masks).
 
-Sampling is reparameterized. The density of a sample is computed from values cached on the
-forward pass: neither flow is inverted here, so these guides support the estimators that
+Sampling is reparameterized. For planar and IAF the density of a sample is computed from values
+cached on the forward pass: neither is inverted here, so these guides support the estimators that
 only score their own samples (``elbo``, ``iwae``, ``renyi``), not those that need log q at
 a given z with the parameters held fixed (score function, RWS, STL, DReG); see
-``ppl_vae/registry.py``.
+``ppl_vae/registry.py``. A coupling layer is inverted in closed form,
+f⁻¹(a, c) = (a, (c − μ(a, h)) / σ(a, h)), so Real NVP's log q is known at any z and it trains
+with every objective but ``elbo-analytic`` (no closed-form KL).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from torch import nn
 from .features import NEEDS_LOG_Q_AT_ANY_Z, encoder_features
 from .gaussian import loc_and_scale
 
-FLOWS = ("planar", "iaf")
+from ppl_vae.errors import UsageError
+
+FLOWS = ("planar", "iaf", "realnvp")
 
 
 class FlowGaussian(nn.Module):
@@ -61,6 +69,11 @@ class FlowGaussian(nn.Module):
         hidden = [features]  # the conditioning networks: one hidden layer as wide as h
         if flow == "planar":
             steps = [T.conditional_planar(latent_dim, features, hidden) for _ in range(depth)]
+        elif flow == "realnvp":
+            if latent_dim < 2:
+                raise UsageError("the realnvp guide splits z into two halves, so it needs --latent-dim 2 or more.")
+            steps = [T.conditional_affine_coupling(latent_dim, features, hidden, split_dim=latent_dim // 2)
+                     for _ in range(depth)]
         else:
             steps = [T.conditional_affine_autoregressive(latent_dim, features, hidden, stable=True)
                      for _ in range(depth)]
@@ -68,10 +81,10 @@ class FlowGaussian(nn.Module):
         self.register_buffer("reverse", torch.arange(latent_dim - 1, -1, -1))
 
     def transforms(self, h: torch.Tensor) -> list:
-        """The flow's maps f_1 … f_T given the features h, with order reversals between IAF steps."""
+        """The flow's maps f_1 … f_T given the features h, with order reversals between IAF and coupling steps."""
         out = []
         for t, step in enumerate(self.steps):
-            if self.flow == "iaf" and t > 0:
+            if self.flow != "planar" and t > 0:
                 out.append(T.Permute(self.reverse))
             out.append(step.condition(h))
         return out
@@ -85,3 +98,15 @@ class FlowGaussian(nn.Module):
         pyro.module("encoder", self)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.dist(x))
+
+
+class RealNVPGaussian(FlowGaussian):
+    """``--guide realnvp``: the diagonal Gaussian through ``--flow-depth`` affine coupling layers; its log q is
+    known at any z (see the module docstring), so it trains with every objective but ``elbo-analytic``."""
+
+    refuses = {"elbo-analytic": "a flow has no closed-form KL to the prior, so it trains with elbo (or any "
+                                "objective but elbo-analytic)"}
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls(*encoder_features(config, data), config.pair.latent_dim, "realnvp", config.pair.flow_depth)

@@ -20,7 +20,7 @@ from ppl_vae.data import Dataset
 from ppl_vae.errors import UsageError
 from ppl_vae.guides.delta import DeltaEncoder
 from ppl_vae.guides.empty import Empty
-from ppl_vae.guides.flows import FlowGaussian
+from ppl_vae.guides.flows import FlowGaussian, RealNVPGaussian
 from ppl_vae.guides.full_cov import FullCovGaussian
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.guides.linear import LinearGaussian
@@ -39,7 +39,8 @@ from ppl_vae.pair import owning_module
 MODELS = {"vae": VAE.from_config, "conv-vae": ConvVAE.from_config, "two-layer": TwoLayerVAE.from_config,
           "ppca": PPCA.from_config, "gmm": GMM.from_config}
 GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.from_config,
-          "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "delta": DeltaEncoder.from_config,
+          "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
+          "delta": DeltaEncoder.from_config,
           "local": LocalGaussian.from_config, "two-layer": TwoLayerGaussian.from_config,
           "linear": LinearGaussian.from_config, "empty": Empty.from_config}
 

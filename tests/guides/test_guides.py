@@ -61,7 +61,7 @@ def test_full_cov_analytic_kl_to_the_standard_normal():
     torch.testing.assert_close(kl_divergence(q, prior), reference)
 
 
-@pytest.mark.parametrize("flow", ["planar", "iaf"])
+@pytest.mark.parametrize("flow", ["planar", "iaf", "realnvp"])
 def test_flow_log_density_uses_the_log_det_of_the_autograd_jacobian(flow):
     torch.manual_seed(2)
     guide = FlowGaussian(*body(), latent_dim=3, flow=flow, depth=3).double()
@@ -87,7 +87,7 @@ def test_flow_log_density_uses_the_log_det_of_the_autograd_jacobian(flow):
 
 
 def test_flow_guides_broadcast_over_vectorized_particles():
-    for flow in ("planar", "iaf"):
+    for flow in ("planar", "iaf", "realnvp"):
         guide, vae = FlowGaussian(*body(64), latent_dim=3, flow=flow), VAE(64, 3, (8,))
         lw = log_weights(vae.model, guide.guide, torch.bernoulli(torch.full((6, 64), 0.4)), particles=4)
         assert lw.shape == (4, 6) and lw.isfinite().all()
@@ -107,7 +107,7 @@ def config(**kw):
     return helpers.config(hidden=[32], latent_dim=4, **kw)
 
 
-@pytest.mark.parametrize("guide", ["gaussian", "full-cov", "planar", "iaf", "delta", "local", "two-layer"])
+@pytest.mark.parametrize("guide", ["gaussian", "full-cov", "planar", "iaf", "realnvp", "delta", "local", "two-layer"])
 def test_every_builtin_guide_trains_with_the_elbo(digits, guide):
     model = "two-layer" if guide == "two-layer" else "vae"
     conf = config(guide=guide, model=model)

@@ -80,6 +80,7 @@ class InferenceConfig:
     alpha: float = 0.5
     baseline_beta: float = 0.9
     baseline_lr_factor: float = 10.0
+    mmd_scale: float = 1000.0
     test_bound: str | None = None  # "iwae": the test IWAE-K bound every epoch (ppl-vae compare)
 
 

@@ -144,13 +144,20 @@ def is_point_mass(config: Config) -> bool:
     return config.pair.pair is None and declared(GUIDES[config.pair.guide]).point_mass
 
 
+def train_name(config: Config) -> str:
+    """What a run's train_bound is, in words: its objective's value, a bound unless said otherwise."""
+    if config.inference.objective == "mmd":
+        return "MMD objective (reconstruction − λ MMD², not a bound)"
+    return bound_name(config)
+
+
 def bound_name(config: Config) -> str:
-    """What a run's train_bound and test_bound are, in words."""
+    """What a run's test_bound (and, but for mmd, train_bound) is, in words."""
     if config.pair.method != "svi":
         return "log p(x) (exact)"
     if is_point_mass(config):
         return "log p(x | z) + log p(z) (point-mass guide: not a bound)"
-    return "bound"
+    return "ELBO" if config.inference.objective == "mmd" else "bound"
 
 
 def build(config: Config, data: Dataset):
@@ -175,7 +182,7 @@ def build_objective(config: Config, strict: bool = False) -> objectives.Objectiv
     (``--alpha`` with elbo); compare, which trains several objectives, is not strict."""
     i = config.inference
     if strict:
-        for key in ("alpha", "baseline_beta", "baseline_lr_factor"):
+        for key in ("alpha", "baseline_beta", "baseline_lr_factor", "mmd_scale"):
             if getattr(i, key) != default(key) and key not in objectives.options_of(i.objective):
                 flag = "--" + key.replace("_", "-")
                 raise UsageError(f"{flag} is an option of " + ", ".join(
@@ -184,6 +191,9 @@ def build_objective(config: Config, strict: bool = False) -> objectives.Objectiv
     if i.objective in ("score-avg", "score-nn") and not config.training.drop_last:
         raise UsageError(f"{i.objective} keeps its running-average baseline per mini-batch position, so it "
                          f"needs mini-batches of one size; drop --no-drop-last.")
+    if i.objective == "mmd" and config.training.batch_size < 2:
+        raise UsageError("the mmd objective compares each mini-batch's encoded points with prior draws, so it needs "
+                         "--batch-size 2 or more.")
     options = {key: getattr(i, key) for key in objectives.options_of(i.objective)}
     objective = objectives.make(i.objective, particles=i.particles, **options)
     if i.test_bound == "iwae":

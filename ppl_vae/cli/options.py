@@ -126,6 +126,7 @@ def add_objective_options(g) -> None:
     setting(g, "--baseline-beta", "decay of the running-average baseline of score-avg and score-nn", type=finite_float)
     setting(g, "--baseline-lr-factor", "score-nn's baseline network learns at this multiple of --lr",
             type=positive_float)
+    setting(g, "--mmd-scale", "λ of the mmd objective: reconstruction − λ N MMD²(q(z), p(z))", type=positive_float)
 
 
 def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> None:

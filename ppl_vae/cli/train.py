@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     history = train(config, out, resume=bool(args.resume), progress=True if args.progress else "log")
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
-    last, what = history[-1], registry.bound_name(registry.resolve(config))
+    resolved = registry.resolve(config)
+    last, what = history[-1], registry.bound_name(resolved)
     given = f" given q({', '.join(last['test_bound_given'])})" if "test_bound_given" in last else ""
     test = "no test set" if last["test_bound"] is None else f"test {what}{given} {last['test_bound']:.2f}"
-    print(f"epoch {last['epoch']}: train {what} {last['train_bound']:.2f}, {test} nats per example; "
+    print(f"epoch {last['epoch']}: train {registry.train_name(resolved)} {last['train_bound']:.2f}, {test} nats per example; "
           f"run directory {out}")
     return 0

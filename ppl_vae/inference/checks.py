@@ -39,6 +39,7 @@ from ppl_vae.data import Dataset, batch_inputs
 from ppl_vae.device import forked_rng
 from ppl_vae.errors import UsageError, user_code
 from ppl_vae.inference import objectives
+from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 from ppl_vae.inference.weights import data_scale
 from ppl_vae.pair import callables, named_inputs, owning_module
@@ -62,9 +63,11 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
                 "pyro.plate('data', ...) at dim=-1, so name the model's and the guide's data plate 'data'")
     outside = [name for name, site in latents.items() if not in_data_plate(site)]
     loss = getattr(objective, "loss", objective)
-    if outside and isinstance(loss, WeightedLoss):
+    if outside and isinstance(loss, (WeightedLoss, MMDLoss)):
+        how = ("compares each point's code with prior draws" if isinstance(loss, MMDLoss)
+               else "weights particles per data point")
         return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, and the "
-                f"{objective.name} objective weights particles per data point, which needs every latent variable "
+                f"{objective.name} objective {how}, which needs every latent variable "
                 f"local; use elbo, elbo-analytic or score, which train the full-data ELBO per point")
     if outside and data_scale(model_trace) == 1:
         return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent, whose log-density "

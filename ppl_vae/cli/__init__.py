@@ -16,9 +16,10 @@ from ppl_vae import threads
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import Diverged, Interrupted
 from ppl_vae.cli.options import show_default
-from ppl_vae.cli import baselines, check, compare, config, evaluate, gaps, impute, outliers, plot, report, train
+from ppl_vae.cli import (baselines, check, compare, config, evaluate, gaps, impute, outliers, plot, report, samples,
+                         train)
 
-COMMANDS = (train, evaluate, compare, check, gaps, baselines, plot, report, outliers, impute, config)
+COMMANDS = (train, evaluate, compare, check, gaps, samples, baselines, plot, report, outliers, impute, config)
 
 
 class HelpFormatter(argparse.HelpFormatter):

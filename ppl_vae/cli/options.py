@@ -182,8 +182,8 @@ def add_device_arg(p: argparse.ArgumentParser, default="auto") -> None:
 
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch's CPU threads for this command (default: torch's, one per core; 1 suits small "
-                        "networks and runs that share the machine)")
+                   help="torch's CPU threads for this command, fixed (default: one per core, fewer while other "
+                        "processes keep cores busy, between training steps)")
 
 
 def given_settings(args: argparse.Namespace) -> dict:

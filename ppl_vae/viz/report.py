@@ -114,8 +114,18 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
 
 
 def _extra_sections(run_dir: str) -> list[str]:
-    """Outlier and imputation results that ``ppl-vae outliers`` / ``impute`` left in the run."""
+    """Sample-quality, outlier and imputation results that ``ppl-vae samples`` / ``outliers`` / ``impute`` left."""
     lines = []
+    found = _read_json(os.path.join(run_dir, "samples.json"))
+    if found:
+        lines += ["## Sample quality", "",
+                  "Samples x ~ p(x) from the model against the test images: the held-out accuracy of a classifier "
+                  "telling them apart (C2ST; 0.5 = indistinguishable) and the pixel-space MMD².", "",
+                  "| samples | C2ST accuracy | MMD² |", "|---|---|---|",
+                  f"| {found['n']} | {_fmt(found['c2st_accuracy'], 3)} ± {_fmt(found['c2st_se'], 3)} "
+                  f"| {_fmt(found['mmd2'], 4)} |", ""]
+        link = _link(run_dir, found.get("figure"), "samples")
+        lines += [link + "\n"] if link else []
     found = [r for r in (_read_json(p) for p in sorted(glob.glob(os.path.join(run_dir, "outliers-*.json")))) if r]
     if found:
         lines += ["## Outlier detection", "",

@@ -31,10 +31,11 @@ from ppl_vae.inference.objectives.weighted import latent_sites
 from ppl_vae.inference.weights import data_scale, elbo_bound, per_point
 
 
-def rbf_mmd2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The unbiased MMD² between samples a [n, d] and b [m, d], kernel exp(−‖·‖² / (2d))."""
-    d = a.shape[-1]
-    k = lambda u, v: torch.exp(-torch.cdist(u, v).pow(2) / (2 * d))  # noqa: E731
+def rbf_mmd2(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
+    """The unbiased MMD² between samples a [n, d] and b [m, d], kernel exp(−‖u − v‖² / h), h = ``bandwidth``
+    (default 2d)."""
+    h = 2 * a.shape[-1] if bandwidth is None else bandwidth
+    k = lambda u, v: torch.exp(-torch.cdist(u, v).pow(2) / h)  # noqa: E731
     n, m = a.shape[0], b.shape[0]
     kaa, kbb = k(a, a), k(b, b)
     return ((kaa.sum() - kaa.diagonal().sum()) / (n * (n - 1)) + (kbb.sum() - kbb.diagonal().sum()) / (m * (m - 1))

@@ -25,7 +25,7 @@ from ppl_vae.guides.full_cov import FullCovGaussian
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.guides.local import LocalGaussian
-from ppl_vae.guides.two_layer import TwoLayerGaussian
+from ppl_vae.guides.two_layer import FactorizedTwoLayerGaussian, TwoLayerGaussian
 from ppl_vae.inference import objectives
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.models.conv_vae import ConvVAE
@@ -42,6 +42,7 @@ GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.
           "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
           "delta": DeltaEncoder.from_config,
           "local": LocalGaussian.from_config, "two-layer": TwoLayerGaussian.from_config,
+          "two-layer-mf": FactorizedTwoLayerGaussian.from_config,
           "linear": LinearGaussian.from_config, "empty": Empty.from_config}
 
 

@@ -107,9 +107,10 @@ def config(**kw):
     return helpers.config(hidden=[32], latent_dim=4, **kw)
 
 
-@pytest.mark.parametrize("guide", ["gaussian", "full-cov", "planar", "iaf", "realnvp", "delta", "local", "two-layer"])
+@pytest.mark.parametrize("guide", ["gaussian", "full-cov", "planar", "iaf", "realnvp", "delta", "local", "two-layer",
+                                   "two-layer-mf"])
 def test_every_builtin_guide_trains_with_the_elbo(digits, guide):
-    model = "two-layer" if guide == "two-layer" else "vae"
+    model = "two-layer" if guide.startswith("two-layer") else "vae"
     conf = config(guide=guide, model=model)
     pyro.set_rng_seed(0)
     vae, q = registry.build(conf, digits)
@@ -124,16 +125,34 @@ def test_compatibility_table_gives_one_sentence():
     invalid = [(g, o) for g, factory in registry.GUIDES.items() for o in registry.declared(factory).refuses]
     assert ("delta", "iwae") in invalid and ("planar", "stl") in invalid and ("two-layer", "elbo-analytic") in invalid
     for guide, objective in invalid:
-        model = "two-layer" if guide == "two-layer" else "vae"
+        model = "two-layer" if guide.startswith("two-layer") else "vae"
         with pytest.raises(UsageError) as e:
             registry.check(config(guide=guide, model=model, objective=objective))
         message = str(e.value)
         assert message.count(". ") == 0 and message.endswith(".") and f"--objective {objective}" in message
     vae_guides = [g for g in registry.GUIDES if g not in ("linear", "empty")]  # those two: tests of ppca, gmm
     for guide in vae_guides:  # everything else is allowed
-        model = "two-layer" if guide == "two-layer" else "vae"
+        model = "two-layer" if guide.startswith("two-layer") else "vae"
         for objective in [o for o in OBJECTIVES if o != "enum"]:
             if (guide, objective) not in invalid:
                 registry.check(config(guide=guide, model=model, objective=objective))
     with pytest.raises(UsageError, match="--guide two-layer"):
         registry.check(config(model="two-layer", guide="iaf"))
+
+
+@pytest.mark.parametrize("guide, depends", [("two-layer", True), ("two-layer-mf", False)])
+def test_the_two_layer_guides_structure(digits, guide, depends):
+    """Structured: q(z2 | z1) moves with z1; fully factorised: q(z2 | x) does not, and it trains with the
+    analytic KL, which the structured guide refuses."""
+    from pyro import poutine
+
+    pyro.set_rng_seed(0)
+    _, q = registry.build(config(guide=guide, model="two-layer"), digits)
+    x = digits.x_test[:5]
+    locs = [poutine.trace(poutine.condition(q.guide, data={"z1": torch.full((5, q.q1.latent_dim), v)}))
+            .get_trace(x).nodes["z2"]["fn"].base_dist.loc for v in (0.0, 1.0)]
+    assert torch.equal(*locs) is not depends
+    if not depends:
+        vae, q = registry.build(config(guide=guide, model="two-layer", objective="elbo-analytic"), digits)
+        history = fit(vae, q, digits, "elbo-analytic", epochs=3, lr=3e-3, progress=False)
+        assert history[-1]["test_bound"] > history[0]["test_bound"] + 1.0

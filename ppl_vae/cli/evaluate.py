@@ -10,6 +10,7 @@ import pyro
 
 from ppl_vae.data import batch_inputs
 from ppl_vae.evaluation import estimators
+from ppl_vae.evaluation.estimators.ais import bdmc, simulate
 from ppl_vae.evaluation.evaluate import describe, evaluate
 from ppl_vae.io.rundir import write_json
 from ppl_vae.cli import options
@@ -89,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         entries[name] = estimators.summary(entry)
     if args.bdmc:
         pyro.set_rng_seed(args.seed)
-        x_sim, z_sim = estimators.simulate(run_.model, run_.guide, x, inputs)
-        entry = estimators.bdmc(run_.model, run_.guide, x_sim, z_sim, inputs=inputs, progress=args.progress,
+        x_sim, z_sim = simulate(run_.model, run_.guide, x, inputs)
+        entry = bdmc(run_.model, run_.guide, x_sim, z_sim, inputs=inputs, progress=args.progress,
                                 **ais_options)
         print(estimators.describe(entry), flush=True)
         entries["bdmc"] = estimators.summary(entry)

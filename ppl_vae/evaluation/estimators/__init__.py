@@ -10,7 +10,8 @@ name           estimate of log p(x)                                       what i
 ``ais``        log (1/C) Σ_c w_c, annealed from q to p(z | x) by HMC         stochastic lower bound
 =============  =========================================================  ======================
 
-and :func:`~ppl_vae.evaluation.estimators.ais.bdmc`, the bracket [lower, upper] of AIS forward and
+(each in the module of its name, all in :data:`ESTIMATORS`) and
+:func:`~ppl_vae.evaluation.estimators.ais.bdmc`, the bracket [lower, upper] of AIS forward and
 backward on data simulated from the model. Each function takes (model, guide, x) as
 :func:`ppl_vae.evaluate` does and returns a dict: ``estimate`` (the mean over the points, nats per
 data point), ``se`` (its standard error over the points), ``seconds`` (wall time), ``quantity``
@@ -21,19 +22,18 @@ work, a pair it cannot handle (:func:`~ppl_vae.evaluation.estimators.target.late
 
 from __future__ import annotations
 
+# The modules are named after their estimators; the functions are reached through ESTIMATORS or their
+# module (``from ppl_vae.evaluation.estimators.laplace import laplace``), never re-bound here, so that
+# ``ppl_vae.evaluation.estimators.laplace`` stays the module.
 from ppl_vae.evaluation.estimators import ais as _ais
 from ppl_vae.evaluation.estimators import elbo as _elbo
 from ppl_vae.evaluation.estimators import importance as _importance
 from ppl_vae.evaluation.estimators import laplace as _laplace
 from ppl_vae.evaluation.estimators import perturbative as _perturbative
-from ppl_vae.evaluation.estimators.ais import ais, bdmc, simulate
-from ppl_vae.evaluation.estimators.elbo import elbo
-from ppl_vae.evaluation.estimators.importance import importance
-from ppl_vae.evaluation.estimators.laplace import laplace
-from ppl_vae.evaluation.estimators.perturbative import perturbative
 from ppl_vae.evaluation.estimators.target import latent_space
 
-ESTIMATORS = {"elbo": elbo, "is": importance, "laplace": laplace, "perturbative": perturbative, "ais": ais}
+ESTIMATORS = {"elbo": _elbo.elbo, "is": _importance.importance, "laplace": _laplace.laplace,
+              "perturbative": _perturbative.perturbative, "ais": _ais.ais}
 NEEDS = {"elbo": _elbo.NEEDS, "is": _importance.NEEDS, "laplace": _laplace.NEEDS,
          "perturbative": _perturbative.NEEDS, "ais": _ais.NEEDS, "bdmc": _ais.NEEDS}
 
@@ -77,5 +77,4 @@ def summary(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if not k.startswith("per_point")}
 
 
-__all__ = ["ESTIMATORS", "ais", "bdmc", "check", "describe", "elbo", "importance", "laplace", "perturbative",
-           "simulate", "summary"]
+__all__ = ["ESTIMATORS", "NEEDS", "check", "describe", "summary"]

@@ -88,8 +88,10 @@ class _State:
 def hmc(state: _State, beta: float, eps: torch.Tensor, scale: torch.Tensor, leapfrog: int) -> torch.Tensor:
     """One HMC transition leaving γ_β invariant, in place; returns the acceptance probabilities [C, n].
     ``eps`` [n]: step sizes; ``scale`` [n, d]: the whitening s (z = s ⊙ u)."""
-    step = eps[:, None] * scale  # [n, d]
     v = torch.randn_like(state.z)
+    # a random factor in [0.5, 1.5) per chain: fixed trajectory lengths can resonate with a Gaussian-like target
+    # and mix badly (Neal 2011, §5.4.2.2); it depends on no state, so the kernel stays γ-invariant
+    step = eps[:, None] * scale * (0.5 + torch.rand_like(v[..., :1]))  # [C, n, d]
     start = state.log_gamma(beta) - 0.5 * v.pow(2).sum(-1)
     z = state.z
     v = v + 0.5 * step * state.grad(beta)
@@ -173,7 +175,7 @@ def _run(model, guide, x, z_start, *, forward: bool, steps, chains, tune_chains,
 
 
 def ais(model, guide, x, *, steps: int = 500, chains: int = 16, tune_chains: int = 4, leapfrog: int = 5,
-        target_accept: float = 0.65, step_size: float = 0.5, inputs: dict | None = None, max_plate_nesting: int = 1,
+        target_accept: float = 0.9, step_size: float = 0.5, inputs: dict | None = None, max_plate_nesting: int = 1,
         max_elements: int | None = None, progress: bool = False) -> dict:
     """The AIS estimate log (1/C) Σ_c w_c per point of ``x``, in nats, with T = ``steps`` distributions,
     C = ``chains`` chains per point (plus ``tune_chains`` that only adapt the step size), HMC with
@@ -190,7 +192,7 @@ def ais(model, guide, x, *, steps: int = 500, chains: int = 16, tune_chains: int
 
 
 def bdmc(model, guide, x, z, *, steps: int = 500, chains: int = 16, tune_chains: int = 4, leapfrog: int = 5,
-         target_accept: float = 0.65, step_size: float = 0.5, inputs: dict | None = None, max_plate_nesting: int = 1,
+         target_accept: float = 0.9, step_size: float = 0.5, inputs: dict | None = None, max_plate_nesting: int = 1,
          max_elements: int | None = None, progress: bool = False) -> dict:
     """Bidirectional Monte Carlo on points ``x`` with exact posterior draws ``z`` [N, d] (data simulated from
     the model, :func:`simulate`): the forward AIS lower bound, the reverse AIS upper bound

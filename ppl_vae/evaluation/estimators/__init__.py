@@ -56,7 +56,8 @@ def describe(entry: dict) -> str:
     elif name == "laplace":
         what = (f"an approximation, neither bound, at the mode of log p(x, z) "
                 f"({entry['not_positive_definite']} of {entry['points']} points left out, H not positive definite; "
-                f"{entry['not_stationary']} at a kink, {entry['not_converged']} not converged)")
+                f"{entry['not_stationary']} where it stopped rising before its gradient vanished, as at a ReLU kink; "
+                f"{entry['not_converged']} not converged)")
     elif name == "perturbative":
         what = (f"a stochastic lower bound, perturbative of order K = {entry['order']} from "
                 f"{entry['particles']} draws of q")

@@ -95,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
                                 **ais_options)
         print(estimators.describe(entry), flush=True)
         entries["bdmc"] = estimators.summary(entry)
-    write_json(path, {"estimators": entries, "n": int(x.shape[0]), "epoch": run_.epoch, "seed": args.seed,
-                      "dataset": run_.config.data.dataset})
-    print(f"test log p(x) in nats per example, mean ± standard error over {x.shape[0]} test points; wrote {path}")
+    results = {"estimators": entries, "n": int(x.shape[0]), "epoch": run_.epoch, "seed": args.seed,
+               "dataset": run_.config.data.dataset}
+    given = ""
+    if inputs:  # a conditional model: every estimate is of log p(x | inputs)
+        results["given"] = sorted(inputs)
+        given = f" | {', '.join(sorted(inputs))}"
+    write_json(path, results)
+    print(f"test log p(x{given}) in nats per example, mean ± standard error over {x.shape[0]} test points; "
+          f"wrote {path}")
     return 0

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import time
 
-from ppl_vae.evaluation.evaluate import per_point
-from ppl_vae.evaluation.estimators.target import latent_space, result
-from ppl_vae.pair import callables
+from ppl_vae.evaluation.estimators.importance import NEEDS, scored_draws
+from ppl_vae.evaluation.estimators.target import result
 
-
-NEEDS = ("density",)  # what latent_space checks: q can be sampled and scored
+__all__ = ["NEEDS", "elbo"]
 
 
 def elbo(model, guide, x, *, particles: int = 5000, inputs: dict | None = None, max_plate_nesting: int = 1,
          max_elements: int | None = None, progress: bool = False) -> dict:
     """The ELBO per point of ``x`` from K = ``particles`` draws of the guide, in nats."""
     start = time.perf_counter()
-    model, guide = callables(model, guide)
-    latent_space(model, guide, x, inputs, estimator="elbo", needs=NEEDS)
-    bound, _ = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting,
-                         max_elements=max_elements, inputs=inputs)
+    bound, _ = scored_draws("elbo", model, guide, x, particles, inputs, max_plate_nesting, max_elements)
     return result("elbo", "lower bound", bound, time.perf_counter() - start, particles=particles)

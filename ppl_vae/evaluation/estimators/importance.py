@@ -27,14 +27,20 @@ from ppl_vae.inference.weights import log_weights
 NEEDS = ("density",)  # what latent_space checks: q can be sampled and scored
 
 
+def scored_draws(estimator: str, model, guide, x, particles: int, inputs: dict | None, max_plate_nesting: int,
+                 max_elements: int | None):
+    """(ELBO, log p̂_K) per point from the same K draws of q, after refusing what ``estimator`` cannot do."""
+    model, guide = callables(model, guide)
+    latent_space(model, guide, x, inputs, estimator=estimator, needs=NEEDS)
+    return per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
+                     inputs=inputs)
+
+
 def importance(model, guide, x, *, particles: int = 5000, inputs: dict | None = None, max_plate_nesting: int = 1,
                max_elements: int | None = None, progress: bool = False) -> dict:
     """log p̂_K(x) per point of ``x`` with K = ``particles`` draws from the guide, in nats."""
     start = time.perf_counter()
-    model, guide = callables(model, guide)
-    latent_space(model, guide, x, inputs, estimator="is", needs=NEEDS)
-    _, log_px = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting,
-                          max_elements=max_elements, inputs=inputs)
+    _, log_px = scored_draws("is", model, guide, x, particles, inputs, max_plate_nesting, max_elements)
     return result("is", "stochastic lower bound", log_px, time.perf_counter() - start, particles=particles)
 
 

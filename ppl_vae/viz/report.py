@@ -47,7 +47,8 @@ def numbers(run, stats: dict) -> dict:
     ev = _read_json(os.path.join(run.dir, "eval.json"))
     if ev:
         out["eval"] = {k: ev.get(k) for k in ("estimate", "test_elbo", "test_elbo_se", "test_nll", "test_nll_se",
-                                              "test_objective", "test_objective_se", "quantity", "given", "particles", "n", "epoch")}
+                                              "test_objective", "test_objective_se", "quantity", "given", "particles", "n", "epoch",
+                                              "estimators")}
     out["latent"] = stats
     return out
 
@@ -81,7 +82,15 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
         lines.append(f"| best test bound (epoch {nums['best_epoch']}) | {_fmt(nums['best_test_bound'])} |")
     ev = nums.get("eval")
     estimate = ev.get("estimate", "importance-sampled") if ev else None  # older eval.json files: IS
-    if estimate == "exact":
+    if ev and ev.get("estimators"):  # `evaluate --estimator`: one row per estimator
+        for name, entry in ev["estimators"].items():
+            if name == "bdmc":
+                lines.append(f"| log p(x) of as many points simulated from the model, BDMC bracket (eval.json, T = {entry['steps']}) | "
+                             f"[{_fmt(entry['lower'])}, {_fmt(entry['upper'])}] |")
+            else:
+                lines.append(f"| test log p(x), {name}: {entry['quantity']} (eval.json) | "
+                             f"{_fmt(entry['estimate'])} ± {_fmt(entry['se'])} |")
+    elif estimate == "exact":
         lines.append(f"| test NLL = −log p(x), exact (eval.json) | {_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])} |")
     elif estimate in ("not a bound", "given global latents"):
         quantity = (ev.get("quantity") or "log p(x | z) + log p(z) at the point-mass guide's z").replace("|", "\\|")

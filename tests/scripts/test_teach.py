@@ -15,6 +15,8 @@ CASES = {
                           ["variance_vs_samples", "variance_vs_dimension"]),
     "iwae_tightening": (["--max-particles", "4", "--components", "3"], ["bound_vs_k", "gap_vs_k"]),
     "flow_posterior": (["--steps", "5", "--layers", "2", "--samples", "16"], ["densities", "elbo"]),
+    "log_px_estimators": (["--epochs", "1", "--points", "10", "--particles", "1,10", "--ais-steps", "2,3",
+                           "--ais-chains", "2"], ["estimates_vs_compute"]),
 }
 
 

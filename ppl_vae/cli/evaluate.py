@@ -12,7 +12,9 @@ from ppl_vae.data import batch_inputs
 from ppl_vae.evaluation import estimators
 from ppl_vae.evaluation.estimators.ais import bdmc, simulate
 from ppl_vae.evaluation.evaluate import describe, evaluate
+from ppl_vae.inference.validation import valid_points
 from ppl_vae.io.rundir import write_json
+from ppl_vae.pair import callables
 from ppl_vae.cli import options
 
 NAMES = tuple(estimators.ESTIMATORS)
@@ -78,6 +80,23 @@ def run(args: argparse.Namespace) -> int:
         return 0
     names = args.estimator or []
     estimators.check(names + ["bdmc"] * args.bdmc, run_.model, run_.guide, x, inputs)  # refusals before any work
+    valid_points(*callables(run_.model, run_.guide), x, inputs, "test")  # Pyro's checks once, not at every step
+    with pyro.validation_enabled(False):
+        entries = run_estimators(args, run_, x, inputs, names)
+    results = {"estimators": entries, "n": int(x.shape[0]), "epoch": run_.epoch, "seed": args.seed,
+               "dataset": run_.config.data.dataset}
+    given = ""
+    if inputs:  # a conditional model: every estimate is of log p(x | inputs)
+        results["given"] = sorted(inputs)
+        given = f" | {', '.join(sorted(inputs))}"
+    write_json(path, results)
+    print(f"test log p(x{given}) in nats per example, mean ± standard error over {x.shape[0]} test points; "
+          f"wrote {path}")
+    return 0
+
+
+def run_estimators(args, run_, x, inputs: dict, names: list[str]) -> dict:
+    """{name: eval.json's entry} of each estimator named, and of BDMC with --bdmc, each line printed as it ends."""
     ais_options = dict(steps=args.ais_steps, chains=args.ais_chains, leapfrog=args.ais_leapfrog)
     own = {"elbo": dict(particles=args.particles), "is": dict(particles=args.particles), "laplace": {},
            "perturbative": dict(particles=args.particles, order=args.perturbative_order), "ais": ais_options}
@@ -91,17 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bdmc:
         pyro.set_rng_seed(args.seed)
         x_sim, z_sim = simulate(run_.model, run_.guide, x, inputs)
-        entry = bdmc(run_.model, run_.guide, x_sim, z_sim, inputs=inputs, progress=args.progress,
-                                **ais_options)
+        entry = bdmc(run_.model, run_.guide, x_sim, z_sim, inputs=inputs, progress=args.progress, **ais_options)
         print(estimators.describe(entry), flush=True)
         entries["bdmc"] = estimators.summary(entry)
-    results = {"estimators": entries, "n": int(x.shape[0]), "epoch": run_.epoch, "seed": args.seed,
-               "dataset": run_.config.data.dataset}
-    given = ""
-    if inputs:  # a conditional model: every estimate is of log p(x | inputs)
-        results["given"] = sorted(inputs)
-        given = f" | {', '.join(sorted(inputs))}"
-    write_json(path, results)
-    print(f"test log p(x{given}) in nats per example, mean ± standard error over {x.shape[0]} test points; "
-          f"wrote {path}")
-    return 0
+    return entries

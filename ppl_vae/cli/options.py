@@ -114,8 +114,8 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--objective", "the training objective (default: elbo; enum for gmm)",
             choices=list(objectives.OBJECTIVES))
     setting(g, "--particles", "particles K per data point", type=positive_int)
-    setting(g, "--jit", "train elbo and elbo-analytic with Pyro's JIT-compiled loss where the run allows it and "
-                        "it matches the eager loss (on unless --no-jit)",
+    setting(g, "--jit", "train elbo and the importance-weighted objectives with a JIT-compiled loss where the run "
+                        "allows it and it matches the eager loss (on unless --no-jit)",
             action=argparse.BooleanOptionalAction)
     add_objective_options(g)
 

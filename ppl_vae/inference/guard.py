@@ -21,7 +21,7 @@ import re
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO
+from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO
 from pyro.infer.util import is_validation_enabled
 
 
@@ -117,7 +117,7 @@ def backward(loss, model, guide, *args, **kwargs):
         value, surrogate = loss.loss_and_surrogate_loss(model, guide, *args, **kwargs)
         surrogate.backward()
         return value.detach()
-    if isinstance(loss, (JitTraceMeanField_ELBO, JitTraceEnum_ELBO)):
+    if isinstance(loss, JitTraceEnum_ELBO):
         value = loss.differentiable_loss(model, guide, *args, **kwargs)
         value.backward()
         return value.detach()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyro.infer import JitTraceMeanField_ELBO, TraceMeanField_ELBO
+from pyro.infer import TraceMeanField_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
@@ -19,5 +19,6 @@ def elbo_analytic(particles: int = 1) -> Objective:
     posterior; unlike log w, it is not constant when q is the exact posterior.
     """
     kwargs = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
-    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound,
-                     jit=lambda: JitTraceMeanField_ELBO(ignore_jit_warnings=True, **kwargs))
+    # no JIT form: Pyro's JitTraceMeanField_ELBO took 8.4× the eager step on the digits VAE (21.1 against
+    # 2.5 ms, GuardedSVI, 2-core CPU), so the trainer keeps this loss eager
+    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound)

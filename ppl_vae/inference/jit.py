@@ -9,7 +9,7 @@ not otherwise:
 
 - the objective has a JIT form: ``elbo`` and ``elbo`` with enumerated sites (Pyro's JIT ELBOs), and the
   importance-weighted objectives (:class:`~ppl_vae.inference.objectives.weighted.CompiledWeighted`).
-  ``elbo-analytic`` has none: Pyro's ``JitTraceMeanField_ELBO`` was 8× slower than the eager loss here;
+  ``elbo-analytic`` has none: Pyro's ``JitTraceMeanField_ELBO`` was 10× slower than ``elbo`` here;
 - the schedule is joint SVI: variational EM hides one side's parameters from each half-step,
   and a graph traced with them hidden would hold their values as constants;
 - the model and guide take no named inputs: Pyro passes keyword tensors into the trace as

@@ -19,6 +19,6 @@ def elbo_analytic(particles: int = 1) -> Objective:
     posterior; unlike log w, it is not constant when q is the exact posterior.
     """
     kwargs = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
-    # no JIT form: Pyro's JitTraceMeanField_ELBO took 8.4× the eager step on the digits VAE (21.1 against
-    # 2.5 ms, GuardedSVI, 2-core CPU), so the trainer keeps this loss eager
+    # no JIT form: with Pyro's JitTraceMeanField_ELBO, scripts/bench_objectives.py gave this objective 10×
+    # elbo's step (benchmarks/RESULTS.md), so the trainer keeps it eager
     return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound)

@@ -55,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     last, what = history[-1], registry.bound_name(resolved)
     given = f" given q({', '.join(last['test_bound_given'])})" if "test_bound_given" in last else ""
     test = "no test set" if last["test_bound"] is None else f"test {what}{given} {last['test_bound']:.2f}"
-    print(f"epoch {last['epoch']}: train {registry.train_name(resolved)} {last['train_bound']:.2f}, {test} nats per example; "
-          f"run directory {out}")
+    trained = f"train {registry.train_name(resolved)} {last['train_bound']:.2f}"
+    print(f"epoch {last['epoch']}: {trained}, {test} nats per example; run directory {out}")
     return 0

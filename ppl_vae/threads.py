@@ -62,6 +62,9 @@ def own_cpu() -> float:
     return t.user + t.system
 
 
+_last = (time.monotonic(), machine_busy(), own_cpu()) if machine_busy() is not None else None  # from import on
+
+
 class Governor:
     """Sets torch's threads to the cores the other processes leave free; call :meth:`tick` between steps
     and :meth:`stop` at the end, which gives torch back the count it had."""
@@ -71,14 +74,18 @@ class Governor:
         self.cores = max(1, min(usable_cores(), _DEFAULT))
         self.machine_cores = os.cpu_count() or self.cores
         self.before = torch.get_num_threads()
-        self.last = self._sample()
+        # the first look covers the time since the process started (imports, data checks, compiling), so a
+        # run that starts beside busy processes steps down at once instead of after its first interval
+        self.last = _last if _last is not None else self._sample()
 
     @classmethod
     def start(cls) -> "Governor | None":
         """A governor, unless the thread count was chosen or the machine's load cannot be read."""
         if chosen() or machine_busy() is None:
             return None
-        return cls()
+        governor = cls()
+        governor.tick()
+        return governor
 
     def _sample(self):
         return time.monotonic(), machine_busy(), own_cpu()
@@ -99,6 +106,8 @@ class Governor:
             set_threads(threads)
 
     def stop(self) -> None:
+        global _last
+        _last = self.last  # the next run in this process looks from here
         set_threads(self.before)
 
 

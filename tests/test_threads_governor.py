@@ -17,6 +17,7 @@ def two_cores(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(threads, "INTERVAL", 0.0)
+    monkeypatch.setattr(threads, "_last", None)  # no look from before the test
     torch.set_num_threads(2)
     yield monkeypatch
     torch.set_num_threads(before)

@@ -10,7 +10,7 @@ import torch
 from ppl_vae.evaluation.samples import compare_with_test, model_samples
 from ppl_vae.io.rundir import write_json
 from ppl_vae.pair import callables
-from ppl_vae.viz import figures
+from ppl_vae.viz import figures, plots
 from ppl_vae.cli import options
 
 GRID = 10  # the figure shows GRID × GRID samples
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def draw(samples: torch.Tensor, image_shape, path: str) -> str:
     n = min(GRID, int(samples.shape[0] ** 0.5))
-    images = samples[:n * n].reshape(n, n, -1).clamp(0, 1).cpu().numpy()
+    images = plots._grid(samples[:n * n], n, n)
     fig, ax = figures.figure(6.0, 6.4)
     figures.show_mosaic(ax, figures.mosaic(images, image_shape), title=f"{n * n} samples x ~ p(x) from the model")
     fig.tight_layout()

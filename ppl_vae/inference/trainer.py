@@ -293,10 +293,11 @@ class Trainer:
         self.lr = lr_at(0, **self.schedule)
         self._new_optimizer()
         self._create_params()
+        first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the JIT check
         valid_data(self.model, self.guide, self.data, self.inputs["train"],
-                          None if self.own_test_bound else self.inputs["test"])
+                   None if self.own_test_bound else self.inputs["test"], first_epoch)
         if jit:
-            self._compile()
+            self._compile(first_epoch)
 
     def _new_optimizer(self) -> None:
         self.optim = Optimizer(self.lr, self.lr_factor)
@@ -380,11 +381,10 @@ class Trainer:
         """Whether the guide computes its own test bound (a non-amortized guide refits q per test point)."""
         return getattr(self.modules["guide"], "test_bound", None) is not None
 
-    def _compile(self) -> None:
+    def _compile(self, x: torch.Tensor) -> None:
         """Train with the objective's JIT-compiled loss where it equals the eager one (:mod:`ppl_vae.inference.jit`)."""
         n, b = self.data.x_train.shape[0], self.training.batch_size
         sizes = {min(n, b)} | ({n % b} if not self.training.drop_last and n > b and n % b else set())
-        x = self.data.train_epoch(0)
         first, second = (torch.arange(start, start + min(n, b), device=x.device) for start in (0, b if n >= 2 * b else 0))
         self.eager_loss = self.objective.loss
         self.objective, why = compiled(self.objective, self.model, self.guide, (x[first], first), (x[second], second),

@@ -21,10 +21,12 @@ from ppl_vae.errors import user_code
 VALIDATED_POINTS = 1000  # points per chunk of the pass over the data
 
 
-def valid_data(model, guide, data, inputs: dict, test_inputs: dict | None = None) -> None:
-    """The checks over every training point, as the first epoch binarizes it, and every test point
-    (unless ``test_inputs`` is None: a guide that fits its own test points), before training."""
-    valid_points(model, guide, data.train_epoch(0), inputs, "training", with_idx=True)
+def valid_data(model, guide, data, inputs: dict, test_inputs: dict | None = None, first_epoch=None) -> None:
+    """The checks over every training point, as the first epoch binarizes it (``first_epoch``, when the
+    caller has it), and every test point (unless ``test_inputs`` is None: a guide that fits its own test
+    points), before training."""
+    x = data.train_epoch(0) if first_epoch is None else first_epoch
+    valid_points(model, guide, x, inputs, "training", with_idx=True)
     if test_inputs is not None and data.x_test is not None:
         valid_points(model, guide, data.x_test, test_inputs, "test")
 

@@ -35,6 +35,7 @@ import pyro
 import torch
 
 from ppl_vae.device import forked_rng
+from ppl_vae.inference.guard import backward
 
 # float32 sums of a batch's terms in another order: |jit − eager| ≤ RTOL |eager| for the loss, and
 # 10 RTOL |eager| + RTOL max |eager| for each gradient's entries
@@ -80,7 +81,7 @@ def compiled(objective, model, guide, first: tuple, second: tuple, *, named_inpu
 
 def loss_and_gradients(loss, model, guide, x, idx) -> tuple[float, dict]:
     """(the loss, {parameter name: its gradient}) of one step, leaving no gradient behind."""
-    value = loss.loss_and_grads(model, guide, x, idx)
+    value = float(backward(loss, model, guide, x, idx))  # as the guarded training step computes them
     grads = {name: None if p.grad is None else p.grad.clone() for name, p in pyro.get_param_store().named_parameters()}
     drop_gradients()
     return value, grads

@@ -31,6 +31,7 @@ from ppl_vae import registry
 from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
 from ppl_vae.evaluation.evaluate import chunk_sizes, evaluate, max_elements_for
+from ppl_vae.memory import keep_freed_memory
 
 
 def parse_args():
@@ -67,6 +68,7 @@ def hand_written(model, guide, x, particles: int, max_elements: int) -> torch.Te
 
 def main():
     args = parse_args()
+    keep_freed_memory()  # as the CLI sets glibc (ppl_vae/memory.py), for both variants alike
     device = resolve_device(args.device)
     data = datasets.load(args.dataset, data_dir=args.data_dir, binarize="dynamic", device=device)
     config = registry.resolve(Config.from_dict({"preset": args.preset} if args.preset else {}))

@@ -42,6 +42,7 @@ from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
 from ppl_vae.inference.guard import GuardedSVI
 from ppl_vae.inference.optim import Optimizer
+from ppl_vae.memory import keep_freed_memory
 
 
 def parse_args():
@@ -108,7 +109,9 @@ def cpu_name() -> str:
 
 
 def setup(args):
-    """(device, static-binarized data, network config, mini-batch indices) for a benchmark's ``args``."""
+    """(device, static-binarized data, network config, mini-batch indices) for a benchmark's ``args``.
+    glibc is set as ``fit`` and the CLI set it (:mod:`ppl_vae.memory`), for every variant alike."""
+    keep_freed_memory()
     device = resolve_device(args.device)
     data = datasets.load(args.dataset, data_dir=args.data_dir, binarize="static", device=device)
     config = registry.resolve(Config.from_dict({"binarize": "static", **({"preset": args.preset} if args.preset else {})}))

@@ -12,7 +12,7 @@ import argparse
 import difflib
 import sys
 
-from ppl_vae import threads
+from ppl_vae import memory, threads
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import Diverged, Interrupted
 from ppl_vae.cli.options import show_default
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         threads.fix(args.threads)
+    memory.keep_freed_memory()
     try:
         return args.run(args) or 0
     except UsageError as e:

@@ -44,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_vae import spec
+from ppl_vae.memory import keep_freed_memory
 from ppl_vae.threads import Governor
 from ppl_vae.io import checkpoint
 
@@ -506,6 +507,7 @@ class Trainer:
         self.bar = Progress(self.progress, self.epochs * per_epoch, self.step, self.epochs, self.objective.name)
         self.outputs = [self.bar, *run_files(self.out)]
         self.governor = Governor.start()  # torch's threads: the cores other processes leave free
+        keep_freed_memory()  # torch's large buffers reused from step to step, not faulted in again
         try:
             with stop_requests() as self.stop_request, pyro.validation_enabled(self.training.validate):
                 if self.good is None:

@@ -18,6 +18,7 @@ from ppl_vae import spec
 from ppl_vae.config import Config, PairConfig, default
 from ppl_vae.data import Dataset
 from ppl_vae.errors import UsageError
+from ppl_vae.guides.auxiliary import AuxiliaryGaussian
 from ppl_vae.guides.delta import DeltaEncoder
 from ppl_vae.guides.empty import Empty
 from ppl_vae.guides.flows import FlowGaussian, RealNVPGaussian
@@ -42,7 +43,7 @@ GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.
           "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
           "delta": DeltaEncoder.from_config,
           "local": LocalGaussian.from_config, "two-layer": TwoLayerGaussian.from_config,
-          "two-layer-mf": FactorizedTwoLayerGaussian.from_config,
+          "two-layer-mf": FactorizedTwoLayerGaussian.from_config, "auxiliary": AuxiliaryGaussian.from_config,
           "linear": LinearGaussian.from_config, "empty": Empty.from_config}
 
 
@@ -172,6 +173,9 @@ def build(config: Config, data: Dataset):
         return pair
     model = MODELS[config.pair.model](config, data).to(data.device)
     guide = GUIDES[config.pair.guide](config, data).to(data.device)
+    augment = getattr(declared(GUIDES[config.pair.guide]), "reverse_model", None)
+    if augment is not None:  # the auxiliary guide's bound is the ELBO of p(x, z) r(a | z, x)
+        model = augment(model, config, data).to(data.device)
     return model, guide
 
 

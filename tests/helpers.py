@@ -139,3 +139,17 @@ def wrong_guide(ppca):
 
 def params(ppca, guide):
     return [*guide.parameters(), *ppca.parameters()]
+
+
+def correlated_ppca():
+    """(the digits as grey levels, PPCA fitted to them with the columns of W made nearly parallel): p(z | x)
+    is Gaussian with correlation −0.83, so a diagonal q's gap log p(x) − ELBO stays ≥ −½ log(1 − ρ²) = 0.59."""
+    from ppl_vae import data as datasets
+
+    data = datasets.load("digits", binarize="none")
+    ppca = PPCA(64, 2).fit_closed_form(data.x_train)
+    with torch.no_grad():
+        ppca.W.copy_(ppca.W @ torch.tensor([[1.0, 0.9], [0.0, 0.45]]))
+    _, _, cov = ppca.posterior_params()
+    assert cov[0, 1] / cov.diagonal().prod().sqrt() < -0.8
+    return data, ppca

@@ -175,10 +175,14 @@ def summary(model, guide, x: torch.Tensor, samples: int = 256, inputs: dict | No
     means = posterior_means(guide, x, samples, inputs)
     act = activity(means)
     per_dim = kl_per_dim(model, guide, x, inputs)
+    try:
+        kl_mean = kl_per_point(model, guide, x, samples, inputs).mean().item()
+    except UsageError:  # q(z | x) without a density (the auxiliary guide's mixture): not known
+        kl_mean = None
     return {
         "latent_dim": int(means.shape[1]),
         "active_units": int((act > ACTIVE_THRESHOLD).sum()),
         "activity": act.tolist(),
-        "kl_mean": kl_per_point(model, guide, x, samples, inputs).mean().item(),
+        "kl_mean": kl_mean,
         "kl_per_dim": None if per_dim is None else per_dim.tolist(),
     }

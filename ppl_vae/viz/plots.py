@@ -225,7 +225,9 @@ def kl_units(model, guide, data, path: str, stats: dict | None = None, inputs: d
         left.set_ylabel("nats (mean over test images)")
         left.set_title(f"KL(q(z_u | x) ‖ p(z_u)) per unit\ntotal KL(q(z | x) ‖ p(z)) = {stats['kl_mean']:.2f} nats")
     else:
-        left.text(0.5, 0.5, f"total KL(q(z | x) ‖ p(z)) = {stats['kl_mean']:.2f} nats\n"
+        total = ("not known: q(z | x) has no closed-form density" if stats["kl_mean"] is None
+                 else f"{stats['kl_mean']:.2f} nats")
+        left.text(0.5, 0.5, f"total KL(q(z | x) ‖ p(z)) {'' if stats['kl_mean'] is None else '= '}{total}\n"
                             f"(per-unit KL needs Gaussian marginals)", ha="center", va="center",
                   transform=left.transAxes)
         left.set_title("KL(q(z | x) ‖ p(z))")

@@ -7,14 +7,12 @@ import torch
 from pyro import poutine
 from torch.autograd.functional import jacobian
 
-from ppl_vae import data as datasets
 from ppl_vae import fit, registry
 from ppl_vae.errors import UsageError
 from ppl_vae.evaluation.evaluate import mean_and_se, per_point
 from ppl_vae.guides.flows import RealNVPGaussian
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.models.mlp import encoder_body
-from ppl_vae.models.ppca import PPCA
 import helpers
 
 
@@ -76,12 +74,7 @@ def test_on_a_correlated_ppca_posterior_it_closes_most_of_the_diagonal_guides_ga
     diagonal q cannot express (its gap log p(x) − ELBO stays ≥ −½ log(1 − ρ²) = 0.59 nats); coupling
     layers can. Both guides train 40 epochs with the ELBO on the model held fixed; the gaps are the
     exact log p(x) less the ELBO from 1000 particles, per test point, with standard errors."""
-    data = datasets.load("digits", binarize="none")
-    ppca = PPCA(64, 2).fit_closed_form(data.x_train)
-    with torch.no_grad():
-        ppca.W.copy_(ppca.W @ torch.tensor([[1.0, 0.9], [0.0, 0.45]]))
-    A, b, cov = ppca.posterior_params()
-    assert cov[0, 1] / cov.diagonal().prod().sqrt() < -0.8
+    data, ppca = helpers.correlated_ppca()
     frozen = poutine.block(ppca.model, hide_types=["param"])
     gaps = {}
     for name, make in [("realnvp", lambda: RealNVPGaussian(*encoder_body(64, (64,), "tanh"), 2, "realnvp", 2)),

@@ -7,8 +7,9 @@ is trimmed — so the next step touches fresh pages and pays a page fault for ev
 large buffer. :func:`keep_freed_memory` fixes the mmap threshold at its maximum (32 MiB on 64-bit) and
 stops trimming, so freed blocks stay in the heap for the next step; the process's resident memory
 stays at its peak. Measured on the 2-core development machine (``benchmarks/RESULTS.md``): the DReG
-step at K = 50 on the digits network 1.33–1.36× a hand-written PyTorch step in the same process by
-default, 1.13–1.15× with this set (both run with it then); every step faster in absolute terms.
+step at K = 50 on the digits network 1.19–1.31× a hand-written PyTorch step in the same process with
+glibc's defaults, 1.13–1.15× with this set (both steps run with it then, and both get faster by a
+quarter to a third).
 
 It does nothing outside glibc, and nothing where someone set glibc's malloc options themselves
 (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``).

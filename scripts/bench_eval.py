@@ -32,6 +32,7 @@ from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
 from ppl_vae.evaluation.evaluate import chunk_sizes, evaluate, max_elements_for
 from ppl_vae.memory import keep_freed_memory
+from bench_train import paired_ratio
 
 
 def parse_args():
@@ -94,10 +95,11 @@ def main():
     shape = "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim]))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"{args.dataset}, encoder {shape}, {x.shape[0]} test points, K = {args.particles}, device {device} ({where}), "
-          f"chunks of ≤ {budget} elements; median of {args.rounds} rounds")
+          f"chunks of ≤ {budget} elements; median of {args.rounds} rounds "
+          f"(× torch: the median of the rounds' ratios)")
     print(f"{'variant':<10}{'seconds':>10}{'× torch':>10}{'NLL':>10}")
     for name in variants:
-        print(f"{name:<10}{median[name]:>10.2f}{median[name] / median['torch']:>10.2f}{nll[name]:>10.2f}")
+        print(f"{name:<10}{median[name]:>10.2f}{paired_ratio(times, name, 'torch'):>10.2f}{nll[name]:>10.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "where": where, "dataset": args.dataset, "network": shape,

@@ -34,7 +34,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 
-from bench_train import cpu_name, guarded_step, setup, time_interleaved
+from bench_train import cpu_name, guarded_step, paired_ratio, setup, time_interleaved
 from ppl_vae import data as datasets
 from ppl_vae import registry
 from ppl_vae.config import PRESETS
@@ -53,7 +53,7 @@ def parse_args():
     p.add_argument("--objectives", default=",".join(objectives.OBJECTIVES))
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--steps", type=int, default=20, help="steps per variant per round")
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the results to this file")
@@ -119,7 +119,8 @@ def main():
 
     names = [n.strip() for n in args.objectives.split(",") if n.strip()]
     zoo = {name: fit_step_fn(*networks(), objectives.make(name, particles=args.particles), 1e-3) for name in names}
-    zoo_ms = {name: statistics.median(t) for name, t in time_interleaved(zoo, x, batches, args, device).items()}
+    zoo_times = time_interleaved(zoo, x, batches, args, device)
+    zoo_ms = {name: statistics.median(t) for name, t in zoo_times.items()}
 
     scaling = {}
     for k in IWAE_K:
@@ -127,29 +128,33 @@ def main():
         scaling[f"torch-iwae-{k}"] = torch_iwae_step_fn(*networks(), k, 1e-3)
     scaling[f"dreg-{DREG_K}"] = fit_step_fn(*networks(), objectives.make("dreg", particles=DREG_K), 1e-3)
     scaling[f"torch-dreg-{DREG_K}"] = torch_dreg_step_fn(*networks(), DREG_K, 1e-3)
-    scaling_ms = {name: statistics.median(t) for name, t in time_interleaved(scaling, x, batches, args, device).items()}
+    scaling_times = time_interleaved(scaling, x, batches, args, device)
+    scaling_ms = {name: statistics.median(t) for name, t in scaling_times.items()}
 
     shape = "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim]))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{cpu_name()}, {torch.get_num_threads()} threads"
     print(f"{args.dataset}, encoder {shape} {config.pair.activation}, batch {args.batch_size}, device {device} ({where})")
-    print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps")
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps "
+          f"(ratios: the median of the rounds' ratios)")
     print(f"\nall objectives, K = {args.particles} particles per data point")
     print(f"{'objective':<15}{'ms/step':>10}{'× elbo':>10}")
     for name in names:
-        print(f"{name:<15}{zoo_ms[name]:>10.2f}{zoo_ms[name] / zoo_ms.get('elbo', math.nan):>10.2f}")
+        print(f"{name:<15}{zoo_ms[name]:>10.2f}{paired_ratio(zoo_times, name, 'elbo') if 'elbo' in zoo else math.nan:>10.2f}")
     print("\niwae against K, and against the hand-written PyTorch IWAE step")
     print(f"{'K':>4}{'iwae ms':>10}{'× K=1':>8}{'torch ms':>10}{'× torch':>9}")
     for k in IWAE_K:
         pyro_ms, torch_ms = scaling_ms[f"iwae-{k}"], scaling_ms[f"torch-iwae-{k}"]
-        print(f"{k:>4}{pyro_ms:>10.2f}{pyro_ms / scaling_ms['iwae-1']:>8.2f}{torch_ms:>10.2f}{pyro_ms / torch_ms:>9.2f}")
+        print(f"{k:>4}{pyro_ms:>10.2f}{pyro_ms / scaling_ms['iwae-1']:>8.2f}{torch_ms:>10.2f}"
+              f"{paired_ratio(scaling_times, f'iwae-{k}', f'torch-iwae-{k}'):>9.2f}")
     dreg_ms, torch_ms = scaling_ms[f"dreg-{DREG_K}"], scaling_ms[f"torch-dreg-{DREG_K}"]
-    print(f"\ndreg at K = {DREG_K}: {dreg_ms:.2f} ms, hand-written {torch_ms:.2f} ms, {dreg_ms / torch_ms:.2f}× torch")
+    print(f"\ndreg at K = {DREG_K}: {dreg_ms:.2f} ms, hand-written {torch_ms:.2f} ms, "
+          f"{paired_ratio(scaling_times, f'dreg-{DREG_K}', f'torch-dreg-{DREG_K}'):.2f}× torch")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "where": where, "dataset": args.dataset, "network": shape,
                        "batch_size": args.batch_size, "particles": args.particles, "median_ms": zoo_ms,
-                       "iwae_scaling_ms": scaling_ms, "torch": torch.__version__, "pyro": pyro.__version__},
+                       "iwae_scaling_ms": scaling_ms, "rounds_ms": {**zoo_times, **scaling_times}, "torch": torch.__version__, "pyro": pyro.__version__},
                       f, indent=2)
 
 

@@ -51,8 +51,8 @@ def parse_args():
     p.add_argument("--data-dir", default="data")
     p.add_argument("--preset", default=None, choices=list(PRESETS))
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--steps", type=int, default=50, help="steps per variant per round")
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--steps", type=int, default=20, help="steps per variant per round")
+    p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per variant first (JIT tracing)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the results to this file")
@@ -151,6 +151,12 @@ def time_interleaved(variants: dict, x, batches, args, device) -> dict[str, list
     return times
 
 
+def paired_ratio(times: dict[str, list[float]], name: str, reference: str) -> float:
+    """The median over rounds of ``name``'s time over ``reference``'s in the same round: drift in the
+    machine's speed between rounds (this one's drifts by ±15 % within minutes) cancels in each ratio."""
+    return statistics.median(a / b for a, b in zip(times[name], times[reference]))
+
+
 def main():
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     args = parse_args()
@@ -175,14 +181,16 @@ def main():
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{cpu_name()}, {torch.get_num_threads()} threads"
     print(f"{args.dataset}, encoder {shape} {config.pair.activation}, batch {args.batch_size}, device {device} ({where})")
-    print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps")
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps "
+          f"(× torch: the median of the rounds' ratios)")
     print(f"{'variant':<10}{'ms/step':>10}{'× torch':>10}")
     for name in names:
-        print(f"{name:<10}{median[name]:>10.2f}{median[name] / median['torch']:>10.2f}")
+        print(f"{name:<10}{median[name]:>10.2f}{paired_ratio(times, name, 'torch'):>10.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "where": where, "dataset": args.dataset, "network": shape,
                        "batch_size": args.batch_size, "median_ms": median, "rounds_ms": times,
+                       "ratio_to_torch": {name: paired_ratio(times, name, "torch") for name in names},
                        "torch": torch.__version__, "pyro": pyro.__version__}, f, indent=2)
 
 

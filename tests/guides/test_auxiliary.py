@@ -129,7 +129,8 @@ def test_on_a_correlated_ppca_posterior_it_beats_the_diagonal_guides_floor():
     q(z | x) = ∫ q(a | x) q(z | a, x) da can be correlated; its bound adds E KL(q(a | z, x) ‖ r(a | z, x)).
     Both train with the ELBO on the model held fixed (r trains: it is the bound's, not the model's), the
     diagonal 40 epochs at lr 1e-2 (its floor holds at any length), the auxiliary 60 at 5e-3; the gaps
-    are the exact log p(x) less the ELBO from 1000 particles, per test point. And the augmented model's evidence is p(x): log p̂_K from K = 5000 of its weights matches the exact log p(x)."""
+    are the exact log p(x) less the ELBO from 1000 particles, per test point. And the augmented model's
+    evidence is p(x): log p̂_K from K = 5000 of its weights matches the exact log p(x)."""
     data, ppca = helpers.correlated_ppca()
     exact = ppca.log_marginal(data.x_test).detach()
     torch.manual_seed(0)

@@ -289,16 +289,30 @@ class Trainer:
         self.stop_request = StopRequest()
         self.history: list[dict] = []
 
-        pyro.clear_param_store()  # in fit, the run's own (empty) scope; a Trainer made directly takes the store
-        pyro.set_rng_seed(training.seed)
-        self.lr = lr_at(0, **self.schedule)
-        self._new_optimizer()
-        self._create_params()
-        first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the JIT check
-        valid_data(self.model, self.guide, self.data, self.inputs["train"],
-                   None if self.own_test_bound else self.inputs["test"], first_epoch)
-        if jit:
-            self._compile(first_epoch)
+        # torch's threads: the cores other processes leave free, from the first torch-heavy work on (the data
+        # checks and the JIT check run full passes), and glibc set to reuse torch's large buffers
+        self.governor = Governor.start()
+        keep_freed_memory()
+        try:
+            pyro.clear_param_store()  # in fit, the run's own (empty) scope; a Trainer made directly takes the store
+            pyro.set_rng_seed(training.seed)
+            self.lr = lr_at(0, **self.schedule)
+            self._new_optimizer()
+            self._create_params()
+            first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the JIT check
+            valid_data(self.model, self.guide, self.data, self.inputs["train"],
+                       None if self.own_test_bound else self.inputs["test"], first_epoch)
+            if jit:
+                self._compile(first_epoch)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give torch back the thread count it had before this trainer (the governor's)."""
+        if self.governor is not None:
+            self.governor.stop()
+            self.governor = None
 
     def _new_optimizer(self) -> None:
         self.optim = Optimizer(self.lr, self.lr_factor)
@@ -506,8 +520,8 @@ class Trainer:
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last)
         self.bar = Progress(self.progress, self.epochs * per_epoch, self.step, self.epochs, self.objective.name)
         self.outputs = [self.bar, *run_files(self.out)]
-        self.governor = Governor.start()  # torch's threads: the cores other processes leave free
-        keep_freed_memory()  # torch's large buffers reused from step to step, not faulted in again
+        if self.governor is None:  # a second run of one trainer
+            self.governor = Governor.start()
         try:
             with stop_requests() as self.stop_request, pyro.validation_enabled(self.training.validate):
                 if self.good is None:
@@ -524,6 +538,5 @@ class Trainer:
         finally:
             for output in self.outputs:
                 output.close()
-            if self.governor is not None:
-                self.governor.stop()
+            self.release()
         return self.history

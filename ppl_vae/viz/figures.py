@@ -1,28 +1,40 @@
-"""Figures as PNG files, drawn with matplotlib's Agg backend (no display needed)."""
+"""Figures as PNG files, drawn with matplotlib's Agg backend (no display needed).
+
+matplotlib is imported when the first figure is drawn, not with this module: it takes half a
+second, and every ``ppl-vae`` command imports the modules that draw (``train`` draws nothing).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 
-import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 DPI = 100
 
 
+@functools.cache
+def pyplot():
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def figure(width: float = 6.0, height: float = 4.0, **subplots):
     """(fig, axes) of width × height inches, i.e. width·DPI × height·DPI pixels when saved."""
-    return plt.subplots(figsize=(width, height), **subplots)
+    return pyplot().subplots(figsize=(width, height), **subplots)
 
 
 def save(fig, path: str) -> str:
     """Write ``fig`` to ``path`` as PNG at a fixed size, close it, and return the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 

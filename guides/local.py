@@ -121,24 +121,31 @@ class LocalGaussian(nn.Module):
         untouched. Rows are independent problems, so refining them together gives each the
         steps it would get alone (Adam is elementwise).
         """
-        params = [self.loc, self.raw_scale]
-        optim = torch.optim.Adam(params, lr=lr)
-        history, total, plateaus = [], 0.0, 0
-        for step in range(1, max_steps + 1):
-            elbo = log_weights(model, self.sample, x, particles=particles).mean(0)
-            grads = torch.autograd.grad(-elbo.sum(), params)
-            for p, g in zip(params, grads):
-                p.grad = g
-            optim.step()
-            total = total + elbo.detach().mean()
-            if step % window:
-                continue
-            history.append(total.item() / window)  # one host sync per window
-            total = 0.0
-            if len(history) > 1 and history[-1] - history[-2] < tol:
-                plateaus += 1
-                if plateaus > decays:
-                    break
-                for group in optim.param_groups:
-                    group["lr"] /= 5
-        return history
+        return climb([self.loc, self.raw_scale], lambda: log_weights(model, self.sample, x, particles=particles).mean(0),
+                     lr=lr, max_steps=max_steps, window=window, tol=tol, decays=decays)
+
+
+def climb(params: list, elbo, *, lr: float, max_steps: int = 3000, window: int = 50, tol: float = 0.01,
+          decays: int = 3) -> list[float]:
+    """Adam on ``params`` up the ELBO (``elbo()``: per point [N], or one value) until it converges, with
+    the schedule of :meth:`LocalGaussian.refine`; returns the window means of the mean ELBO per point."""
+    optim = torch.optim.Adam(params, lr=lr)
+    history, total, plateaus = [], 0.0, 0
+    for step in range(1, max_steps + 1):
+        value = elbo()
+        grads = torch.autograd.grad(-value.sum(), params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optim.step()
+        total = total + value.detach().mean()
+        if step % window:
+            continue
+        history.append(total.item() / window)  # one host sync per window
+        total = 0.0
+        if len(history) > 1 and history[-1] - history[-2] < tol:
+            plateaus += 1
+            if plateaus > decays:
+                break
+            for group in optim.param_groups:
+                group["lr"] /= 5
+    return history

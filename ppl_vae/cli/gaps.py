@@ -13,15 +13,19 @@ from ppl_vae.cli import options
 def add_parser(sub) -> None:
     p = sub.add_parser("gaps", help="approximation and amortization gaps of a run's encoder",
                        description="Refine q per test point from the encoder's output until its ELBO converges "
-                                   "(Cremer et al. 2018); report log p(x), L[q*], L[q] and the gaps "
-                                   "log p(x) − L[q*] and L[q*] − L[q]. Writes RUN_DIR/gaps.json and gaps.png.")
+                                   "(Cremer et al. 2018) — a table of (m, s) for the diagonal encoder, a copy of "
+                                   "the encoder's weights per point for any other — and report log p(x), L[q*], "
+                                   "L[q] and the gaps log p(x) − L[q*] and L[q*] − L[q]. Writes RUN_DIR/gaps.json "
+                                   "and gaps.png.")
     options.add_run_dir_arg(p)
     p.add_argument("--points", type=options.positive_int, default=1000, help="the first N test points")
     p.add_argument("--particles", "-k", type=options.positive_int, default=5000,
                    help="importance samples K for log p(x) and the ELBOs")
     p.add_argument("--refine-particles", type=options.positive_int, default=10,
                    help="particles per refinement step")
-    p.add_argument("--refine-lr", type=options.positive_float, default=0.05, help="Adam learning rate of q*")
+    p.add_argument("--refine-lr", type=options.positive_float, default=None,
+                   help="Adam learning rate of q* (default: 0.05 for the diagonal encoder's table, 3e-3 for a copy "
+                        "of another encoder's weights)")
     p.add_argument("--max-steps", type=options.positive_int, default=3000, help="refinement steps at most")
     p.add_argument("--tol", type=options.positive_float, default=0.01,
                    help="a plateau: the mean ELBO rose by less than this over 50 steps (nats); the learning rate "

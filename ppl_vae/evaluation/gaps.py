@@ -9,18 +9,28 @@ maximizes the ELBO of x alone, the gap between log p(x) and the encoder's bound 
 The approximation gap is what the family (diagonal Gaussian) cannot express of p(z | x);
 the amortization gap is what one network shared by all x loses against a q fitted to each.
 
-q* is found per test point by :meth:`guides.local.LocalGaussian.refine`: a table of
-(m_x, s_x) started at the encoder's output and moved by Adam on the ELBO with θ fixed until
-the mean bound stops rising. L[q] and L[q*] are then ELBOs estimated with K particles, and
-log p(x) the importance-sampled log p̂_K(x) (K = 5000 by default) with the defensive mixture
-½ q + ½ q* as proposal: q* fits p(z | x) better but, fitted by the mode-seeking ELBO, can be
-narrower than it, and the mixture's weights are at most twice those of either alone
-(Hesterberg 1995). All are nats per data point, as means over the points with their
-standard errors; each gap's error is that of its per-point differences.
+For the diagonal encoder, q* is found per test point by :meth:`guides.local.LocalGaussian.refine`:
+a table of (m_x, s_x) started at the encoder's output and moved by Adam on the ELBO with θ fixed
+until the mean bound stops rising, all points at once. log p(x) is then the importance-sampled
+log p̂_K(x) (K = 5000 by default) with the defensive mixture ½ q + ½ q* as proposal: q* fits
+p(z | x) better but, fitted by the mode-seeking ELBO, can be narrower than it, and the mixture's
+weights are at most twice those of either alone (Hesterberg 1995).
+
+Any other encoder (full covariance, the flows, the auxiliary guide) has no such table: for each test
+point in turn, a copy of its parameters — the guide's, and an auxiliary guide's reverse model
+r(a | z, x), which belongs to its bound — is refined by Adam on the ELBO of that point alone, with
+θ fixed and the same schedule, from the amortized values (:func:`refined_bounds`). Every member of
+these families is reachable at one point (the heads' biases alone set its parameters), so this
+finds the family's q*_x as the table does; it costs one optimization per point, hence fewer points.
+log p(x) is then log p̂_K(x) with the encoder's q as proposal.
+
+L[q] and L[q*] are ELBOs estimated with K particles. All are nats per data point, as means
+over the points with their standard errors; each gap's error is that of its per-point differences.
 """
 
 from __future__ import annotations
 
+import statistics
 from functools import partial
 
 import pyro
@@ -28,28 +38,39 @@ import pyro.distributions as dist
 import torch
 
 from ppl_vae.guides.gaussian import DiagonalGaussian
-from ppl_vae.guides.local import LocalGaussian
+from ppl_vae.guides.auxiliary import ReverseModel
+from ppl_vae.guides.local import LocalGaussian, climb
+from ppl_vae.inference.weights import log_weights
 
 from ppl_vae.viz import figures
 from ppl_vae.errors import UsageError
 from ppl_vae.evaluation.evaluate import chunk_sizes, mean_and_se, per_point
 
 
-def gaps(model, encoder, x: torch.Tensor, particles: int = 5000, *, refine_particles: int = 10, lr: float = 0.05,
-         max_steps: int = 3000, window: int = 50, tol: float = 0.01) -> dict:
+LOCAL_LR, NETWORK_LR = 0.05, 3e-3  # Adam's rate for a table of (m, s), and for a copy of a network's weights
+
+
+def gaps(model, encoder, x: torch.Tensor, particles: int = 5000, *, refine_particles: int = 10,
+         lr: float | None = None, max_steps: int = 3000, window: int = 50, tol: float = 0.01) -> dict:
     """log p(x), L[q*], L[q] and the two gaps for the points ``x`` [N, D].
 
-    ``model``: a module with ``.model``; ``encoder``: a :class:`DiagonalGaussian`. The
-    refinement options are those of :meth:`LocalGaussian.refine`.
+    ``model``: a module with ``.model``; ``encoder``: a guide module with ``.guide``, refined by
+    a local table if it is a :class:`DiagonalGaussian`, else by a copy per point (see the module
+    docstring). The refinement options are those of :meth:`LocalGaussian.refine`; ``lr`` defaults
+    to :data:`LOCAL_LR` for the table and :data:`NETWORK_LR` for a network.
     """
+    if getattr(encoder, "point_mass", False) or isinstance(encoder, LocalGaussian) or not hasattr(encoder, "guide"):
+        raise UsageError(f"gaps compares an encoder's q with q refined per test point in its family; this run's "
+                         f"guide is a {type(encoder).__name__}, which has no encoder with a density to refine; "
+                         f"use a run with --guide gaussian or another amortized guide.")
     if not isinstance(encoder, DiagonalGaussian):
-        raise UsageError(f"gaps compares a diagonal Gaussian encoder (--guide gaussian) with per-point "
-                         f"refinement in its family; this run's guide is a {type(encoder).__name__}.")
+        return network_gaps(model, encoder, x, particles, refine_particles=refine_particles, lr=lr or NETWORK_LR,
+                            max_steps=max_steps, window=window, tol=tol)
     with torch.no_grad():
         loc, scale = encoder(x)
     q_star = LocalGaussian(x.shape[0], encoder.latent_dim, loc, scale).to(x.device)
-    history = q_star.refine(model.model, x, particles=refine_particles, lr=lr, max_steps=max_steps, window=window,
-                            tol=tol)
+    history = q_star.refine(model.model, x, particles=refine_particles, lr=lr or LOCAL_LR, max_steps=max_steps,
+                            window=window, tol=tol)
     elbo_q, elbo_star, log_px = [], [], []
     batch, _ = chunk_sizes(x.shape[0], x[0].numel(), particles)
     for idx in torch.arange(x.shape[0], device=x.device).split(batch):  # per_point's own chunks: q*'s rows follow
@@ -57,14 +78,56 @@ def gaps(model, encoder, x: torch.Tensor, particles: int = 5000, *, refine_parti
         elbo_q.append(per_point(model.model, encoder.guide, xb, particles)[0])
         elbo_star.append(per_point(model.model, partial(q_star.sample, idx=idx), xb, particles)[0])
         log_px.append(per_point(model.model, partial(mixture_guide, encoder, q_star, idx=idx), xb, particles)[1])
-    elbo_q, elbo_star, log_px = torch.cat(elbo_q), torch.cat(elbo_star), torch.cat(log_px)
-    result = {"n": int(x.shape[0]), "particles": particles, "refine_steps": window * len(history),
-              "refine_elbo_per_window": history}
+    return summary(torch.cat(log_px), torch.cat(elbo_star), torch.cat(elbo_q), particles,
+                   refine_steps=window * len(history), refine_elbo_per_window=history, refined="local table")
+
+
+def summary(log_px, elbo_star, elbo_q, particles: int, **details) -> dict:
+    """The gaps' result: each quantity's mean over the points and its standard error."""
+    result = {"n": int(log_px.shape[0]), "particles": particles, **details}
     for key, values in (("log_px", log_px), ("elbo_q_star", elbo_star), ("elbo_q", elbo_q),
                         ("approximation_gap", log_px - elbo_star),
                         ("amortization_gap", elbo_star - elbo_q), ("total_gap", log_px - elbo_q)):
         result[key], result[f"{key}_se"] = mean_and_se(values)
     return result
+
+
+def network_gaps(model, encoder, x, particles: int, **refine) -> dict:
+    """:func:`gaps` for an encoder without a local table: q*_x by :func:`refined_bounds`."""
+    elbo_q, log_px = per_point(model.model, encoder.guide, x, particles)
+    elbo_star, steps = refined_bounds(model, encoder, x, particles, **refine)
+    return summary(log_px, elbo_star, elbo_q, particles, refine_steps=steps, refined="a copy per point")
+
+
+def refined_bounds(model, encoder, x, particles: int, *, refine_particles: int = 10, lr: float = NETWORK_LR,
+                   max_steps: int = 3000, window: int = 50, tol: float = 0.01) -> tuple[torch.Tensor, int]:
+    """(L[q*_x] per point of ``x`` from ``particles`` draws, the median refinement steps per point): for each
+    point, the variational parameters refined on its ELBO alone from the amortized values, θ fixed; the
+    parameters are the amortized ones again afterwards."""
+    variational = [*encoder.parameters(), *(model.reverse.parameters() if isinstance(model, ReverseModel) else ())]
+    theta = [p for p in model.parameters() if all(p is not v for v in variational) and p.requires_grad]
+    amortized = [p.detach().clone() for p in variational]
+    bounds, steps = [], []
+    try:
+        for p in theta:
+            p.requires_grad_(False)
+        for n in range(x.shape[0]):
+            xn = x[n:n + 1]
+            history = climb(variational, lambda: log_weights(model.model, encoder.guide, xn,
+                                                             particles=refine_particles).mean(0),
+                            lr=lr, max_steps=max_steps, window=window, tol=tol)
+            steps.append(window * len(history))
+            bounds.append(per_point(model.model, encoder.guide, xn, particles)[0])
+            with torch.no_grad():
+                for p, value in zip(variational, amortized):
+                    p.copy_(value)
+    finally:
+        for p in theta:
+            p.requires_grad_(True)
+        with torch.no_grad():
+            for p, value in zip(variational, amortized):
+                p.copy_(value)
+    return torch.cat(bounds), int(statistics.median(steps))
 
 
 def mixture_guide(encoder, q_star: LocalGaussian, x: torch.Tensor, idx: torch.Tensor):

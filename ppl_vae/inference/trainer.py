@@ -189,11 +189,14 @@ def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None
     with pyro.get_param_store().scope() as own:  # the run's own parameters: it clears nobody else's
         trainer = Trainer(model, guide, data, objective, settings, device=device, out=out, config=config,
                           progress=progress, step=step, jit=jit)
-        if resume:
-            trainer.restore()
-        elif out is not None:
-            trainer.start_run_dir()
-        history = History(trainer.run())
+        try:
+            if resume:
+                trainer.restore()
+            elif out is not None:
+                trainer.start_run_dir()
+            history = History(trainer.run())
+        finally:
+            trainer.release()  # also when the run directory is refused before training
     merge_into_store(own)
     for module in modules:
         setattr(module, TRAINED, True)

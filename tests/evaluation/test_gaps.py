@@ -79,18 +79,26 @@ def test_gaps_of_a_flow_encoder(tmp_path, capsys):
 
 
 def test_guide_table_script_end_to_end(tmp_path):
+    """The whole ladder for one epoch: a row per rung, Δ NLL from each model's first rung, the gaps of
+    every rung, the table printed as written, and the figure."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "scripts/guide_table.py", "--out", str(tmp_path), "--epochs", "1",
-                           "--particles", "20", "--points", "30", "--hidden", "16", "--latent-dim", "2",
-                           "--no-progress"], capture_output=True, text=True, cwd=root)
+                           "--particles", "20", "--points", "30", "--gap-points", "3", "--gap-steps", "100",
+                           "--hidden", "16", "--latent-dim", "2", "--no-progress"],
+                          capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "guide_table.json").read_text())
-    assert list(result) == ["gaussian", "full-cov", "planar", "iaf"]
-    assert all(r["n"] == 30 and r["particles"] == 20 and r["test_nll"] > 0 for r in result.values())
-    assert "amortization_gap" in result["gaussian"]["gaps"]
+    assert list(result) == ["gaussian", "full-cov", "auxiliary", "planar", "iaf", "realnvp", "two-layer-mf",
+                            "two-layer"]
+    assert all(r["n"] == 30 and r["particles"] == 20 and r["test_nll"] > 0 and r["gaps"]["n"] == 3
+               for r in result.values())
+    assert [r["model"] for r in result.values()] == ["vae"] * 6 + ["two-layer"] * 2
+    assert result["gaussian"]["nll_change"] is None and result["two-layer-mf"]["nll_change"] is None
+    assert result["two-layer"]["nll_change"] is not None and result["realnvp"]["nll_change"] is not None
     table = (tmp_path / "guide_table.md").read_text()
-    assert "| iaf |" in table and done.stdout.endswith(table)
+    assert "| auxiliary | vae |" in table and "| two-layer | two-layer |" in table and done.stdout.endswith(table)
+    assert (tmp_path / "guide_table.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,6 +8,7 @@ import os
 from ppl_vae.evaluation.gaps import gaps, plot
 from ppl_vae.io.rundir import write_json
 from ppl_vae.cli import options
+from ppl_vae.errors import UsageError
 
 
 def add_parser(sub) -> None:
@@ -37,6 +38,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_ = options.open_run(args)
+    if run_.inputs("test"):
+        raise UsageError("gaps refines q per test point from x alone, and this pair takes named inputs (labels, "
+                         "covariates) that it would not pass; use ppl-vae evaluate, which passes them.")
     x = run_.data.x_test[:args.points]
     result = gaps(run_.model, run_.guide, x, args.particles, refine_particles=args.refine_particles,
                   lr=args.refine_lr, max_steps=args.max_steps, tol=args.tol)

@@ -36,15 +36,17 @@ from functools import partial
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.guides.auxiliary import ReverseModel
 from ppl_vae.guides.local import LocalGaussian, climb
+from ppl_vae.inference.objectives.weighted import param_tensors
 from ppl_vae.inference.weights import log_weights
 
 from ppl_vae.viz import figures
 from ppl_vae.errors import UsageError
-from ppl_vae.evaluation.evaluate import chunk_sizes, mean_and_se, per_point
+from ppl_vae.evaluation.evaluate import chunk_sizes, latent_sites, mean_and_se, per_point
 
 
 LOCAL_LR, NETWORK_LR = 0.05, 3e-3  # Adam's rate for a table of (m, s), and for a copy of a network's weights
@@ -63,6 +65,11 @@ def gaps(model, encoder, x: torch.Tensor, particles: int = 5000, *, refine_parti
         raise UsageError(f"gaps compares an encoder's q with q refined per test point in its family; this run's "
                          f"guide is a {type(encoder).__name__}, which has no encoder with a density to refine; "
                          f"use a run with --guide gaussian or another amortized guide.")
+    _, globals_ = latent_sites(model.model, encoder.guide, x)
+    if globals_:
+        raise UsageError(f"gaps compares bounds on log p(x) per test point, and site {globals_[0]!r} is a global "
+                         f"latent (outside pyro.plate('data')), so this model has no per-point log p(x); "
+                         f"use ppl-vae evaluate, which reports the ELBO given q(β).")
     if not isinstance(encoder, DiagonalGaussian):
         return network_gaps(model, encoder, x, particles, refine_particles=refine_particles, lr=lr or NETWORK_LR,
                             max_steps=max_steps, window=window, tol=tol)
@@ -102,15 +109,15 @@ def network_gaps(model, encoder, x, particles: int, **refine) -> dict:
 def refined_bounds(model, encoder, x, particles: int, *, refine_particles: int = 10, lr: float = NETWORK_LR,
                    max_steps: int = 3000, window: int = 50, tol: float = 0.01) -> tuple[torch.Tensor, int]:
     """(L[q*_x] per point of ``x`` from ``particles`` draws, the median refinement steps per point): for each
-    point, the variational parameters refined on its ELBO alone from the amortized values, θ fixed; the
-    parameters are the amortized ones again afterwards."""
-    variational = [*encoder.parameters(), *(model.reverse.parameters() if isinstance(model, ReverseModel) else ())]
-    theta = [p for p in model.parameters() if all(p is not v for v in variational) and p.requires_grad]
+    point, the variational parameters (the guide's, found by tracing it) refined on its ELBO alone from the
+    amortized values, θ fixed (only their gradients are taken); they are the amortized ones again afterwards."""
+    with torch.no_grad():  # the guide's parameters as SVI sees them: its modules' and its own pyro.params
+        variational = param_tensors(poutine.trace(encoder.guide).get_trace(x[:1]))
+    if isinstance(model, ReverseModel):
+        variational += list(model.reverse.parameters())
     amortized = [p.detach().clone() for p in variational]
     bounds, steps = [], []
     try:
-        for p in theta:
-            p.requires_grad_(False)
         for n in range(x.shape[0]):
             xn = x[n:n + 1]
             history = climb(variational, lambda: log_weights(model.model, encoder.guide, xn,
@@ -118,16 +125,16 @@ def refined_bounds(model, encoder, x, particles: int, *, refine_particles: int =
                             lr=lr, max_steps=max_steps, window=window, tol=tol)
             steps.append(window * len(history))
             bounds.append(per_point(model.model, encoder.guide, xn, particles)[0])
-            with torch.no_grad():
-                for p, value in zip(variational, amortized):
-                    p.copy_(value)
+            restore(variational, amortized)
     finally:
-        for p in theta:
-            p.requires_grad_(True)
-        with torch.no_grad():
-            for p, value in zip(variational, amortized):
-                p.copy_(value)
+        restore(variational, amortized)
     return torch.cat(bounds), int(statistics.median(steps))
+
+
+@torch.no_grad()
+def restore(params: list, values: list) -> None:
+    for p, value in zip(params, values):
+        p.copy_(value)
 
 
 def mixture_guide(encoder, q_star: LocalGaussian, x: torch.Tensor, idx: torch.Tensor):

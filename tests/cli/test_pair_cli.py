@@ -173,3 +173,75 @@ def test_compare_of_a_pair_records_its_file_so_an_edit_is_caught_later(user_file
     user_file.write_text(USER_PAIR + "\n# edited\n")
     line = one_line_error(*run_cli(["evaluate", tmp_path / "cmp" / "elbo"], capsys)[::2])
     assert "has changed since this run was trained" in line, line
+
+
+GAPS_PAIRS = textwrap.dedent('''
+    """A user's encoder with its own pyro.param (a learned scale), and a model with a global latent."""
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    from pyro.distributions import constraints
+    from torch import nn
+
+
+    def data_plate(x, idx, n_train):
+        return pyro.plate("data", n_train if idx is not None else x.shape[0], subsample=idx)
+
+
+    class Decoder(nn.Module):
+        def __init__(self, x_dim, n_train, shared_offset=False):
+            super().__init__()
+            self.net, self.n_train, self.shared_offset = nn.Linear(2, x_dim), n_train, shared_offset
+
+        def model(self, x, idx=None):
+            pyro.module("decoder", self)
+            offset = pyro.sample("offset", dist.Normal(0.0, 1.0)) if self.shared_offset else 0.0
+            with data_plate(x, idx, self.n_train):
+                z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+                pyro.sample("x", dist.Bernoulli(logits=self.net(z) + offset).to_event(1), obs=x)
+
+
+    class Encoder(nn.Module):
+        def __init__(self, x_dim, n_train, shared_offset=False):
+            super().__init__()
+            self.net, self.n_train, self.shared_offset = nn.Linear(x_dim, 2), n_train, shared_offset
+
+        def guide(self, x, idx=None):
+            pyro.module("encoder", self)
+            scale = pyro.param("q_scale", torch.full((2,), 0.5), constraint=constraints.positive)
+            if self.shared_offset:
+                pyro.sample("offset", dist.Normal(pyro.param("offset_loc", torch.tensor(0.0)), 0.1))
+            with data_plate(x, idx, self.n_train):
+                pyro.sample("z", dist.Normal(self.net(x), scale).to_event(1))
+
+
+    def local(data):
+        return Decoder(data.x_dim, data.x_train.shape[0]), Encoder(data.x_dim, data.x_train.shape[0])
+
+
+    def with_global(data):
+        n = data.x_train.shape[0]
+        return Decoder(data.x_dim, n, True), Encoder(data.x_dim, n, True)
+''')
+
+
+def test_gaps_of_a_users_encoder_refine_its_own_pyro_params_and_a_global_latent_is_refused(tmp_path, capsys):
+    path = tmp_path / "gaps_pairs.py"
+    path.write_text(GAPS_PAIRS)
+    train(capsys, f"{path}:local", tmp_path / "local", "--epochs", "2")
+    code, _, err = run_cli(["gaps", tmp_path / "local", "--points", "4", "--particles", "200", "--max-steps", "200"],
+                           capsys)
+    assert code == 0, err
+    r = json.loads((tmp_path / "local" / "gaps.json").read_text())
+    assert r["refined"] == "a copy per point", r
+    assert r["amortization_gap"] > -4 * r["amortization_gap_se"] and r["approximation_gap"] > -4 * r["approximation_gap_se"]
+    from ppl_vae.run import load
+
+    pyro.clear_param_store()
+    run = load(str(tmp_path / "local"), "cpu")
+    traced = pyro.poutine.trace(run.guide.guide).get_trace(run.data.x_test[:1])
+    assert "q_scale" in traced.nodes  # the encoder's own pyro.param is among what the refinement moves
+    train(capsys, f"{path}:with_global", tmp_path / "global", "--epochs", "1")
+    code, _, err = run_cli(["gaps", tmp_path / "global"], capsys)
+    assert "'offset' is a global latent" in one_line_error(code, err)
+    assert not (tmp_path / "global" / "gaps.json").exists()

@@ -3,16 +3,18 @@
 Bad input of any kind ends with one sentence on stderr and exit code 2, never a traceback.
 Exit codes: 0 done; 2 bad input; 3 training diverged (non-finite loss or gradient even after
 rolling back with a smaller learning rate); 130 / 143 stopped by SIGINT / SIGTERM, after
-writing a checkpoint that ``ppl-vae train --resume`` continues.
+writing a checkpoint that ``ppl-vae train --resume`` continues; 4 another process of a torchrun
+job died or stopped answering (the last checkpoint stands).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 
-from ppl_vae import memory, threads
+from ppl_vae import memory, parallel, threads
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.trainer import Diverged, Interrupted
 from ppl_vae.cli.options import show_default
@@ -64,22 +66,45 @@ def build_parser() -> Parser:
     return parser
 
 
+PARALLEL = ("train", "evaluate")  # the commands that run data-parallel under torchrun
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         threads.fix(args.threads)
     memory.keep_freed_memory()
+    rank = 0
     try:
+        if parallel.launched():
+            if args.command not in PARALLEL:
+                raise UsageError(f"ppl-vae {args.command} runs in one process; run it without torchrun (only "
+                                 f"{' and '.join(PARALLEL)} run data-parallel).")
+            rank = parallel.world().rank
+            if rank > 0:  # rank 0 prints the results; the others' errors still reach stderr
+                sys.stdout = open(os.devnull, "w")
         return args.run(args) or 0
     except UsageError as e:
-        print(f"ppl-vae {args.command}: error: {e}", file=sys.stderr)
+        print(f"ppl-vae {args.command}: {ranked(rank)}error: {e}", file=sys.stderr)
         return 2
     except (Diverged, Interrupted) as e:
+        if rank == 0:  # every rank stops at the same step; one says so
+            print(f"ppl-vae {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except parallel.PeerLost as e:
         print(f"ppl-vae {args.command}: {e}", file=sys.stderr)
+        parallel.abandon()
         return e.exit_code
     except KeyboardInterrupt:
         print(f"ppl-vae {args.command}: interrupted.", file=sys.stderr)
         return 130
+    finally:
+        parallel.leave()
+
+
+def ranked(rank: int) -> str:
+    """"rank R: " in a data-parallel job's other processes (each checks its own input), else nothing."""
+    return f"rank {rank}: " if rank > 0 else ""
 
 
 if __name__ == "__main__":

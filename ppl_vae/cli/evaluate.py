@@ -8,7 +8,10 @@ import os
 
 import pyro
 
+from ppl_vae import parallel
+
 from ppl_vae.data import batch_inputs
+from ppl_vae.errors import UsageError
 from ppl_vae.evaluation import estimators
 from ppl_vae.evaluation.estimators.ais import bdmc, simulate
 from ppl_vae.evaluation.evaluate import describe, evaluate
@@ -67,7 +70,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    world = parallel.world()
+    if world.parallel and (args.estimator or args.bdmc):
+        raise UsageError("under torchrun, evaluate shards the test ELBO and importance-sampled NLL; --estimator and "
+                         "--bdmc run in one process, so run them without torchrun.")
     run_ = options.open_run(args)
+    if world.rank > 0:  # its points get particles from a stream of their own
+        pyro.set_rng_seed(parallel.rank_seed(args.seed, world.rank))
     x, inputs = run_.data.x_test, run_.inputs()
     if args.points is not None:
         x, inputs = x[:args.points], batch_inputs(inputs, slice(0, args.points))
@@ -75,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.estimator is None and not args.bdmc:
         results = evaluate(run_.model, run_.guide, x, particles=args.particles, inputs=inputs)
         results.update(epoch=run_.epoch, seed=args.seed, dataset=run_.config.data.dataset)
-        write_json(path, results)
+        if world.main:
+            write_json(path, results)
         print(f"{describe(results)}; wrote {path}")
         return 0
     names = args.estimator or []

@@ -34,6 +34,7 @@ from pyro.distributions import Delta
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent
 
+from ppl_vae import parallel
 from ppl_vae.data import batch_inputs, split
 from ppl_vae.device import forked_rng
 from ppl_vae.pair import callables, owning_module
@@ -134,7 +135,8 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
     ({name: tensor [N, ...]}, e.g. ``data.inputs_test``): the bounds are then of log p(x | inputs),
     and the result says so (``"given"``). ``max_elements`` bounds particles ×
     points × dimensions per chunk, i.e. the memory one chunk takes (default: sized to the device,
-    :func:`max_elements_for`).
+    :func:`max_elements_for`). Under torchrun (:mod:`ppl_vae.parallel`) every process estimates its
+    share of the points from its own random stream and every process returns the whole result.
     """
     module = owning_module(model)
     model, guide = callables(model, guide)
@@ -145,9 +147,13 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
     point_masses, globals_ = latent_sites(model, guide, x, inputs)
     valid_points(model, guide, x, inputs or {}, "test")  # once, so that the K particles run without the checks
+    world = parallel.world()  # under torchrun each rank takes its share of the points, and all get every result
+    rows = world.rows(n)
     with pyro.validation_enabled(False):
-        elbo, ll = per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting,
-                             max_elements=max_elements, inputs=inputs, given_globals=bool(globals_))
+        elbo, ll = per_point(model, guide, x[rows], particles, max_plate_nesting=max_plate_nesting,
+                             max_elements=max_elements, inputs=batch_inputs(inputs, rows),
+                             given_globals=bool(globals_))
+    elbo, ll = world.gather_rows(elbo), world.gather_rows(ll)
     elbo_mean, elbo_se = mean_and_se(elbo)
     if globals_:
         given = ", ".join(globals_)

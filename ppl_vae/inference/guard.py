@@ -54,18 +54,35 @@ class GuardedSVI:
     the set of parameters the loss touched: a ``pyro.optim.PyroOptim``, or the run's one
     :class:`~ppl_vae.inference.optim.Optimizer`. After the step every gradient is None, so
     an optimizer over more parameters moves only these. ``eager``: the loss to diagnose a
-    fault with, when ``loss`` is JIT-compiled (default: ``loss``).
+    fault with, when ``loss`` is JIT-compiled (default: ``loss``). ``sync(params, loss)``: in a
+    data-parallel run, sums the ranks' gradients (in place) and losses before the check
+    (:meth:`ppl_vae.parallel.World.sum_step`), and returns the summed loss.
     """
 
-    def __init__(self, model, guide, optim, loss, eager=None):
+    def __init__(self, model, guide, optim, loss, eager=None, sync=None):
         self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
         self.eager = eager if eager is not None else loss
+        self.sync = sync
+        self.touched: set | None = None  # the parameters the last step touched
 
     def step(self, *args, **kwargs):
-        with poutine.trace(param_only=True) as param_capture, invalid_values_as_faults():
-            loss = backward(self.loss, self.model, self.guide, *args, **kwargs)
+        early = None  # a fault found before the loss existed (Pyro's checks on)
+        with poutine.trace(param_only=True) as param_capture:
+            try:
+                with invalid_values_as_faults():
+                    loss = backward(self.loss, self.model, self.guide, *args, **kwargs)
+            except NonFinite as e:
+                if self.sync is None:
+                    raise
+                early, loss = str(e), float("nan")  # the other ranks still wait for this rank's sum
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        if self.sync is not None:  # data-parallel: the ranks' sums, and every rank sees the same verdict
+            if early is not None:
+                params = self.touched or {p for _, p in pyro.get_param_store().named_parameters()}
+            loss = self.sync(params, loss)
+            self.touched = params
         losses, fault = self.checked(loss, params)
+        fault = early or fault
         if fault is not None:
             for p in params:
                 p.grad = None

@@ -43,7 +43,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppl_vae import spec
+from ppl_vae import parallel, spec
 from ppl_vae.memory import keep_freed_memory
 from ppl_vae.threads import Governor
 from ppl_vae.io import checkpoint
@@ -248,7 +248,7 @@ class JointStep:
     def build(self, trainer) -> None:
         """(Re)build the SVI on the trainer's optimizer; called again after every rollback."""
         self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss,
-                              eager=trainer.eager_loss)
+                              eager=trainer.eager_loss, sync=trainer.step_sync)
 
     def __call__(self, x, idx, **inputs) -> float:
         return self.svi.step(x, idx, **inputs)
@@ -261,6 +261,7 @@ class Trainer:
                  device="auto", out: str | None = None, config: Config | None = None, progress: bool = True,
                  step=None, jit: bool = False):
         Config(training=training).validate()
+        self.world = parallel.world()  # under torchrun, this process's rank; else the single process
         self.device = resolve_device(device)
         self.modules = {role: owning_module(m) for role, m in (("model", model), ("guide", guide))}
         for module in self.modules.values():
@@ -290,6 +291,8 @@ class Trainer:
         self.faults = 0  # rollbacks since the last checkpoint
         self.good: dict | None = None  # the last checkpoint, kept in memory for rollbacks
         self.stop_request = StopRequest()
+        self.agreed_stop: int | None = None  # data-parallel: the stop signal the ranks agreed on at the last step
+        self.weight = 1.0  # data-parallel: this rank's weight w_r in the sums (ppl_vae.parallel)
         self.history: list[dict] = []
 
         # torch's threads: the cores other processes leave free, from the first torch-heavy work on (the data
@@ -302,6 +305,7 @@ class Trainer:
             self.lr = lr_at(0, **self.schedule)
             self._new_optimizer()
             self._create_params()
+            self.world.broadcast_params()  # every rank starts from rank 0's weights
             first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the JIT check
             valid_data(self.model, self.guide, self.data, self.inputs["train"],
                        None if self.own_test_bound else self.inputs["test"], first_epoch)
@@ -317,6 +321,23 @@ class Trainer:
             self.governor.stop()
             self.governor = None
 
+    def sync(self, params, loss):
+        """Data-parallel: sum the ranks' gradients and losses (one all-reduce) and agree on a stop request;
+        None in a single process, where GuardedSVI checks its own."""
+        losses = loss if isinstance(loss, tuple) else (loss,)
+        summed, self.agreed_stop = self.world.sum_step(params, losses, self.weight, self.stop_request.signum)
+        return summed if isinstance(loss, tuple) else summed[0]
+
+    @property
+    def step_sync(self):
+        """What GuardedSVI sums a step's gradients with: :meth:`sync` in a data-parallel run, else None."""
+        return self.sync if self.world.parallel else None
+
+    def stop_signal(self) -> int | None:
+        """The SIGINT/SIGTERM to stop on now: this process's, or in a data-parallel run the one the ranks agreed on
+        at the last step (so that every rank stops after the same step)."""
+        return self.agreed_stop if self.world.parallel else self.stop_request.signum
+
     def _new_optimizer(self) -> None:
         self.optim = Optimizer(self.lr, self.lr_factor)
         self.step_rule.build(self)
@@ -330,8 +351,10 @@ class Trainer:
         if os.path.exists(self.path(checkpoint.NAME)) or os.path.exists(self.path(METRICS)):
             raise UsageError(f"{self.out} already holds a run; continue it with --resume {self.out} "
                              f"or choose another --out.")
-        os.makedirs(self.out, exist_ok=True)
-        write_json(self.path(CONFIG), self.config)
+        self.world.barrier()  # every rank has looked before rank 0 writes
+        if self.world.main:
+            os.makedirs(self.out, exist_ok=True)
+            write_json(self.path(CONFIG), self.config)
 
     def restore(self) -> None:
         """Continue from the run's checkpoint: parameters, optimizer, RNG, position in the epoch."""
@@ -339,9 +362,18 @@ class Trainer:
             raise UsageError("resuming needs the run directory (--resume RUN_DIR).")
         self.good = checkpoint.load(self.path(checkpoint.NAME), map_location=self.device)
         self.load_state(self.good)
-        checkpoint.remove_partial(self.out)
         self.history = [m for m in read_jsonl(self.path(METRICS)) if m["epoch"] <= self.epoch]
-        write_jsonl(self.path(METRICS), self.history)  # drop epochs the checkpoint never saw
+        if self.world.rank > 0:  # its own stream: saved by a run on as many ranks, else a fresh one
+            saved = self.good.get("ranks_rng", [])
+            if self.world.rank <= len(saved):
+                checkpoint.set_rng_state(saved[self.world.rank - 1])
+            else:
+                pyro.set_rng_seed(parallel.rank_seed(self.training.seed + self.step, self.world.rank))
+            self.good = self.state()
+        self.world.barrier()  # every rank has read the files before rank 0 rewrites them
+        if self.world.main:
+            checkpoint.remove_partial(self.out)
+            write_jsonl(self.path(METRICS), self.history)  # drop epochs the checkpoint never saw
 
     def state(self) -> dict:
         """Everything a checkpoint holds, copied, so that later steps cannot change it."""
@@ -393,6 +425,11 @@ class Trainer:
         # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
         scale = data_scale(model_tr)
         self.full_size = scale * min(2, self.data.x_train.shape[0]) if scale != 1 else None
+        if self.world.parallel:
+            why = parallel.refusal(self.objective, self.modules["guide"], model_tr, self.training,
+                                   self.data.x_train.shape[0], self.world.size)
+            if why is not None:
+                raise UsageError(f"this run cannot train on {self.world.size} processes: {why}.")
 
     @property
     def own_test_bound(self) -> bool:
@@ -408,7 +445,7 @@ class Trainer:
         self.objective, why = compiled(self.objective, self.model, self.guide, (x[first], first), (x[second], second),
                                        named_inputs=bool(self.inputs["train"]), schedule=self.training.schedule,
                                        sizes=sizes)
-        if why is not None and self.progress:
+        if why is not None and self.progress and self.world.main:
             tqdm.write(f"{self.objective.name} trains eagerly, not JIT-compiled: {why}.", file=sys.stderr)
         self.step_rule.build(self)
 
@@ -416,8 +453,10 @@ class Trainer:
         """Checkpoint now: in memory for rollbacks, and atomically to the run directory if any."""
         self.good = self.state()
         self.faults = 0
-        if self.out is not None:
-            checkpoint.save(self.path(checkpoint.NAME), self.good)
+        streams = self.world.gather_objects(self.good["rng"]) if self.world.parallel and self.out is not None else None
+        if self.out is not None and self.world.main:
+            # one file whatever the world size: rank 0's state, and the other ranks' random streams beside it
+            checkpoint.save(self.path(checkpoint.NAME), {**self.good, "ranks_rng": streams[1:]} if streams else self.good)
 
     # -- training ------------------------------------------------------------------------
 
@@ -449,7 +488,9 @@ class Trainer:
         done = self.in_epoch
         for idx in chunks[done.steps:]:
             start = time.perf_counter()
-            loss = self.train_step(x[idx], idx)
+            mine = self.world.shard(idx)  # idx itself in a single process
+            self.weight = mine.numel() / idx.numel() if self.full_size else 1.0
+            loss = self.train_step(x[mine], mine)  # in a data-parallel run, the whole batch's
             if not math.isfinite(loss):  # a train_step that does not use GuardedSVI
                 raise NonFinite("the loss was not finite")
             done.loss += loss * idx.numel() / self.full_size if self.full_size else loss  # per point, not × N/B
@@ -460,7 +501,7 @@ class Trainer:
             self.bar.step()
             if self.governor is not None:
                 self.governor.tick()
-            if self.stop_request.signum is not None:
+            if self.stop_signal() is not None:
                 self.stop()
             if self.training.checkpoint_every and self.step % self.training.checkpoint_every == 0 and done.steps < len(chunks):
                 self.save()
@@ -478,14 +519,15 @@ class Trainer:
         self.load_state(self.good)
         self.faults, self.lr_scale = faults, scale
         self.bar.rewind(self.step)
-        tqdm.write(f"{where}: {fault}; back to step {self.step} with the learning rate × {self.training.nan_lr_factor:g}",
-                   file=sys.stderr)
+        if self.world.main:
+            tqdm.write(f"{where}: {fault}; back to step {self.step} with the learning rate × "
+                       f"{self.training.nan_lr_factor:g}", file=sys.stderr)
 
     def stop(self, saved: bool = False) -> None:
         """Act on SIGINT/SIGTERM between steps: checkpoint, then raise :class:`Interrupted`."""
         if self.out is not None and not saved:
             self.save()
-        raise interrupted(self.stop_request.signum, self.out,
+        raise interrupted(self.stop_signal(), self.out,
                           f"after step {self.step} ({count(self.epoch, 'epoch')} and "
                           f"{count(self.in_epoch.steps, 'step')} done)")
 
@@ -493,13 +535,15 @@ class Trainer:
         if self.data.x_test is None:
             return None
         per_point_guide = getattr(self.modules["guide"], "test_bound", None)
+        rows = self.world.rows(self.data.x_test.shape[0])  # data-parallel: each rank's share, gathered
         with invalid_values_as_faults():
             if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
-                value = per_point_guide(self.objective, self.model, self.data.x_test).mean().item()
+                values = per_point_guide(self.objective, self.model, self.data.x_test)
             else:
-                value = self.objective.test_bound(self.model, self.guide, self.data.x_test,
-                                                  given_globals=bool(self.global_sites),
-                                                  **self.inputs["test"]).mean().item()
+                values = self.objective.test_bound(self.model, self.guide, self.data.x_test[rows],
+                                                   given_globals=bool(self.global_sites),
+                                                   **batch_inputs(self.inputs["test"], rows))
+        value = self.world.gather_rows(values).mean().item()
         if not math.isfinite(value):
             raise NonFinite("the test bound was not finite")
         return value
@@ -521,13 +565,17 @@ class Trainer:
     def run(self) -> list[dict]:
         """Train up to ``epochs``, from wherever the trainer stands; returns every epoch's metrics."""
         per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last)
-        self.bar = Progress(self.progress, self.epochs * per_epoch, self.step, self.epochs, self.objective.name)
-        self.outputs = [self.bar, *run_files(self.out)]
+        main = self.world.main  # the files and the bar are rank 0's
+        self.bar = Progress(self.progress if main else False, self.epochs * per_epoch, self.step, self.epochs,
+                            self.objective.name)
+        self.outputs = [self.bar, *run_files(self.out if main else None)]
         if self.governor is None:  # a second run of one trainer
             self.governor = Governor.start()
         try:
             with stop_requests() as self.stop_request, pyro.validation_enabled(self.training.validate):
                 if self.good is None:
+                    if self.world.rank > 0:  # particles from the rank's own stream; rank 0 keeps the run's
+                        pyro.set_rng_seed(parallel.rank_seed(self.training.seed, self.world.rank))
                     self.save()  # the state a numerical fault or a kill falls back to
                 while self.epoch < self.epochs:
                     try:
@@ -536,7 +584,8 @@ class Trainer:
                         self.recover(fault)
                         continue
                     self.end_epoch(train_bound, test_bound)
-                    if self.stop_request.signum is not None:
+                    self.agreed_stop = self.world.agree_stop(self.stop_request.signum)
+                    if self.stop_signal() is not None:
                         self.stop(saved=True)
         finally:
             for output in self.outputs:

@@ -40,9 +40,9 @@ class VEMStep:
         optimizer, so checkpoints hold the state of every parameter, and both are guarded
         against non-finite losses and gradients."""
         frozen = lambda fn: poutine.block(fn, hide_types=["param"])  # noqa: E731
-        loss = trainer.objective.loss
-        self.e_svi = GuardedSVI(frozen(trainer.model), trainer.guide, trainer.optim, loss=loss)
-        self.m_svi = GuardedSVI(trainer.model, frozen(trainer.guide), trainer.optim, loss=loss)
+        loss, sync = trainer.objective.loss, trainer.step_sync
+        self.e_svi = GuardedSVI(frozen(trainer.model), trainer.guide, trainer.optim, loss=loss, sync=sync)
+        self.m_svi = GuardedSVI(trainer.model, frozen(trainer.guide), trainer.optim, loss=loss, sync=sync)
 
     def __call__(self, x, idx, **inputs) -> float:
         """Returns the M-step's loss, −Σ bound after the E-steps."""

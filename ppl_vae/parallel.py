@@ -181,18 +181,9 @@ def world() -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
-_abandoned = False
-
-
-def abandon() -> None:
-    """Leave the process group without its goodbye: a peer is gone, and tearing down waits for it."""
-    global _abandoned
-    _abandoned = True
-
-
 def leave() -> None:
     """Destroy the process group (if any) before exit; C++ threads left running abort the process."""
-    if dist.is_available() and dist.is_initialized() and not _abandoned:
+    if dist.is_available() and dist.is_initialized():
         try:  # together, within a bound: rank 0 hosts the store that the others' groups still talk to
             dist.monitored_barrier(timeout=datetime.timedelta(seconds=min(TIMEOUT_S, 30)))
         except RuntimeError:

@@ -19,6 +19,14 @@ order), so drift in the machine's speed hits all variants alike; the medians ove
 and their ratio to ``torch`` are printed, and written as JSON with ``--json``.
 
     python scripts/bench_train.py --dataset mnist --data-dir ../shared/data --preset iwae
+
+With ``--nproc N`` it measures data-parallel scaling instead: training samples per second of
+``torchrun --nproc-per-node n -m ppl_vae train`` for n = 1 and N (the median over epochs 2..E of
+each epoch's step time, from metrics.jsonl), beside a hand-written PyTorch VAE with the same
+networks under ``DistributedDataParallel``, launched the same way on the same global batches;
+scaling efficiency = samples/s at N / (N × samples/s at 1).
+
+    python scripts/bench_train.py --nproc 2 --epochs 6
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per variant first (JIT tracing)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--nproc", type=int, default=None, help="measure data-parallel scaling on 1 and N processes")
+    p.add_argument("--epochs", type=int, default=6, help="epochs of each --nproc run (the first is not timed)")
+    p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)  # a rank of the DDP reference
     return p.parse_args()
 
 
@@ -157,9 +168,101 @@ def paired_ratio(times: dict[str, list[float]], name: str, reference: str) -> fl
     return statistics.median(a / b for a, b in zip(times[name], times[reference]))
 
 
+class TorchELBO(torch.nn.Module):
+    """The hand-written ELBO of :func:`torch_step_fn` as a module's forward, as DDP needs it: −Σ_n ELBO_n."""
+
+    def __init__(self, model, guide):
+        super().__init__()
+        self.model, self.guide = model, guide
+
+    def forward(self, x):
+        loc, scale = self.guide(x)
+        z = loc + scale * torch.randn_like(loc)
+        log_lik = -F.binary_cross_entropy_with_logits(self.model.decoder(z), x, reduction="none").sum(-1)
+        log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
+        return -(log_lik + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - log_q).sum()
+
+
+def ddp_worker(args) -> None:
+    """One rank of the reference: DDP over the hand-written ELBO, each rank its shard of every global batch.
+    DDP averages gradients, so each rank's loss is × world size: the step is that of the whole batch's sum."""
+    import torch.distributed as dist_
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ppl_vae.parallel import World
+
+    dist_.init_process_group("nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
+    world = World(dist_.get_rank(), dist_.get_world_size())
+    device, data, config, _ = setup(args)
+    torch.manual_seed(0)
+    model, guide = registry.build(config, data)
+    elbo = DistributedDataParallel(TorchELBO(model, guide).to(device))
+    opt = torch.optim.Adam(elbo.parameters(), lr=1e-3)
+    x, seconds = data.x_train, []
+    for epoch in range(args.epochs):
+        g = torch.Generator(device=device).manual_seed(epoch)
+        chunks = datasets.batches(x.shape[0], args.batch_size, g, device=device)
+        start = time.perf_counter()
+        for idx in chunks:
+            loss = elbo(x[world.shard(idx)]) * world.size
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    if world.main:
+        print(json.dumps({"samples_per_s": len(chunks) * args.batch_size / statistics.median(seconds[1:])}))
+    dist_.destroy_process_group()
+
+
+def scaling(args) -> None:
+    """samples/s of ppl-vae train and of the DDP reference on 1 and --nproc processes, and their efficiencies."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from ppl_vae.io.rundir import read_jsonl
+
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    common = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--batch-size", str(args.batch_size),
+              "--device", args.device, *(["--preset", args.preset] if args.preset else [])]
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted({1, args.nproc}):
+            run = os.path.join(tmp, f"run{n}")
+            launch = [torchrun, "--nproc-per-node", str(n)]
+            subprocess.run([*launch, "-m", "ppl_vae", "train", *common, "--binarize", "static", "--objective", "elbo",
+                            "--particles", "1", "--epochs", str(args.epochs), "--out", run, "--no-progress"], check=True, capture_output=True)
+            epochs = read_jsonl(os.path.join(run, "metrics.jsonl"))
+            steps = epochs[0]["step"]
+            ours = steps * args.batch_size / statistics.median(m["seconds"] for m in epochs[1:])
+            done = subprocess.run([*launch, __file__, "--ddp-worker", *common, "--epochs", str(args.epochs)],
+                                  check=True, capture_output=True, text=True)
+            reference = json.loads(done.stdout.strip().splitlines()[-1])["samples_per_s"]
+            rates[n] = {"ppl_vae": ours, "torch_ddp": reference}
+    print(f"{args.dataset}, batch {args.batch_size} (global), {args.epochs} epochs per run, epochs 2.. timed; "
+          f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, pyro {pyro.__version__}")
+    print(f"{'procs':>5}{'ppl-vae samples/s':>19}{'efficiency':>12}{'torch DDP samples/s':>21}{'efficiency':>12}"
+          f"{'× torch':>9}")
+    for n, r in rates.items():
+        eff = {k: v / (n * rates[1][k]) for k, v in r.items()}
+        print(f"{n:>5}{r['ppl_vae']:>19.0f}{eff['ppl_vae']:>12.2f}{r['torch_ddp']:>21.0f}{eff['torch_ddp']:>12.2f}"
+              f"{r['torch_ddp'] / r['ppl_vae']:>9.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"dataset": args.dataset, "batch_size": args.batch_size, "epochs": args.epochs,
+                       "cpu": cpu_name(), "cores": os.cpu_count(), "samples_per_s": rates}, f, indent=2)
+
+
 def main():
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     args = parse_args()
+    if args.ddp_worker:
+        return ddp_worker(args)
+    if args.nproc:
+        return scaling(args)
     device, data, config, batches = setup(args)
     x = data.x_train
 

@@ -20,6 +20,14 @@ knows how far training really got. It reports
 and compares every finished run's parameters and metrics with an uninterrupted reference
 run (all processes run single-threaded, so the CPU arithmetic is the same). It exits with 1
 if anything was lost, corrupt, missing or different.
+
+    python scripts/chaos.py --trials 10 --nproc 2
+
+runs every training as a 2-process data-parallel job (the variables torchrun sets, gloo on
+127.0.0.1), and the signal goes to one rank chosen at random: SIGTERM/SIGINT must stop both
+ranks after the same step with one checkpoint (143/130 from both), SIGKILL of one rank must end
+the other with exit 4; every resume runs on 2 processes again and must end bit-identical to the
+uninterrupted 2-process run (the checkpoint carries rank 1's random stream).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +49,7 @@ STEPS_PER_EPOCH, EPOCHS = 1500 // 50, 4
 INTERVALS = (None, 1, 5, 13)  # None: a checkpoint after every epoch only
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 EXIT = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 143, signal.SIGINT: 130}
+PEER_LOST = 4  # ppl_vae.parallel.PeerLost.exit_code
 
 
 def child(heartbeat: str, argv: list[str]) -> int:
@@ -64,28 +74,43 @@ def last_beat(heartbeat: Path) -> int:
     return int(lines[-1]) if lines else 0
 
 
-def launch(heartbeat: Path, argv: list[str], log: Path) -> subprocess.Popen:
+NPROC = 1  # processes per training job (--nproc)
+
+
+def launch(heartbeat: Path, argv: list[str], log: Path) -> list[subprocess.Popen]:
+    """The job's processes, rank 0 first; rank 0 beats the heartbeat."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if NPROC > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(NPROC))
     with open(log, "a") as f:
-        return subprocess.Popen([sys.executable, __file__, "--child", str(heartbeat), *argv],
-                                stdout=f, stderr=subprocess.STDOUT, env=env)
+        return [subprocess.Popen([sys.executable, __file__, "--child", str(heartbeat) if r == 0 else os.devnull,
+                                  *argv], stdout=f, stderr=subprocess.STDOUT,
+                                 env={**env, **({"RANK": str(r), "LOCAL_RANK": str(r)} if NPROC > 1 else {})})
+                for r in range(NPROC)]
 
 
-def wait_for_step(proc: subprocess.Popen, heartbeat: Path, step: int) -> bool:
-    """Wait until training has finished ``step``; False if the process exited first."""
-    while proc.poll() is None:
+def wait_for_step(procs: list[subprocess.Popen], heartbeat: Path, step: int) -> bool:
+    """Wait until training has finished ``step``; False if the job exited first."""
+    while procs[0].poll() is None:
         if last_beat(heartbeat) >= step:
             return True
         time.sleep(0.002)
     return False
 
 
+def wait_all(procs: list[subprocess.Popen], timeout=600) -> list[int]:
+    return [p.wait(timeout=timeout) for p in procs]
+
+
 def run_to_end(run: Path, heartbeat: Path, log: Path) -> tuple[int, float]:
     """Train without interruption; exit code and seconds from the first step to the last."""
-    proc = launch(heartbeat, ["train", "--out", str(run), *TRAIN], log)
-    wait_for_step(proc, heartbeat, 1)
+    procs = launch(heartbeat, ["train", "--out", str(run), *TRAIN], log)
+    wait_for_step(procs, heartbeat, 1)
     start = time.time()
-    return proc.wait(), os.path.getmtime(heartbeat) - start
+    return max(map(abs, wait_all(procs))), os.path.getmtime(heartbeat) - start
 
 
 def final_state(run: Path):
@@ -116,17 +141,19 @@ def trial(number: int, rng: random.Random, folder: Path, step_seconds: float, ki
                   temporary=0)
     resume = False
     for attempt in range(kills + 1):
-        proc = launch(heartbeat, ["train", "--resume" if resume else "--out", str(run), *argv], log)
+        procs = launch(heartbeat, ["train", "--resume" if resume else "--out", str(run), *argv], log)
         resume = True
         first, last = last_beat(heartbeat) + 1, EPOCHS * STEPS_PER_EPOCH
-        if attempt == kills or first > last or not wait_for_step(proc, heartbeat, rng.randint(first, last)):
-            if proc.wait() != 0:
+        if attempt == kills or first > last or not wait_for_step(procs, heartbeat, rng.randint(first, last)):
+            if any(wait_all(procs)):
                 raise SystemExit(f"trial {number}: training failed; see {log}")
             break
-        sig = rng.choice(SIGNALS)
+        sig, victim = rng.choice(SIGNALS), rng.randrange(NPROC)
         time.sleep(rng.uniform(0, step_seconds))  # mid-step, mid-checkpoint or mid-evaluation
-        proc.send_signal(sig)
-        code = proc.wait(timeout=600)
+        procs[victim].send_signal(sig)
+        codes = wait_all(procs)
+        # SIGKILL of one rank of several: the others stop with exit 4 (a peer lost) at their next collective
+        expected = [EXIT[sig] if r == victim or sig != signal.SIGKILL else PEER_LOST for r in range(NPROC)]
         beat = last_beat(heartbeat)
         try:
             state = checkpoint.load(run / "checkpoint.pt")
@@ -141,8 +168,10 @@ def trial(number: int, rng: random.Random, folder: Path, step_seconds: float, ki
         result["lost"] += max(0, lost - allowed)
         result["gaps"] += gaps([r for r in read_jsonl(run / "metrics.jsonl") if r["epoch"] <= state["epoch"]],
                                state["epoch"])
-        result["odd_exits"] += code not in (EXIT[sig], 0) and not done
-        result["events"].append(f"{sig.name} at step {beat}: exit {code}, checkpoint at step {state['step']}"
+        result["odd_exits"] += codes != expected and not (done and all(c in (0, e) for c, e in zip(codes, expected)))
+        to = f" to rank {victim}" if NPROC > 1 else ""
+        result["events"].append(f"{sig.name}{to} at step {beat}: exit {'/'.join(map(str, codes))}, checkpoint at "
+                                f"step {state['step']}"
                                 + (" (run already complete)" if done else f", {lost} lost (≤ {allowed} allowed)"))
         if done:
             break
@@ -158,7 +187,10 @@ def main() -> int:
     p.add_argument("--kills", type=int, default=1, help="signals per trial (each followed by --resume)")
     p.add_argument("--seed", type=int, default=0, help="seeds the kill moments, signals and intervals")
     p.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder, removed)")
+    p.add_argument("--nproc", type=int, default=1, choices=(1, 2), help="processes per training job (data-parallel)")
     args = p.parse_args()
+    global NPROC
+    NPROC = args.nproc
     import torch
 
     rng = random.Random(args.seed)
@@ -170,7 +202,8 @@ def main() -> int:
         if code != 0:
             raise SystemExit(f"the reference run failed; see {work / 'reference.log'}")
         ref_params, ref_metrics = final_state(work / "reference" / "run")
-        print(f"chaos: {args.trials} trials of `ppl-vae train {' '.join(TRAIN)}` ({STEPS_PER_EPOCH} steps per "
+        job = f" on {NPROC} processes" if NPROC > 1 else ""
+        print(f"chaos: {args.trials} trials of `ppl-vae train {' '.join(TRAIN)}`{job} ({STEPS_PER_EPOCH} steps per "
               f"epoch, {EPOCHS * STEPS_PER_EPOCH} in all; the reference run trains in {duration:.1f} s), "
               f"{args.kills} signal(s) per trial at a random step", flush=True)
         results = []

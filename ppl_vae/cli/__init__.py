@@ -66,7 +66,7 @@ def build_parser() -> Parser:
     return parser
 
 
-PARALLEL = ("train", "evaluate")  # the commands that run data-parallel under torchrun
+PARALLEL = ("train", "evaluate", "compare")  # the commands that run data-parallel under torchrun
 
 
 def main(argv=None) -> int:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         if parallel.launched():
             if args.command not in PARALLEL:
                 raise UsageError(f"ppl-vae {args.command} runs in one process; run it without torchrun (only "
-                                 f"{' and '.join(PARALLEL)} run data-parallel).")
+                                 f"{', '.join(PARALLEL)} run data-parallel).")
             rank = parallel.world().rank
             if rank > 0:  # rank 0 prints the results; the others' errors still reach stderr
                 sys.stdout = open(os.devnull, "w")
@@ -92,9 +92,9 @@ def main(argv=None) -> int:
             print(f"ppl-vae {args.command}: {e}", file=sys.stderr)
         return e.exit_code
     except parallel.PeerLost as e:
-        print(f"ppl-vae {args.command}: {e}", file=sys.stderr)
-        parallel.abandon()
-        return e.exit_code
+        print(f"ppl-vae {args.command}: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(e.exit_code)  # at once: the process group's threads, left waiting on the dead peer, abort an exit
     except KeyboardInterrupt:
         print(f"ppl-vae {args.command}: interrupted.", file=sys.stderr)
         return 130

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pyro
 import torch
 
-from ppl_vae import registry, spec
+from ppl_vae import parallel, registry, spec
 from ppl_vae.config import Config
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
@@ -72,11 +72,16 @@ def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=
     :meth:`Dataset.from_tensors` takes) instead of the data set ``config`` names. ``jobs``: train
     that many objectives at once, each in its own process with its share of torch's CPU threads
     (each run is a function of its configuration alone, so the table is the sequential one's).
-    Returns one row per objective with the keys of :data:`COLUMNS`.
+    Under torchrun each run trains data-parallel and its test points are sharded; the gradient SNRs are
+    measured by every rank on the same batch, and rank 0's are reported. Returns one row per objective with the keys of :data:`COLUMNS`.
     """
     for name in names:
         if any(os.path.exists(os.path.join(out, name, f)) for f in (METRICS, checkpoint.NAME)):
             raise UsageError(f"{os.path.join(out, name)} already holds a run; choose another --out.")
+    world = parallel.world()
+    if jobs > 1 and world.parallel:
+        raise UsageError("under torchrun every process trains each objective's run on its shard of the data, one "
+                         "run after another; drop --jobs.")
     if jobs > 1 and (make_pair is not None or data is not None):
         raise UsageError("compare with jobs > 1 rebuilds data and pair in each process from the configuration; "
                          "name them there (dataset, pair=FILE.py:FACTORY), or use jobs=1.")
@@ -104,10 +109,12 @@ def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=
                                      progress) for name in names]
     rows = [row for row, _ in results]
     histories = {name: history for name, (_, history) in zip(names, results)}
-    write_csv(os.path.join(out, "comparison.csv"), rows)
-    with open(os.path.join(out, "comparison.md"), "w") as f:
-        f.write(markdown(rows, config, eval_particles, snr_samples))
-    plot(histories, config.inference.particles, out)
+    if world.main:
+        write_csv(os.path.join(out, "comparison.csv"), rows)
+        with open(os.path.join(out, "comparison.md"), "w") as f:
+            f.write(markdown(rows, config, eval_particles, snr_samples))
+        plot(histories, config.inference.particles, out)
+    world.barrier()  # the files exist for every rank once compare returns
     return rows
 
 
@@ -122,7 +129,8 @@ def train_and_measure(run_config: Config, data, build, run_dir: str, eval_partic
     # measured on the trained state in memory: it holds what the modules do not (a baseline's average)
     row = measure(objective, model, guide, data, run_config, eval_particles, snr_samples)
     row["seconds_per_epoch"] = statistics.median(m["seconds"] for m in history)
-    write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": run_config.data.dataset,
+    if parallel.world().main:
+        write_json(os.path.join(run_dir, "eval.json"), {**row, "dataset": run_config.data.dataset,
                                                    "seed": run_config.training.seed})
     return row, list(history)
 
@@ -158,11 +166,15 @@ def refuse_any(config: Config, names: list[str], data, build) -> None:
 def measure(objective, model, guide, data, config: Config, eval_particles: int, snr_samples: int) -> dict:
     """Test bounds and NLL, and gradient SNRs on the first training batch, at the current parameters."""
     k, t = config.inference.particles, config.training
-    pyro.set_rng_seed(t.seed)
+    world = parallel.world()  # under torchrun: the test points sharded, each rank on its own stream
+    pyro.set_rng_seed(t.seed if world.main else parallel.rank_seed(t.seed, world.rank))
     test_inputs = named_inputs(model, guide, data, "test")
     result = evaluate(model, guide, data.x_test, particles=eval_particles, inputs=test_inputs)
     model_fn, guide_fn = callables(model, guide)
-    iwae, iwae_se = mean_and_se(bound(model_fn, guide_fn, data.x_test, iwae_bound, k, inputs=test_inputs))
+    rows = world.rows(data.x_test.shape[0])
+    iwae = world.gather_rows(bound(model_fn, guide_fn, data.x_test[rows], iwae_bound, k,
+                                   inputs=batch_inputs(test_inputs, rows)))
+    iwae, iwae_se = mean_and_se(iwae)
     x = data.train_epoch(0)[:t.batch_size]
     train_inputs = named_inputs(model, guide, data)
     objective = prepared(objective, model_fn, guide_fn, data, train_inputs).objective  # as fit trained it

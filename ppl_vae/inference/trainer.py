@@ -23,6 +23,10 @@ Nothing is lost when a run stops early:
   trainer rolls back to the last checkpoint, multiplies the learning rate by
   ``nan_lr_factor`` (½) and goes on; after ``nan_retries`` (1) such rollbacks without a new
   checkpoint in between it raises :class:`Diverged` and leaves the last checkpoint intact.
+
+Under torchrun (:mod:`ppl_vae.parallel`) the same loop runs data-parallel: each rank steps on its
+shard of every global mini-batch, one all-reduce per step sums the gradients, the loss and the
+stop requests, and rank 0 alone writes the files and shows progress.
 """
 
 from __future__ import annotations

@@ -91,6 +91,7 @@ class TrainingConfig:
     lr: float = 1e-3
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
+    adam_eps: float = 1e-8  # torch's; Burda et al. 2016 train with 1e-4
     drop_last: bool = True
     tol: float = 1e-4  # EM stops when the training log-likelihood per point rises by less (nats)
     schedule: str = "joint"
@@ -217,6 +218,7 @@ class Config:
             (t.epochs >= 0, f"--epochs must be at least 0, got {t.epochs}"),
             (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
             (0 < t.lr < math.inf and 0 < t.lr_gamma < math.inf, "the learning rate and --lr-gamma must be finite and > 0"),
+            (0 < t.adam_eps < math.inf, "--adam-eps must be finite and > 0"),
             (t.schedule in SCHEDULES, f"unknown schedule {t.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
             (t.e_steps >= 1, "--e-steps must be at least 1"),
             (t.checkpoint_every is None or t.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),

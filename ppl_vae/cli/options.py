@@ -139,6 +139,7 @@ def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> 
     setting(g, "--lr-milestones", "comma-separated epochs at which the learning rate is multiplied by --lr-gamma "
                                   "(default: none, a constant rate)", type=int_list, metavar="EPOCHS")
     setting(g, "--lr-gamma", "factor applied to the learning rate at each of --lr-milestones", type=positive_float)
+    setting(g, "--adam-eps", "Adam's ε, added to the root of its second-moment estimate", type=positive_float)
     setting(g, "--no-drop-last", "keep the last, smaller mini-batch of each epoch", dest="drop_last",
             action="store_false")
     setting(g, "--tol", "--method em stops when the training log-likelihood per data point rises by less",

@@ -32,8 +32,8 @@ FORMAT = 2  # 1: pyro.optim's {name: one torch optimizer's state}; 2: this modul
 class Optimizer:
     """Adam and SparseAdam over the run's parameters; called as ``optimizer(params)`` like a PyroOptim."""
 
-    def __init__(self, lr: float, factor: Callable[[str], float]):
-        self.lr, self.factor = lr, factor  # factor(name), name as "module.param" (normalized)
+    def __init__(self, lr: float, factor: Callable[[str], float], eps: float = 1e-8):
+        self.lr, self.factor, self.eps = lr, factor, eps  # factor(name), name as "module.param" (normalized)
         self.dense: torch.optim.Adam | None = None
         self.sparse: torch.optim.SparseAdam | None = None
         self.known: dict[int, str] = {}  # id(tensor) -> its name in the param store
@@ -63,7 +63,7 @@ class Optimizer:
         optimizer = self.sparse if sparse else self.dense
         if optimizer is None:
             kind = torch.optim.SparseAdam if sparse else torch.optim.Adam
-            options = {} if sparse else {"foreach": True}
+            options = {"eps": self.eps} if sparse else {"eps": self.eps, "foreach": True}
             optimizer = kind([{"params": [param], "lr": self.lr * factor, "factor": factor, "names": [name]}],
                              lr=self.lr * factor, **options)
             setattr(self, "sparse" if sparse else "dense", optimizer)

@@ -343,7 +343,7 @@ class Trainer:
         return self.agreed_stop if self.world.parallel else self.stop_request.signum
 
     def _new_optimizer(self) -> None:
-        self.optim = Optimizer(self.lr, self.lr_factor)
+        self.optim = Optimizer(self.lr, self.lr_factor, self.training.adam_eps)
         self.step_rule.build(self)
 
     # -- run directory and checkpoints ---------------------------------------------------

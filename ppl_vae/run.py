@@ -88,6 +88,7 @@ def load(run_dir: str, device="auto") -> Run:
     data = registry.load_data(config, device)
     model, guide = registry.build(config, data)
     modules = {"model": owning_module(model), "guide": owning_module(guide)}
+    forget_stale_params(model, guide, data)
     try:
         for role, module in modules.items():
             if module is not None:
@@ -101,6 +102,18 @@ def load(run_dir: str, device="auto") -> Run:
         raise UsageError(f"the checkpoint in {run_dir} does not match its config.json; "
                          f"the run directory was altered, so train it again.") from None
     return Run(run_dir, config, data, model, guide, state["epoch"])
+
+
+def forget_stale_params(model, guide, data) -> None:
+    """Drop from Pyro's store the parameters this pair registers, if an earlier run in this process left
+    some of the same names there: ``pyro.module`` would otherwise put those values into the loaded modules
+    (a run trained by ``fit`` beside this one, say), and every number would be the other run's."""
+    with pyro.get_param_store().scope(), user_code("the run's pair fails on its training data"):
+        first_traces(*callables(model, guide), data, named_inputs(model, guide, data))
+        names = set(pyro.get_param_store().keys())
+    store = pyro.get_param_store()
+    for name in names & set(store.keys()):
+        del store[name]
 
 
 def restore_params(model, guide, data, params: dict) -> None:

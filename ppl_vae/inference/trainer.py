@@ -540,13 +540,18 @@ class Trainer:
             return None
         per_point_guide = getattr(self.modules["guide"], "test_bound", None)
         rows = self.world.rows(self.data.x_test.shape[0])  # data-parallel: each rank's share, gathered
-        with invalid_values_as_faults():
-            if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
-                values = per_point_guide(self.objective, self.model, self.data.x_test)
-            else:
-                values = self.objective.test_bound(self.model, self.guide, self.data.x_test[rows],
-                                                   given_globals=bool(self.global_sites),
-                                                   **batch_inputs(self.inputs["test"], rows))
+        try:
+            with invalid_values_as_faults():
+                if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
+                    values = per_point_guide(self.objective, self.model, self.data.x_test)
+                else:
+                    values = self.objective.test_bound(self.model, self.guide, self.data.x_test[rows],
+                                                       given_globals=bool(self.global_sites),
+                                                       **batch_inputs(self.inputs["test"], rows))
+        except NonFinite:
+            if not self.world.parallel:
+                raise
+            values = torch.full((rows.stop - rows.start,), math.nan, device=self.device)  # the others still gather
         value = self.world.gather_rows(values).mean().item()
         if not math.isfinite(value):
             raise NonFinite("the test bound was not finite")

@@ -164,3 +164,27 @@ def test_a_checkpoint_of_the_per_tensor_pyro_optim_resumes_as_if_never_stopped(d
     resumed = fit(*pair(digits), digits, epochs=4, out=str(tmp_path / "b"), resume=True, progress=False)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(resumed) == strip(straight)
+
+
+def test_a_loaded_runs_gradients_are_its_own_when_another_run_left_its_parameters_in_pyros_store(tmp_path):
+    """pyro.module returns the store's tensors of the same names: measured gradients (SNR, gaps) would be
+    taken with respect to the other run's parameters, and the loaded modules' would get none."""
+    from ppl_vae import run as runs
+    from ppl_vae.config import Config
+    from ppl_vae.inference import objectives
+    from ppl_vae.inference.diagnostics import gradient_stats, summarize
+    from ppl_vae.pair import callables
+
+    def snr(run_dir):
+        loaded = runs.load(run_dir, "cpu")
+        x = loaded.data.x_train[:10]
+        pyro.set_rng_seed(0)
+        return summarize(gradient_stats(objectives.make("iwae", particles=3), *callables(loaded.model, loaded.guide),
+                                        x, torch.arange(10), samples=4))
+
+    config = Config().replace(epochs=1, hidden=[16], latent_dim=2)
+    runs.train(config, str(tmp_path / "a"), progress=False)
+    pyro.clear_param_store()
+    alone = snr(str(tmp_path / "a"))
+    runs.train(config.replace(seed=1), str(tmp_path / "b"), progress=False)  # b's weights, same names, in the store
+    assert snr(str(tmp_path / "a")) == alone

@@ -1,6 +1,7 @@
 """The reproduction scripts run end to end at a tiny scale on the bundled digits, and resume after SIGTERM."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -35,3 +36,35 @@ def test_burda2016_resumes_after_sigterm_and_writes_its_table(tmp_path):
     assert (tmp_path / "out" / "nll.png").stat().st_size > 0 and "| IWAE | 1 | 5 |" in done.stdout
     again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)  # all kept: nothing reruns
     assert again.returncode == 0 and "ppl-vae" not in again.stderr and "epoch 8/8" not in again.stderr
+
+
+def script(name, *args, tmp_path):
+    return [sys.executable, str(ROOT / "scripts" / "reproduce" / name), "--dataset", "digits", "--workdir",
+            str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress", *map(str, args)]
+
+
+def test_rainforth2018_writes_snr_against_k_and_keeps_measured_cells(tmp_path):
+    argv = script("rainforth2018.py", "--scale", "0.01", "--ks", "1,10,30", "--samples", "8", "--fit-from", "1",
+                  tmp_path=tmp_path)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.reader(open(tmp_path / "out" / "snr.csv")))
+    assert rows[0] == ["objective", "parameters", "1", "10", "30", "slope"]
+    assert [r[:2] for r in rows[1:]] == [["iwae", "theta"], ["iwae", "phi"], ["dreg", "phi"], ["stl", "phi"]]
+    assert all(float(v) > 0 for r in rows[1:] for v in r[2:5])
+    cells = (tmp_path / "runs" / "snr.json").read_text()
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and (tmp_path / "runs" / "snr.json").read_text() == cells  # nothing remeasured
+
+
+def test_cremer2018_tabulates_both_encoders_gaps(tmp_path):
+    argv = script("cremer2018.py", "--scale", "0.01", "--gap-points", "3", "--gap-steps", "60", "--particles", "50",
+                  tmp_path=tmp_path)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| | q_FFG | q_Flow |" in table and "| amortization gap |" in table
+    gaps = json.loads((tmp_path / "out" / "gaps.json").read_text())
+    for column in ("FFG", "Flow"):  # log p̂(x) ≥ L[q*] ≥ L[q] up to the estimates' error
+        g = gaps[column]
+        assert g["log_px"] - g["elbo_q"] == pytest.approx(g["approximation_gap"] + g["amortization_gap"], abs=1e-4)

@@ -24,7 +24,7 @@ from ppl_vae.data import CUSTOM, Dataset
 from ppl_vae.inference.checks import first_traces
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError, user_code
-from ppl_vae.inference.trainer import fit
+from ppl_vae.inference.trainer import fit, merge_into_store
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import CONFIG, output_dir, read_config, require_run
 from ppl_vae.pair import callables, named_inputs, owning_module
@@ -88,7 +88,7 @@ def load(run_dir: str, device="auto") -> Run:
     data = registry.load_data(config, device)
     model, guide = registry.build(config, data)
     modules = {"model": owning_module(model), "guide": owning_module(guide)}
-    forget_stale_params(model, guide, data)
+    own_params_in_store(model, guide, data)
     try:
         for role, module in modules.items():
             if module is not None:
@@ -104,16 +104,13 @@ def load(run_dir: str, device="auto") -> Run:
     return Run(run_dir, config, data, model, guide, state["epoch"])
 
 
-def forget_stale_params(model, guide, data) -> None:
-    """Drop from Pyro's store the parameters this pair registers, if an earlier run in this process left
-    some of the same names there: ``pyro.module`` would otherwise put those values into the loaded modules
-    (a run trained by ``fit`` beside this one, say), and every number would be the other run's."""
-    with pyro.get_param_store().scope(), user_code("the run's pair fails on its training data"):
+def own_params_in_store(model, guide, data) -> None:
+    """Put this pair's parameters into Pyro's store under their names, replacing any an earlier run in this
+    process left there (every other parameter stays): ``pyro.module`` hands back the store's tensor of a
+    name, so gradients (SNR, gaps) would be taken with respect to the other run's parameters."""
+    with pyro.get_param_store().scope() as own, user_code("the run's pair fails on its training data"):
         first_traces(*callables(model, guide), data, named_inputs(model, guide, data))
-        names = set(pyro.get_param_store().keys())
-    store = pyro.get_param_store()
-    for name in names & set(store.keys()):
-        del store[name]
+    merge_into_store(own)
 
 
 def restore_params(model, guide, data, params: dict) -> None:

@@ -119,7 +119,7 @@ def test_lr_schedule_reaches_the_optimizer(digits):
 
 
 def test_runs_in_one_process_keep_each_others_parameters(digits, tmp_path, tiny_run):
-    """fit trains in a param-store scope of its own, and load touches the store not at all."""
+    """fit trains in a param-store scope of its own, and load replaces only the names its own pair uses."""
     from ppl_vae.run import load
 
     keep = pyro.param("a_users_own_parameter", torch.tensor(3.0))
@@ -133,8 +133,9 @@ def test_runs_in_one_process_keep_each_others_parameters(digits, tmp_path, tiny_
     assert store["a_users_own_parameter"].item() == 3.0 and keep.item() == 3.0
     assert {k for k in store.keys() if k.startswith("decoder")} == decoder_names
     assert store["decoder$$$decoder.0.weight"] is dict(model.named_parameters())["decoder.0.weight"]
-    load(str(tiny_run), "cpu")
+    loaded = load(str(tiny_run), "cpu")
     assert store["a_users_own_parameter"].item() == 3.0 and decoder_names <= set(store.keys())
+    assert store["decoder$$$decoder.0.weight"] is dict(loaded.model.named_parameters())["decoder.0.weight"]
 
 
 def test_a_second_fit_of_trained_modules_is_refused_unless_asked_for(digits):

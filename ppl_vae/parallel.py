@@ -28,6 +28,7 @@ import datetime
 import os
 import re
 import signal
+import sys
 from dataclasses import dataclass
 
 import pyro
@@ -181,14 +182,24 @@ def world() -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
-def leave() -> None:
-    """Destroy the process group (if any) before exit; C++ threads left running abort the process."""
-    if dist.is_available() and dist.is_initialized():
-        try:  # together, within a bound: rank 0 hosts the store that the others' groups still talk to
-            dist.monitored_barrier(timeout=datetime.timedelta(seconds=min(TIMEOUT_S, 30)))
-        except RuntimeError:
-            return
-        dist.destroy_process_group()
+def leave(code: int) -> int:
+    """End this rank of a torchrun job with exit status ``code``, once every rank is done (a bounded barrier);
+    return ``code`` where no process group was joined.
+
+    The barrier keeps rank 0, which hosts the rendezvous store, alive until the others no longer need it. The
+    process then ends at once (``os._exit``, after flushing stdout and stderr; every file is closed by now), as
+    a survivor of a lost peer does: an ordinary exit runs the C++ teardown of gloo's threads, which now and then
+    aborts a rank (SIGABRT, "terminate called without an active exception") whose peers have already gone.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return code
+    try:
+        dist.monitored_barrier(timeout=datetime.timedelta(seconds=min(TIMEOUT_S, 30)))
+    except RuntimeError:
+        pass  # a peer that is gone needs no waiting for
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def local_rank() -> int:

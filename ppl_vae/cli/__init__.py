@@ -71,6 +71,10 @@ PARALLEL = ("train", "evaluate", "compare")  # the commands that run data-parall
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    return parallel.leave(_command(args))
+
+
+def _command(args) -> int:
     if getattr(args, "threads", None):
         threads.fix(args.threads)
     memory.keep_freed_memory()
@@ -98,8 +102,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"ppl-vae {args.command}: interrupted.", file=sys.stderr)
         return 130
-    finally:
-        parallel.leave()
 
 
 def ranked(rank: int) -> str:

@@ -20,11 +20,12 @@ to ``--out`` as table.md, table.csv and nll.png.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import sys
+
+from reproduction import cli, command, parser, train_to
 
 PAPER = {("vae", 1, 1): 86.76, ("vae", 1, 5): 86.47, ("vae", 1, 50): 86.35,
          ("iwae", 1, 1): 86.76, ("iwae", 1, 5): 85.54, ("iwae", 1, 50): 84.78,
@@ -34,7 +35,7 @@ ROWS = [(m, layers, k) for layers in (1, 2) for m, ks in (("vae", (1, 5, 50)), (
         for k in ks]
 OBJECTIVE = {"vae": "elbo", "iwae": "iwae", "dreg": "dreg"}
 COLUMNS = ["method", "layers", "k", "paper_nll", "nll", "nll_se", "active_units", "epochs", "eval_points",
-           "eval_particles", "seconds_per_epoch"]
+           "eval_particles", "seconds_per_epoch", "command"]
 
 
 def stages(scale: float) -> list[int]:
@@ -46,32 +47,14 @@ def run_name(method: str, layers: int, k: int) -> str:
     return f"{'vae' if k == 1 else method}-{layers}layer-k{k}"  # IWAE at k = 1 is the VAE's run
 
 
-def train_argv(args, method: str, layers: int, k: int, out: str) -> list[str]:
+def train_argv(args, method: str, layers: int, k: int) -> list[str]:
     epochs = stages(args.scale)
     milestones = [sum(epochs[:i + 1]) for i in range(7)]
-    return ["train", "--out", out, "--dataset", args.dataset, "--data-dir", args.data_dir,
+    return ["--dataset", args.dataset, "--data-dir", args.data_dir,
             "--preset", "iwae" if layers == 1 else "iwae2", "--objective", OBJECTIVE[method], "--particles", str(k),
             "--batch-size", "20", "--lr", "1e-3", "--lr-milestones", ",".join(map(str, milestones)),
-            "--lr-gamma", repr(10 ** (-1 / 7)), "--adam-eps", "1e-4", "--epochs", str(sum(epochs)),
-            "--checkpoint-every", "500", "--seed", str(args.seed), *(["--no-progress"] if not args.progress else [])]
-
-
-def cli(argv: list[str]) -> None:
-    """``ppl-vae argv`` in this process (so SIGINT/SIGTERM reach the trainer); exits with its code unless 0."""
-    from ppl_vae.cli import main
-
-    code = main(argv)
-    if code:
-        print(f"burda2016: `ppl-vae {' '.join(argv[:3])} ...` exited with {code}; run the same command again to "
-              f"continue.", file=sys.stderr)
-        sys.exit(code)
-
-
-def trained(run: str, epochs: int) -> bool:
-    from ppl_vae.io import checkpoint
-
-    path = os.path.join(run, checkpoint.NAME)
-    return os.path.exists(path) and checkpoint.load(path)["epoch"] >= epochs
+            "--lr-gamma", repr(10 ** (-1 / 7)), "--adam-eps", "1e-4", "--checkpoint-every", "500",
+            "--seed", str(args.seed)]
 
 
 def measure(args, run: str) -> dict:
@@ -84,7 +67,9 @@ def measure(args, run: str) -> dict:
     if (done.get("epoch"), done.get("particles")) != (epoch, args.eval_particles) or not same_points \
             or "active_units" not in done:
         points = ["--points", str(args.eval_points)] if args.eval_points else []
-        cli(["evaluate", run, "--particles", str(args.eval_particles), *points])
+        code = cli(["evaluate", run, "--particles", str(args.eval_particles), *points])
+        if code:
+            sys.exit(code)
         done = json.load(open(path))
         done["active_units"] = active_units(run, args.eval_points)
         with open(path, "w") as f:
@@ -116,18 +101,11 @@ def active_units(run: str, points: int | None, samples: int = 100) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", type=float, default=1.0, help="fraction of each stage's 3^i epochs (1: the paper's)")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-dir", default="data")
+    p = parser(__doc__, "burda2016", "fraction of each stage's 3^i epochs (1: the paper's)")
     p.add_argument("--rows", default=None, help="comma-separated run names to train (default: every row), e.g. "
                                                 "vae-1layer-k1,iwae-1layer-k50")
     p.add_argument("--eval-particles", type=int, default=5000)
     p.add_argument("--eval-points", type=int, default=None, help="first N test points (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default="runs/reproduce/burda2016", help="the run directories")
-    p.add_argument("--out", default="benchmarks/reproduce/burda2016", help="table.md, table.csv, nll.png")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
     names = sorted({run_name(*row) for row in ROWS})
     chosen = names if args.rows is None else [n for n in args.rows.split(",") if n]
@@ -142,16 +120,30 @@ def main() -> int:
     for name in chosen:
         method, layers, k = next(row for row in ROWS if run_name(*row) == name)
         run = os.path.join(args.workdir, name)
-        if not trained(run, epochs):
-            argv = train_argv(args, method, layers, k, run)
-            if os.path.exists(os.path.join(run, "checkpoint.pt")):
-                argv = ["train", "--resume", run, "--epochs", str(epochs)] + (["--no-progress"] if not args.progress
-                                                                               else [])
-            cli(argv)
+        code = train_to(run, epochs, train_argv(args, method, layers, k), args.progress)
+        if code:
+            return code
         results[name] = measure(args, run)
-    rows = table_rows(args, results, epochs)
+    rows = merged(table_rows(args, results, epochs), os.path.join(args.out, "table.csv"))
     write(args.out, rows, args)
     return 0
+
+
+def merged(rows: list[dict], path: str) -> list[dict]:
+    """``rows`` and the rows of the table at ``path`` that they do not replace and that share their protocol
+    (epochs and evaluation), in Table 1's order: the table grows run by run, each row naming its command."""
+    same = ("epochs", "eval_points", "eval_particles")
+    have = {(r["method"], r["layers"], r["k"]) for r in rows}
+    kept = []
+    if rows and os.path.exists(path):
+        for r in csv.DictReader(open(path)):
+            r = {**r, "layers": int(r["layers"]), "k": int(r["k"]),
+                 "paper_nll": float(r["paper_nll"]) if r["paper_nll"] else None,
+                 **{c: float(r[c]) for c in ("nll", "nll_se", "seconds_per_epoch")}, **{c: int(r[c]) for c in same}}
+            if (r["method"], r["layers"], r["k"]) not in have and all(r[c] == rows[0][c] for c in same):
+                kept.append(r)
+    order = {row: i for i, row in enumerate(ROWS)}
+    return sorted(rows + kept, key=lambda r: order[r["method"], r["layers"], r["k"]])
 
 
 def table_rows(args, results: dict, epochs: int) -> list[dict]:
@@ -167,7 +159,8 @@ def table_rows(args, results: dict, epochs: int) -> list[dict]:
         rows.append({"method": method, "layers": layers, "k": k, "paper_nll": paper,
                      "nll": r["test_nll"], "nll_se": r["test_nll_se"], "active_units": r["active_units"],
                      "epochs": epochs, "eval_points": r["n"], "eval_particles": r["particles"],
-                     "seconds_per_epoch": sorted(seconds)[len(seconds) // 2]})
+                     "seconds_per_epoch": sorted(seconds)[len(seconds) // 2],
+                     "command": command()})
     return rows
 
 
@@ -177,21 +170,23 @@ def write(out: str, rows: list[dict], args) -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    command = "python scripts/reproduce/burda2016.py " + " ".join(sys.argv[1:])
+    commands = list(dict.fromkeys(r["command"] for r in rows))
     lines = [f"# Burda et al. 2016, Table 1: test NLL (nats), {args.dataset}", "",
-             f"`{command}`", "",
+             *(f"{i + 1}. `{c}`" for i, c in enumerate(commands)), "",
              f"{rows[0]['epochs'] if rows else 0} epochs per run (stages {stages(args.scale)} of the paper's "
              f"3^i), NLL by K = {args.eval_particles} importance samples on {rows[0]['eval_points'] if rows else 0} "
              f"test points, ± its standard error over them; the paper's: 3280 epochs, K = 5000, all 10000.", "",
-             "| method | layers | k | paper NLL | our NLL | active units (per latent site) | s/epoch |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| method | layers | k | paper NLL | our NLL | active units (per latent site) | s/epoch | command |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         paper = "–" if r["paper_nll"] is None else f"{r['paper_nll']:.2f}"
         lines.append(f"| {r['method'].upper()} | {r['layers']} | {r['k']} | {paper} | {r['nll']:.2f} ± "
-                     f"{r['nll_se']:.2f} | {r['active_units']} | {r['seconds_per_epoch']:.1f} |")
+                     f"{r['nll_se']:.2f} | {r['active_units']} | {r['seconds_per_epoch']:.1f} | "
+                     f"{commands.index(r['command']) + 1} |")
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     plot(rows, os.path.join(out, "nll.png"))
-    print("\n".join(lines[6:]))
+    print("\n".join(lines[len(commands) + 4:]))
     print(f"wrote table.md, table.csv and nll.png to {out}")
 
 

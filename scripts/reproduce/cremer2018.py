@@ -18,10 +18,11 @@ gaps.json is kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+
+from reproduction import cli, command, parser, train_to
 
 ENCODERS = {"FFG": "gaussian", "Flow": "iaf"}
 ROWS = [("log p̂(x)", "log_px"), ("L[q*]", "elbo_q_star"), ("L[q]", "elbo_q"),
@@ -29,35 +30,19 @@ ROWS = [("log p̂(x)", "log_px"), ("L[q*]", "elbo_q_star"), ("L[q]", "elbo_q"),
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", type=float, default=1.0, help="fraction of the 100 training epochs")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-dir", default="data")
+    p = parser(__doc__, "cremer2018", "fraction of the 100 training epochs")
     p.add_argument("--gap-points", type=int, default=100, help="test points refined per run")
     p.add_argument("--gap-steps", type=int, default=3000, help="refinement steps at most per point")
     p.add_argument("--particles", type=int, default=5000, help="K for log p̂(x) and the ELBOs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default="runs/reproduce/cremer2018")
-    p.add_argument("--out", default="benchmarks/reproduce/cremer2018")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args()
-    from ppl_vae.cli import main as cli
-    from ppl_vae.io import checkpoint
-
     epochs, results = max(1, round(100 * args.scale)), {}
-    quiet = [] if args.progress else ["--no-progress"]
     for column, guide in ENCODERS.items():
         run = os.path.join(args.workdir, guide)
-        path = os.path.join(run, checkpoint.NAME)
-        if not (os.path.exists(path) and checkpoint.load(path)["epoch"] >= epochs):
-            where = ["--resume", run] if os.path.exists(path) else [
-                "--out", run, "--dataset", args.dataset, "--data-dir", args.data_dir, "--preset", "iwae",
-                "--guide", guide, "--seed", str(args.seed), "--checkpoint-every", "500"]
-            code = cli(["train", *where, "--epochs", str(epochs), *quiet])
-            if code:
-                print(f"cremer2018: training exited with {code}; run the same command again to continue.",
-                      file=sys.stderr)
-                return code
+        code = train_to(run, epochs, ["--dataset", args.dataset, "--data-dir", args.data_dir, "--preset", "iwae",
+                                      "--guide", guide, "--seed", str(args.seed), "--checkpoint-every", "500"],
+                        args.progress)
+        if code:
+            return code
         gaps = os.path.join(run, "gaps.json")
         done = json.load(open(gaps)) if os.path.exists(gaps) else {}
         if (done.get("epoch"), done.get("n")) != (epochs, args.gap_points):
@@ -73,9 +58,8 @@ def main() -> int:
 
 def write(args, results: dict, epochs: int) -> None:
     os.makedirs(args.out, exist_ok=True)
-    command = "python scripts/reproduce/cremer2018.py " + " ".join(sys.argv[1:])
     n = next(iter(results.values()))["n"]
-    lines = [f"# Cremer et al. 2018, Table 2 layout: inference gaps (nats), {args.dataset}", "", f"`{command}`", "",
+    lines = [f"# Cremer et al. 2018, Table 2 layout: inference gaps (nats), {args.dataset}", "", f"`{command()}`", "",
              f"Each column a VAE ({'-'.join(['784', '200', '200', '50'])} tanh) trained {epochs} epochs with that "
              f"encoder; log p̂(x) with K = {args.particles}, q* refined per point (at most {args.gap_steps} steps), "
              f"the mean over the first {n} test points ± its standard error.", "",

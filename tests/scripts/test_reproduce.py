@@ -43,15 +43,44 @@ def script(name, *args, tmp_path):
             str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress", *map(str, args)]
 
 
+def test_burda2016_table_keeps_the_rows_of_earlier_commands_with_the_same_protocol(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts" / "reproduce"))
+    try:
+        import burda2016
+    finally:
+        sys.path.pop(0)
+
+    def row(method, layers, k, nll, command, eval_points=1000):
+        return {"method": method, "layers": layers, "k": k, "paper_nll": burda2016.PAPER.get((method, layers, k)),
+                "nll": nll, "nll_se": 0.9, "active_units": "50", "epochs": 8, "eval_points": eval_points,
+                "eval_particles": 5000, "seconds_per_epoch": 14.8, "command": command}
+
+    path = tmp_path / "table.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=burda2016.COLUMNS)
+        writer.writeheader()
+        writer.writerows([row("vae", 1, 1, 104.5, "a"), row("iwae", 1, 50, 98.3, "a"), row("dreg", 1, 5, 99.0, "a")])
+    rows = burda2016.merged([row("iwae", 2, 50, 97.0, "b"), row("dreg", 1, 5, 98.0, "b")], str(path))
+    assert [(r["method"], r["layers"], r["k"], r["nll"], r["command"]) for r in rows] == [
+        ("vae", 1, 1, 104.5, "a"), ("iwae", 1, 50, 98.3, "a"), ("dreg", 1, 5, 98.0, "b"), ("iwae", 2, 50, 97.0, "b")]
+    assert rows[0] == row("vae", 1, 1, 104.5, "a")  # read back as written
+    other = burda2016.merged([row("iwae", 2, 50, 97.0, "c", eval_points=500)], str(path))
+    assert [r["command"] for r in other] == ["c"]  # another evaluation protocol: the old rows are not comparable
+
+
 def test_rainforth2018_writes_snr_against_k_and_keeps_measured_cells(tmp_path):
     argv = script("rainforth2018.py", "--scale", "0.01", "--ks", "1,10,30", "--samples", "8", "--fit-from", "1",
                   tmp_path=tmp_path)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = list(csv.reader(open(tmp_path / "out" / "snr.csv")))
-    assert rows[0] == ["objective", "parameters", "1", "10", "30", "slope"]
-    assert [r[:2] for r in rows[1:]] == [["iwae", "theta"], ["iwae", "phi"], ["dreg", "phi"], ["stl", "phi"]]
-    assert all(float(v) > 0 for r in rows[1:] for v in r[2:5])
+    assert rows[0] == ["problem", "objective", "parameters", "1", "10", "30", "slope"]
+    series = [["iwae", "theta"], ["iwae", "phi"], ["dreg", "phi"], ["stl", "phi"], ["iwae", "ess"]]
+    assert [r[:3] for r in rows[1:]] == [[p, *s] for p in ("digits", "ppca") for s in series]
+    assert all(float(v) > 0 for r in rows[1:] for v in r[3:6])
+    for r in rows[1:]:
+        if r[2] == "ess":  # (Σw)² / Σw² lies in [1, K]
+            assert float(r[3]) == pytest.approx(1) and all(1 <= float(v) <= k for v, k in zip(r[4:6], (10, 30)))
     cells = (tmp_path / "runs" / "snr.json").read_text()
     again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and (tmp_path / "runs" / "snr.json").read_text() == cells  # nothing remeasured

@@ -1,0 +1,52 @@
+"""What the reproduction scripts share: their common options, and resumable training in this process.
+
+Each script runs ``ppl-vae`` in the script's process (so SIGINT/SIGTERM reach the trainer, which checkpoints
+and exits 130/143); running the same command again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parser(doc: str, name: str, scale_help: str) -> argparse.ArgumentParser:
+    """The options every script takes; ``name`` sets the default --workdir and --out."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help=scale_help)
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default=f"runs/reproduce/{name}", help="the run directories")
+    p.add_argument("--out", default=f"benchmarks/reproduce/{name}", help="the tables and figures")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def command() -> str:
+    """The command line that ran this script, as the tables name it."""
+    return f"python scripts/reproduce/{os.path.basename(sys.argv[0])} " + " ".join(sys.argv[1:])
+
+
+def cli(argv: list[str]) -> int:
+    """``ppl-vae argv`` in this process; a non-zero exit code is reported with how to continue."""
+    from ppl_vae.cli import main
+
+    code = main(argv)
+    if code:
+        print(f"{os.path.basename(sys.argv[0])}: `ppl-vae {' '.join(argv[:3])} ...` exited with {code}; run the "
+              f"same command again to continue.", file=sys.stderr)
+    return code
+
+
+def train_to(run: str, epochs: int, fresh: list[str], progress: bool) -> int:
+    """Train the run at ``run`` to ``epochs`` epochs: ``ppl-vae train --out run *fresh`` the first time,
+    ``--resume`` after an interruption, nothing once it is there. Returns the exit code."""
+    from ppl_vae.io import checkpoint
+
+    path = os.path.join(run, checkpoint.NAME)
+    if os.path.exists(path) and checkpoint.load(path)["epoch"] >= epochs:
+        return 0
+    where = ["--resume", run] if os.path.exists(path) else ["--out", run, *fresh]
+    return cli(["train", *where, "--epochs", str(epochs), *([] if progress else ["--no-progress"])])

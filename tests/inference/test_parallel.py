@@ -77,9 +77,9 @@ class TwoShards:
         self.plain = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss)
         self.halves = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=Halves(trainer))
 
-    def __call__(self, x, idx):
+    def __call__(self, x, idx, **inputs):
         sharded = self.until is None or self.trainer.step < self.until
-        return (self.halves if sharded else self.plain).step(x, idx)
+        return (self.halves if sharded else self.plain).step(x, idx, **inputs)
 
 
 class Halves:
@@ -89,13 +89,15 @@ class Halves:
     def __init__(self, trainer):
         self.trainer = trainer
 
-    def loss_and_grads(self, model, guide, x, idx):
+    def loss_and_grads(self, model, guide, x, idx, **inputs):
         n, h = idx.shape[0], -(-idx.shape[0] // 2)
         total, grads = 0.0, {}
         for rows in (slice(0, h), slice(h, n)):
             w = (rows.stop - rows.start) / n if self.trainer.full_size else 1.0
+            shard = {name: value[rows] for name, value in inputs.items()}
             with poutine.trace(param_only=True) as seen:
-                total = total + w * self.trainer.objective.loss.loss_and_grads(model, guide, x[rows], idx[rows])
+                total = total + w * self.trainer.objective.loss.loss_and_grads(model, guide, x[rows], idx[rows],
+                                                                               **shard)
             for site in seen.trace.nodes.values():
                 p = site["value"].unconstrained()
                 if p.grad is not None:
@@ -220,6 +222,89 @@ def test_one_ranks_non_finite_gradient_rolls_every_rank_back_on_a_users_subsampl
     assert done.stderr.count("the loss was not finite; back to step") == 1  # rank 0 says it, whichever rank faulted
     two, ref = params(run), params(reference(tmp_path, 1, args=args))
     assert all(torch.equal(two[k], ref[k]) for k in two)  # the same rollback on both ranks, w_r = 1/2 each
+
+
+LABELLED_PAIR = """
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def make_pair(data):
+    n = data.x_train.shape[0]
+    decoder, encoder = nn.Linear(2 + 10, data.x_dim), nn.Linear(data.x_dim + 10, 2)
+
+    def model(x, y, idx=None):
+        pyro.module("labelled_dec", decoder)
+        shift = pyro.sample("shift", dist.Normal(0.0, 1.0))  # a global latent, outside the data plate
+        with pyro.plate("data", n if idx is not None else x.shape[0], subsample=idx):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            label = F.one_hot(y, 10).to(x).expand(*z.shape[:-1], 10)
+            pyro.sample("pixels", dist.Bernoulli(logits=decoder(torch.cat([z, label], -1)) + shift).to_event(1),
+                        obs=x)
+
+    def guide(x, y, idx=None):
+        pyro.module("labelled_enc", encoder)
+        pyro.sample("shift", dist.Delta(pyro.param("labelled_shift", torch.tensor(0.0))))
+        with pyro.plate("data", n if idx is not None else x.shape[0], subsample=idx):
+            pyro.sample("z", dist.Delta(encoder(torch.cat([x, F.one_hot(y, 10).to(x)], -1))).to_event(1))
+
+    return model, guide
+"""
+
+ENUMERATED_PAIR = """
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import constraints
+
+
+def make_pair(data):
+    decoder, encoder = nn.Linear(2, data.x_dim), nn.Linear(data.x_dim, 2)
+
+    def model(x):
+        pyro.module("mixture_dec", decoder)
+        weights = pyro.param("mixture_weights", torch.ones(3) / 3, constraint=constraints.simplex)
+        centres = pyro.param("mixture_centres", torch.arange(6.0).reshape(3, 2) - 2.5)
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Categorical(weights), infer={"enumerate": "parallel"})
+            z = pyro.sample("z", dist.Normal(centres[c], 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("mixture_enc", encoder)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Delta(encoder(x)).to_event(1))
+
+    return model, guide
+"""
+
+
+@pytest.mark.parametrize("pair, objective", [(LABELLED_PAIR, "elbo"), (ENUMERATED_PAIR, "enum")],
+                         ids=["labels-global-subsampled", "enumerated"])
+def test_a_users_pair_trains_on_two_processes_as_one_adding_the_two_shards(tmp_path, capsys, pair, objective):
+    """Named inputs (the labels) are sharded with the points; a global latent's prior term counts once
+    (w_r = |B_r| / B under the subsampled plate); an enumerated site is summed out on each shard. (Their own
+    parameter and site names; the data plate is 'data', as every pair's must be.)"""
+    (tmp_path / "user_pair.py").write_text(pair)
+    args = ["--pair", f"{tmp_path / 'user_pair.py'}:make_pair", "--objective", objective, "--dataset", "digits",
+            "--batch-size", "30", "--no-jit", "--no-progress"]
+    run = tmp_path / "two"
+    done = torchrun("--nproc-per-node", "2", "-m", "ppl_vae", "train", *args, "--epochs", "2", "--out", run)
+    assert done.returncode == 0, done.stderr[-2000:]
+    two, ref = params(run), params(reference(tmp_path, 2, args=args))
+    assert two.keys() == ref.keys() and all(torch.equal(two[k], ref[k]) for k in two)
+    for m, r in zip(metrics(run), metrics(tmp_path / "reference"), strict=True):  # float32 losses in the all-reduce
+        assert m["step"] == r["step"] and m["train_bound"] == pytest.approx(r["train_bound"], rel=8 * EPS32)
+    # the two-shard sum is the whole batch's loss (Σ_r |B_r|/B · N/|B_r| = N/B): a plain run differs by float32 order
+    assert run_cli(["train", *args, "--epochs", "1", "--out", tmp_path / "plain"], capsys)[0] == 0
+    plain, one = params(tmp_path / "plain"), params(reference(tmp_path / "r1", 1, args=args))
+    steps = checkpoint.load(tmp_path / "plain" / "checkpoint.pt")["step"]
+    for k in plain:  # each Adam step moves θ by float32 rounding of its scale, at most
+        assert (plain[k] - one[k]).abs().max() <= steps * EPS32 * plain[k].abs().max(), k
 
 
 def test_a_killed_rank_makes_the_other_exit_with_one_sentence_and_a_hung_one_within_the_timeout(tmp_path):

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 
-from reproduction import cli, command, parser, train_to
+from reproduction import cli, command, machine, parser, seconds_per_epoch, train_to
 
 PAPER = {("vae", 1, 1): 86.76, ("vae", 1, 5): 86.47, ("vae", 1, 50): 86.35,
          ("iwae", 1, 1): 86.76, ("iwae", 1, 5): 85.54, ("iwae", 1, 50): 84.78,
@@ -34,8 +34,8 @@ PAPER = {("vae", 1, 1): 86.76, ("vae", 1, 5): 86.47, ("vae", 1, 50): 86.35,
 ROWS = [(m, layers, k) for layers in (1, 2) for m, ks in (("vae", (1, 5, 50)), ("iwae", (1, 5, 50)), ("dreg", (5, 50)))
         for k in ks]
 OBJECTIVE = {"vae": "elbo", "iwae": "iwae", "dreg": "dreg"}
-COLUMNS = ["method", "layers", "k", "paper_nll", "nll", "nll_se", "active_units", "epochs", "eval_points",
-           "eval_particles", "seconds_per_epoch", "command"]
+COLUMNS = ["dataset", "method", "layers", "k", "paper_nll", "nll", "nll_se", "active_units", "epochs", "eval_points",
+           "eval_particles", "seconds_per_epoch", "command", "machine"]
 
 
 def stages(scale: float) -> list[int]:
@@ -130,16 +130,17 @@ def main() -> int:
 
 
 def merged(rows: list[dict], path: str) -> list[dict]:
-    """``rows`` and the rows of the table at ``path`` that they do not replace and that share their protocol
-    (epochs and evaluation), in Table 1's order: the table grows run by run, each row naming its command."""
-    same = ("epochs", "eval_points", "eval_particles")
+    """``rows`` and the rows of the table at ``path`` that they do not replace and that share their data and
+    protocol (epochs and evaluation), in Table 1's order: the table grows run by run, each row naming its
+    command."""
+    same = ("dataset", "epochs", "eval_points", "eval_particles")
     have = {(r["method"], r["layers"], r["k"]) for r in rows}
     kept = []
     if rows and os.path.exists(path):
         for r in csv.DictReader(open(path)):
             r = {**r, "layers": int(r["layers"]), "k": int(r["k"]),
                  "paper_nll": float(r["paper_nll"]) if r["paper_nll"] else None,
-                 **{c: float(r[c]) for c in ("nll", "nll_se", "seconds_per_epoch")}, **{c: int(r[c]) for c in same}}
+                 **{c: float(r[c]) for c in ("nll", "nll_se", "seconds_per_epoch")}, **{c: int(r[c]) for c in same[1:]}}
             if (r["method"], r["layers"], r["k"]) not in have and all(r[c] == rows[0][c] for c in same):
                 kept.append(r)
     order = {row: i for i, row in enumerate(ROWS)}
@@ -147,20 +148,18 @@ def merged(rows: list[dict], path: str) -> list[dict]:
 
 
 def table_rows(args, results: dict, epochs: int) -> list[dict]:
-    from ppl_vae.io.rundir import read_jsonl
-
     rows = []
     for method, layers, k in ROWS:
         name = run_name(method, layers, k)
         if name not in results:
             continue
-        r, seconds = results[name], [m["seconds"] for m in read_jsonl(os.path.join(args.workdir, name, "metrics.jsonl"))]
+        r = results[name]
         paper = PAPER.get((method, layers, k)) if args.dataset == "mnist" else None  # their numbers are MNIST's
-        rows.append({"method": method, "layers": layers, "k": k, "paper_nll": paper,
+        rows.append({"dataset": args.dataset, "method": method, "layers": layers, "k": k, "paper_nll": paper,
                      "nll": r["test_nll"], "nll_se": r["test_nll_se"], "active_units": r["active_units"],
                      "epochs": epochs, "eval_points": r["n"], "eval_particles": r["particles"],
-                     "seconds_per_epoch": sorted(seconds)[len(seconds) // 2],
-                     "command": command()})
+                     "seconds_per_epoch": seconds_per_epoch(os.path.join(args.workdir, name)),
+                     "command": command(), "machine": machine()})
     return rows
 
 
@@ -172,7 +171,8 @@ def write(out: str, rows: list[dict], args) -> None:
         writer.writerows(rows)
     commands = list(dict.fromkeys(r["command"] for r in rows))
     lines = [f"# Burda et al. 2016, Table 1: test NLL (nats), {args.dataset}", "",
-             *(f"{i + 1}. `{c}`" for i, c in enumerate(commands)), "",
+             *(f"{i + 1}. `{c}` ({next(r['machine'] for r in rows if r['command'] == c)})"
+               for i, c in enumerate(commands)), "",
              f"{rows[0]['epochs'] if rows else 0} epochs per run (stages {stages(args.scale)} of the paper's "
              f"3^i), NLL by K = {args.eval_particles} importance samples on {rows[0]['eval_points'] if rows else 0} "
              f"test points, ± its standard error over them; the paper's: 3280 epochs, K = 5000, all 10000.", "",

@@ -29,6 +29,14 @@ def command() -> str:
     return f"python scripts/reproduce/{os.path.basename(sys.argv[0])} " + " ".join(sys.argv[1:])
 
 
+def machine() -> str:
+    """The machine that ran this script, as the tables name it."""
+    import torch
+
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU with {os.cpu_count()} cores"
+    return f"{where}, torch {torch.__version__}"
+
+
 def cli(argv: list[str]) -> int:
     """``ppl-vae argv`` in this process; a non-zero exit code is reported with how to continue."""
     from ppl_vae.cli import main
@@ -38,6 +46,14 @@ def cli(argv: list[str]) -> int:
         print(f"{os.path.basename(sys.argv[0])}: `ppl-vae {' '.join(argv[:3])} ...` exited with {code}; run the "
               f"same command again to continue.", file=sys.stderr)
     return code
+
+
+def seconds_per_epoch(run: str) -> float:
+    """The median of the run's epoch times (metrics.jsonl), for the tables' cost statements."""
+    from ppl_vae.io.rundir import read_jsonl
+
+    seconds = sorted(m["seconds"] for m in read_jsonl(os.path.join(run, "metrics.jsonl")))
+    return seconds[len(seconds) // 2]
 
 
 def train_to(run: str, epochs: int, fresh: list[str], progress: bool) -> int:

@@ -59,6 +59,32 @@ def test_two_layer_vae_is_the_papers_network_and_trains(digits):
     assert bounds[-1] > bounds[0] + 1.0, bounds
 
 
+def test_two_layer_vae_under_vectorized_particles_estimates_what_one_particle_does(digits):
+    """K particles broadcast through both stochastic layers: the K-particle ELBO (Pyro's vectorized
+    particle plate) and its gradient have the 1-particle estimator's mean, within 4 standard errors
+    (the gradient by mean z² over its entries, ≈ 1 when the means agree, ≫ 1 for a broadcasting error)."""
+    from ppl_vae.inference import objectives
+    from ppl_vae.inference.diagnostics import gradient_stats
+
+    config = helpers.config(preset="iwae2", latent_dim=4, z1_dim=8, hidden=[32], hidden2=[16])
+    pyro.set_rng_seed(0)
+    model, guide = registry.build(config, digits)
+    x = digits.x_train[:10]
+    stats = {}
+    for k, m in ((8, 50), (1, 400)):
+        objective = objectives.make("elbo", particles=k)
+        pyro.set_rng_seed(1)
+        losses = torch.tensor([objective.loss.loss(model.model, guide.guide, x) for _ in range(m)])
+        grads = gradient_stats(objective, model.model, guide.guide, x, samples=m)
+        stats[k] = (losses.mean(), losses.var() / m, torch.cat([g.mean.reshape(-1) for g in grads]),
+                    torch.cat([g.var.reshape(-1) for g in grads]) / m)
+    (l8, v8, g8, s8), (l1, v1, g1, s1) = stats[8], stats[1]
+    assert abs(l8 - l1) < 4 * (v8 + v1).sqrt()
+    moving = (s8 + s1) > 0
+    z2 = (g8 - g1)[moving] ** 2 / (s8 + s1)[moving]
+    assert moving.sum() > 500 and z2.mean() < 2, z2.mean()
+
+
 def test_continuous_bernoulli_includes_its_normalizing_constant():
     vae = VAE(6, 2, (8,), likelihood="continuous-bernoulli").double()  # float64: no CPU-dependent rounding
     z, x = torch.randn(4, 2, dtype=torch.float64), torch.rand(4, 6, dtype=torch.float64)

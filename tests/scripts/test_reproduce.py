@@ -50,10 +50,10 @@ def test_burda2016_table_keeps_the_rows_of_earlier_commands_with_the_same_protoc
     finally:
         sys.path.pop(0)
 
-    def row(method, layers, k, nll, command, eval_points=1000):
-        return {"method": method, "layers": layers, "k": k, "paper_nll": burda2016.PAPER.get((method, layers, k)),
+    def row(method, layers, k, nll, command, eval_points=1000, dataset="mnist"):
+        return {"dataset": dataset, "method": method, "layers": layers, "k": k, "paper_nll": burda2016.PAPER.get((method, layers, k)),
                 "nll": nll, "nll_se": 0.9, "active_units": "50", "epochs": 8, "eval_points": eval_points,
-                "eval_particles": 5000, "seconds_per_epoch": 14.8, "command": command}
+                "eval_particles": 5000, "seconds_per_epoch": 14.8, "command": command, "machine": "CPU"}
 
     path = tmp_path / "table.csv"
     with open(path, "w", newline="") as f:
@@ -66,6 +66,8 @@ def test_burda2016_table_keeps_the_rows_of_earlier_commands_with_the_same_protoc
     assert rows[0] == row("vae", 1, 1, 104.5, "a")  # read back as written
     other = burda2016.merged([row("iwae", 2, 50, 97.0, "c", eval_points=500)], str(path))
     assert [r["command"] for r in other] == ["c"]  # another evaluation protocol: the old rows are not comparable
+    assert [r["command"] for r in burda2016.merged([row("vae", 2, 1, 120.0, "d", dataset="digits")], str(path))] \
+        == ["d"]  # nor are another dataset's
 
 
 def test_rainforth2018_writes_snr_against_k_and_keeps_measured_cells(tmp_path):

@@ -56,13 +56,28 @@ def seconds_per_epoch(run: str) -> float:
     return seconds[len(seconds) // 2]
 
 
+CHECKED = ("dataset", "seed", "preset", "guide", "objective", "particles")  # the options a run's name does not say
+
+
 def train_to(run: str, epochs: int, fresh: list[str], progress: bool) -> int:
     """Train the run at ``run`` to ``epochs`` epochs: ``ppl-vae train --out run *fresh`` the first time,
-    ``--resume`` after an interruption, nothing once it is there. Returns the exit code."""
+    ``--resume`` after an interruption, nothing once it is there. Returns the exit code; 2, with one
+    sentence, when the run there was started with other options (another --seed or --dataset), whose
+    numbers would otherwise be reported under this command."""
+    import json
+
     from ppl_vae.io import checkpoint
 
     path = os.path.join(run, checkpoint.NAME)
-    if os.path.exists(path) and checkpoint.load(path)["epoch"] >= epochs:
-        return 0
+    if os.path.exists(path):
+        recorded = json.load(open(os.path.join(run, "config.json")))
+        asked = dict(zip(fresh[::2], fresh[1::2]))  # fresh holds option-value pairs
+        for key in CHECKED:
+            if f"--{key}" in asked and key in recorded and str(recorded[key]) != asked[f"--{key}"]:
+                print(f"{os.path.basename(sys.argv[0])}: {run} was started with --{key} {recorded[key]}, not "
+                      f"{asked[f'--{key}']}; give this command another --workdir.", file=sys.stderr)
+                return 2
+        if checkpoint.load(path)["epoch"] >= epochs:
+            return 0
     where = ["--resume", run] if os.path.exists(path) else ["--out", run, *fresh]
     return cli(["train", *where, "--epochs", str(epochs), *([] if progress else ["--no-progress"])])

@@ -36,6 +36,9 @@ def test_burda2016_resumes_after_sigterm_and_writes_its_table(tmp_path):
     assert (tmp_path / "out" / "nll.png").stat().st_size > 0 and "| IWAE | 1 | 5 |" in done.stdout
     again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)  # all kept: nothing reruns
     assert again.returncode == 0 and "ppl-vae" not in again.stderr and "epoch 8/8" not in again.stderr
+    other = subprocess.run([*argv, "--seed", "1"], capture_output=True, text=True, env=env, timeout=600)
+    assert other.returncode == 2 and "was started with --seed 0, not 1; give this command another --workdir" \
+        in other.stderr, other.stderr  # seed 0's numbers are not reported under a seed-1 command
 
 
 def script(name, *args, tmp_path):

@@ -191,10 +191,9 @@ def write(out: str, rows: list[dict], args) -> None:
 
 
 def plot(rows: list[dict], path: str) -> None:
-    from ppl_vae.viz.figures import pyplot
+    from ppl_vae.viz.figures import figure, save
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = figure(7, 3.5)
     labels = [f"{r['method'].upper()} {r['layers']}L k={r['k']}" for r in rows]
     ax.errorbar(range(len(rows)), [r["nll"] for r in rows], yerr=[2 * r["nll_se"] for r in rows], fmt="o",
                 label="ours (± 2 SE)")
@@ -205,8 +204,7 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_ylabel("test NLL (nats)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 if __name__ == "__main__":

@@ -166,10 +166,9 @@ def write(args, cells: dict, ks: list[int], epochs: int, seconds: float) -> None
 
 
 def plot(cells, problems, series, ks, slopes, path) -> None:
-    from ppl_vae.viz.figures import pyplot
+    from ppl_vae.viz.figures import figure, save
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 4), squeeze=False)
+    fig, axes = figure(5.5 * len(problems), 4, ncols=len(problems), squeeze=False)
     for ax, (prefix, title) in zip(axes[0], problems.items()):
         for s in series:
             label = f"{s[0].upper()} {'θ' if s[1] == 'model' else 'φ'} (slope {slopes[prefix, s]:+.2f})"
@@ -181,8 +180,7 @@ def plot(cells, problems, series, ks, slopes, path) -> None:
         ax.set_title(title.split(",")[0], fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
   ``elbo`` sums it out (:func:`summing_out` gives it ``TraceEnum_ELBO``), as ``enum`` and the
   importance-weighted objectives do, so its training and test bounds are one quantity;
 - under ``rws`` and ``dreg``, which estimate the model's and the guide's gradients differently, a
-  parameter that both use (one module registered in the model and in the guide);
+  parameter that both use: θ and φ are told apart by what log p(x, z) at fixed z and q(z | x) depend on
+  (:class:`~ppl_vae.inference.objectives.weighted.Roles`), not by where a module was registered;
 - under ``elbo-analytic`` (``TraceMeanField_ELBO``), a guide site whose KL to the model's site has
   no closed form: Pyro would estimate that term by Monte Carlo without a word, and a comparison
   table would show the same estimator under two names.
@@ -82,13 +83,6 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
         return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
                 f"not do: it would sample the site from the prior instead of summing it out; use --objective elbo, "
                 f"or an importance-weighted objective (iwae, renyi, rws, stl, dreg), which sum it out")
-    if getattr(loss, "splits_params", False):
-        guide_params = {n for n, site in guide_trace.nodes.items() if site["type"] == "param"}
-        shared = [n for n, site in model_trace.nodes.items() if site["type"] == "param" and n in guide_params]
-        if shared:
-            return (f"parameter {shared[0]!r} is in both the model and the guide (one module registered in both), "
-                    f"and {objective.name} gives the model's parameters and the guide's different gradient "
-                    f"estimators; register the decoder in the model and the encoder in the guide, or use iwae")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
             if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):
@@ -177,6 +171,9 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
         if loss is not None:
             with user_code(f"the {objective.name} objective fails on two training points"):
                 loss.loss(model, guide, x, idx, **named)
+            if isinstance(loss, WeightedLoss) and loss.splits_params:  # θ and φ by what the computation uses
+                with torch.enable_grad():
+                    loss.check_roles(loss.draw(model, guide, x, idx, **named))
         if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
             with user_code(f"the {objective.name} objective's test bound fails on two test points, where the "
                            f"model and guide get no idx"):

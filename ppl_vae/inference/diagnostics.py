@@ -53,8 +53,7 @@ def gradient_stats(objective, model, guide, *args, samples: int = 100, **kwargs)
     loss = objective.loss if isinstance(objective, Objective) else objective
     model, guide = as_pyro_callable(model, "model"), as_pyro_callable(guide, "guide")
     store = pyro.get_param_store()
-    with torch.no_grad():
-        particles = Particles(model, guide, args[0], args[1:], kwargs, particles=1)
+    particles = Particles(model, guide, args[0], args[1:], kwargs, particles=1)  # with gradients: roles need them
     groups = {store.param_name(t): group for group in ("model", "guide") for t in particles.params[group]}
     _reset(store, {})
     loss.loss_and_grads(model, guide, *args, **kwargs)

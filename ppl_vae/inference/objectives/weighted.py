@@ -25,6 +25,8 @@ Two variants of log q serve the estimators that treat the guide's gradient speci
 
 from __future__ import annotations
 
+import functools
+
 import pyro
 import pyro.ops.jit
 import torch
@@ -47,6 +49,49 @@ def param_tensors(trace) -> list:
     return [site["value"].unconstrained() for site in trace.nodes.values() if site["type"] == "param"]
 
 
+def leaves_reached(roots, stop=()) -> set[int]:
+    """The ids of the leaf tensors that ``roots`` depend on through autograd's graph, not counting
+    paths that pass through the nodes that made the tensors ``stop``."""
+    stopped = {id(t.grad_fn) for t in stop if t.grad_fn is not None}
+    found = {id(t) for t in roots if t.requires_grad and t.grad_fn is None}
+    todo, seen = [t.grad_fn for t in roots if t.grad_fn is not None], set()
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen or id(node) in stopped:
+            continue
+        seen.add(id(node))
+        if hasattr(node, "variable"):  # AccumulateGrad: a leaf
+            found.add(id(node.variable))
+        else:
+            todo.extend(child for child, _ in node.next_functions)
+    return found
+
+
+class Roles:
+    """Which parameters are the model's (θ) and which the guide's (φ), by what the computation depends
+    on, not by the trace a module was registered in (Pyro lets ``pyro.module("vae", self)`` register
+    encoder and decoder in the model alone, or in both):
+
+    - φ: the parameters that the guide's log q_φ(z | x) or its sampled values z depend on;
+    - θ: the parameters that log p_θ(x, z) depends on at fixed z (paths through z are not followed).
+
+    ``both`` are parameters in θ and in φ (an encoder that the model also uses); estimators that give θ
+    and φ different gradients refuse those. ``every`` is every parameter the two traces register."""
+
+    def __init__(self, model_trace, guide_trace, log_p, log_q):
+        every = {id(t): t for t in param_tensors(guide_trace) + param_tensors(model_trace)}
+        values = [site["value"] for _, site in latent_sites(guide_trace) if torch.is_tensor(site["value"])]
+        on_q = leaves_reached([t for t in (log_q, *values) if torch.is_tensor(t)])
+        on_p = leaves_reached([log_p] if torch.is_tensor(log_p) else [], stop=values)
+        self.every = list(every.values())
+        self.model = [t for i, t in every.items() if i in on_p]
+        self.guide = [t for i, t in every.items() if i in on_q]
+        self.both = [t for i, t in every.items() if i in on_p and i in on_q]
+
+    def __getitem__(self, group: str) -> list:
+        return self.every if group == "all" else getattr(self, group)
+
+
 class Particles:
     """K particles per data point from the guide, scored by the model and the guide."""
 
@@ -59,10 +104,11 @@ class Particles:
         self.scale = data_scale(self.model_trace)  # N / B of a subsampled data plate, else 1
         self.log_p = per_point(self.model_trace, *self.shape, max_plate_nesting)
         self.log_q = per_point(self.guide_trace, *self.shape, max_plate_nesting, observed=False)
-        guide_params = param_tensors(self.guide_trace)
-        ids = {id(p) for p in guide_params}
-        self.params = {"guide": guide_params,
-                       "model": [p for p in param_tensors(self.model_trace) if id(p) not in ids]}
+
+    @functools.cached_property
+    def params(self) -> Roles:
+        """θ and φ of this draw (:class:`Roles`); taken with gradients on, else nothing depends on anything."""
+        return Roles(self.model_trace, self.guide_trace, self.log_p, self.log_q)
 
     @property
     def log_w(self) -> torch.Tensor:
@@ -122,6 +168,15 @@ class WeightedLoss(ELBO):
             p.require_rsample(self.name)
         return p
 
+    def check_roles(self, p: Particles) -> None:
+        """Refuse, with one sentence, a parameter that is both θ and φ when this estimator treats them differently."""
+        if self.splits_params and p.params.both:
+            name = (pyro.get_param_store().param_name(p.params.both[0]) or "?").replace("$$$", ".")
+            raise UsageError(f"parameter {name!r} is used both by the model's log p(x, z) at fixed z and by the guide's "
+                             f"q(z | x), and {self.name} gives the model's and the guide's parameters different gradient "
+                             f"estimators, so it would have to pick one for it; give the model and the guide modules of "
+                             f"their own (registering them together in one pyro.module is fine), or use iwae.")
+
     def _get_trace(self, model, guide, args, kwargs):  # what pyro.infer.ELBO asks of a subclass
         p = self.draw(model, guide, *args, **kwargs)
         return p.model_trace, p.guide_trace
@@ -140,8 +195,8 @@ class WeightedLoss(ELBO):
     def backward(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """:meth:`loss_and_grads` with the loss left on the device, a 0-dim tensor."""
         p = self.draw(model, guide, *args, **kwargs)
-        pairs = [(s, p.params["guide"] + p.params["model"] if group == "all" else p.params[group])
-                 for s, group in self.surrogates(p)]
+        self.check_roles(p)
+        pairs = [(s, p.params[group]) for s, group in self.surrogates(p)]
         pairs = [(s, params) for s, params in pairs if params and s.requires_grad]
         for i, (surrogate, params) in enumerate(pairs):
             torch.autograd.backward(-p.scale * surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
@@ -183,8 +238,7 @@ class CompiledWeighted:
 
         def groups(p: Particles) -> list[list[str]]:
             store = pyro.get_param_store()
-            chosen = [(s, p.params["guide"] + p.params["model"] if group == "all" else p.params[group])
-                      for s, group in eager.surrogates(p)]
+            chosen = [(s, p.params[group]) for s, group in eager.surrogates(p)]
             return [[store.param_name(t) for t in params] if s.requires_grad else [] for s, params in chosen]
 
         @pyro.ops.jit.trace(ignore_warnings=True)

@@ -10,6 +10,8 @@ shape, or that an objective would silently mistreat, is refused with one sentenc
   + E_q log p(β) − log q(β)], once the data plate is ``pyro.plate("data", N, subsample=idx)``
   (N is the training set's size), and their test bound is the ELBO given β ~ q(β);
 - no site inside a plate named ``"data"`` at all (a plate with another name);
+- a guide site marked for enumeration (``config_enumerate(guide)``), under every objective but ``elbo``
+  and ``enum`` (``TraceEnum_ELBO``, which sums over its values weighted by q): the others would sample it;
 - a discrete site marked for enumeration (``config_enumerate``) and not sampled by the guide,
   under the score-function objectives (``TraceGraph_ELBO``) or ``elbo-analytic``
   (``TraceMeanField_ELBO``): those would sample it from the prior instead of summing it out.
@@ -76,9 +78,15 @@ def refusal(objective, model_trace, guide_trace) -> str | None:
                 f"pyro.plate('data', N if idx is not None else x.shape[0], subsample=idx) with the idx that fit "
                 f"passes (None on test points)")
     enumerated = enumerated_sites(model_trace, guide_trace)
-    if isinstance(loss, TraceEnum_ELBO) and not enumerated:
+    in_guide = guide_enumerated_sites(guide_trace)
+    if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide:
         return (f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and this "
-                f"model has none (config_enumerate), so it would train a plain ELBO under another name; use elbo")
+                f"pair has none (config_enumerate on the model or the guide), so it would train a plain ELBO under "
+                f"another name; use elbo")
+    if in_guide and not isinstance(loss, TraceEnum_ELBO):
+        return (f"guide site {in_guide[0]!r} is marked for enumeration (config_enumerate), which the {objective.name} "
+                f"objective does not do: it would sample the site from q instead of summing over its values as "
+                f"TraceEnum_ELBO does; use elbo or enum, or drop config_enumerate from the guide to sample it")
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
                 f"not do: it would sample the site from the prior instead of summing it out; use --objective elbo, "
@@ -99,12 +107,20 @@ def enumerated_sites(model_trace, guide_trace) -> list[str]:
             and name not in guide_trace.nodes]
 
 
+def guide_enumerated_sites(guide_trace) -> list[str]:
+    """The guide's sites marked for parallel enumeration (``config_enumerate(guide)``, as ss_vae_M2.py does)."""
+    return [name for name, site in sample_sites(guide_trace, False).items()
+            if site["infer"].get("enumerate") == "parallel"]
+
+
 def summing_out(objective, model_trace, guide_trace):
     """``objective`` with ``TraceEnum_ELBO`` in place of the ``elbo`` objective's ``Trace_ELBO`` when the
-    model marks sites for enumeration: the same ELBO with those sites summed out, not sampled from the
-    prior (the estimator of ``enum``; on a model with nothing to enumerate it would only be slower)."""
+    model or the guide marks sites for enumeration: the same ELBO with the model's sites summed out, not
+    sampled from the prior, and the guide's summed over their values weighted by q, not sampled from q
+    (the estimator of ``enum``; on a pair with nothing to enumerate it would only be slower)."""
     loss = getattr(objective, "loss", None)
-    if type(loss) is not Trace_ELBO or not enumerated_sites(model_trace, guide_trace):
+    if type(loss) is not Trace_ELBO or not (enumerated_sites(model_trace, guide_trace)
+                                            or guide_enumerated_sites(guide_trace)):
         return objective
 
     def like_loss(kind, **options):
@@ -203,7 +219,9 @@ def describe(model, guide, data) -> list[str]:
              "guide samples: " + names(f"{n} ({'reparameterized' if s['fn'].has_rsample else 'score-function only'})"
                                        for n, s in latent.items()),
              f"model observes: {names(sample_sites(model_tr, True))}",
-             f"enumerated in the model (summed out): {names(enumerated_sites(model_tr, guide_tr))}"]
+             f"enumerated in the model (summed out): {names(enumerated_sites(model_tr, guide_tr))}",
+             f"enumerated in the guide (summed over q's values by elbo and enum): "
+             f"{names(guide_enumerated_sites(guide_tr))}"]
     model_latent = sample_sites(model_tr, False)
     lines.append(f"global (outside pyro.plate('data')): "
                  f"{names(n for n, s in {**latent, **model_latent}.items() if not in_data_plate(s))}")

@@ -14,7 +14,8 @@ def enum(particles: int = 1) -> Objective:
         L(θ, φ) = E_q[log Σ_c p_θ(x, z, c) − log q_φ(z | x)],
 
     the ELBO in which every model site marked by ``config_enumerate`` and absent from the guide
-    is summed over its support exactly. When the guide samples nothing (a Gaussian mixture,
+    is summed over its support exactly, and every guide site marked by ``config_enumerate`` (y in
+    ss_vae_M2.py) is summed over its values weighted by q(y | x) instead of sampled. When the guide samples nothing (a Gaussian mixture,
     whose assignment c is enumerated and whose parameters are point estimates) L = log p(x),
     and maximizing it is maximum likelihood.
 

@@ -17,7 +17,8 @@ from ppl_vae.evaluation.estimators.ais import bdmc, simulate
 from ppl_vae.evaluation.evaluate import describe, evaluate
 from ppl_vae.inference.validation import valid_points
 from ppl_vae.io.rundir import write_json
-from ppl_vae.pair import callables
+from ppl_vae.evaluation.quantity import observed_quantity
+from ppl_vae.pair import as_pyro_callable, callables
 from ppl_vae.cli import options
 
 NAMES = tuple(estimators.ESTIMATORS)
@@ -95,12 +96,10 @@ def run(args: argparse.Namespace) -> int:
         entries = run_estimators(args, run_, x, inputs, names)
     results = {"estimators": entries, "n": int(x.shape[0]), "epoch": run_.epoch, "seed": args.seed,
                "dataset": run_.config.data.dataset}
-    given = ""
-    if inputs:  # a conditional model: every estimate is of log p(x | inputs)
-        results["given"] = sorted(inputs)
-        given = f" | {', '.join(sorted(inputs))}"
+    label = observed_quantity(*callables(run_.model, run_.guide), x, inputs, as_pyro_callable(run_.model, "model"))
+    results.update(label)
     write_json(path, results)
-    print(f"test log p(x{given}) in nats per example, mean ± standard error over {x.shape[0]} test points; "
+    print(f"test {label['quantity']} in nats per example, mean ± standard error over {x.shape[0]} test points; "
           f"wrote {path}")
     return 0
 

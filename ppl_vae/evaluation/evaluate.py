@@ -37,7 +37,8 @@ from torch.distributions import Independent
 from ppl_vae import parallel
 from ppl_vae.data import batch_inputs, split
 from ppl_vae.device import forked_rng
-from ppl_vae.pair import callables, owning_module
+from ppl_vae.evaluation.quantity import observed_quantity
+from ppl_vae.pair import as_pyro_callable, callables, owning_module
 from ppl_vae.inference.validation import valid_points
 from ppl_vae.inference.weights import log_weights
 
@@ -132,13 +133,15 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
 
     ``model`` and ``guide`` are Pyro callables (or modules with ``.model`` / ``.guide``);
     ``x`` is the test tensor [N, D] on their device, ``inputs`` its named inputs
-    ({name: tensor [N, ...]}, e.g. ``data.inputs_test``): the bounds are then of log p(x | inputs),
-    and the result says so (``"given"``). ``max_elements`` bounds particles ×
+    ({name: tensor [N, ...]}, e.g. ``data.inputs_test``). The result names what its bounds and NLL are
+    of (``"quantity"``, e.g. log p(x, y) when the model observes an input y, log p(x | y) when it only
+    conditions on it; ``"observed"``, ``"given"``: :mod:`ppl_vae.evaluation.quantity`). ``max_elements`` bounds particles ×
     points × dimensions per chunk, i.e. the memory one chunk takes (default: sized to the device,
     :func:`max_elements_for`). Under torchrun (:mod:`ppl_vae.parallel`) every process estimates its
     share of the points from its own random stream and every process returns the whole result.
     """
     module = owning_module(model)
+    model_fn = as_pyro_callable(model, "model")
     model, guide = callables(model, guide)
     n = int(x.shape[0])
     if hasattr(module, "log_marginal"):
@@ -170,11 +173,16 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
                           f"the number is log p(x | z) + log p(z) at the guide's z, and log p(x) is not estimated",
                 "test_objective": elbo_mean, "test_objective_se": elbo_se, "n": n}
     ll_mean, ll_se = mean_and_se(ll)
-    result = {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
-              "test_nll": -ll_mean, "test_nll_se": ll_se, "particles": particles, "n": n}
-    if inputs:  # a conditional model: its bounds and NLL are of log p(x | inputs)
-        result["given"] = sorted(inputs)
-    return result
+    return {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
+            "test_nll": -ll_mean, "test_nll_se": ll_se, "particles": particles, "n": n,
+            **observed_quantity(model, guide, x, inputs, model_fn)}
+
+
+def quantity_of(result: dict) -> str:
+    """The log-likelihood an importance-sampled result estimates; eval.json files older than the
+    ``quantity`` key named only the inputs given."""
+    given = result.get("given")
+    return result.get("quantity") or (f"log p(x | {', '.join(given)})" if given else "log p(x)")
 
 
 def describe(result: dict) -> str:
@@ -190,7 +198,6 @@ def describe(result: dict) -> str:
         return (f"test log p(x | z) + log p(z) {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} "
                 f"nats per example at the point-mass guide's z, {result['n']} test points: not a bound on "
                 f"log p(x), and no NLL is estimated")
-    given = f" = −log p(x | {', '.join(result['given'])})" if result.get("given") else ""
-    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, test NLL{given} "
+    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, test NLL = −{quantity_of(result)} "
             f"{result['test_nll']:.2f} ± {result['test_nll_se']:.2f} nats per example (importance-sampled, "
             f"K = {result['particles']}, {result['n']} test points)")

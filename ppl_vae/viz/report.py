@@ -15,6 +15,7 @@ import json
 import os
 
 from ppl_vae.evaluation import latents
+from ppl_vae.evaluation.evaluate import quantity_of
 
 from ppl_vae.viz import plots
 from ppl_vae.errors import UsageError
@@ -47,7 +48,7 @@ def numbers(run, stats: dict) -> dict:
     ev = _read_json(os.path.join(run.dir, "eval.json"))
     if ev:
         out["eval"] = {k: ev.get(k) for k in ("estimate", "test_elbo", "test_elbo_se", "test_nll", "test_nll_se",
-                                              "test_objective", "test_objective_se", "quantity", "given", "particles", "n", "epoch",
+                                              "test_objective", "test_objective_se", "quantity", "given", "observed", "particles", "n", "epoch",
                                               "estimators")}
     out["latent"] = stats
     return out
@@ -98,8 +99,8 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
                      f"{_fmt(ev['test_objective'])} ± {_fmt(ev['test_objective_se'])} |")
     elif ev:
         lines.append(f"| test ELBO (eval.json, K = {ev['particles']}) | {_fmt(ev['test_elbo'])} ± {_fmt(ev['test_elbo_se'])} |")
-        given = f" \\| {', '.join(ev['given'])}" if ev.get("given") else ""
-        lines.append(f"| test NLL = −log p̂(x{given}) (eval.json, importance-sampled, K = {ev['particles']}) | "
+        quantity = quantity_of(ev).replace("log p(", "log p̂(").replace("|", "\\|")
+        lines.append(f"| test NLL = −{quantity} (eval.json, importance-sampled, K = {ev['particles']}) | "
                      f"{_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])} |")
     else:
         lines.append(f"| test NLL | not estimated; run `ppl-vae evaluate {run.dir}` |")

@@ -1,0 +1,64 @@
+"""What a pair's log-likelihood is of: the sites its model observes and the inputs it conditions on.
+
+The importance weights log w = log p_θ(x, z) − log q_φ(z | x) sum every observed site of the model,
+whatever it holds, so the number they estimate is named from the program itself, not assumed:
+
+- a model that observes the data tensor alone: log p(x);
+- one that also observes a named input (a label y passed as ``ys`` and observed with ``obs=ys``, as
+  ss_vae_M2.py does): log p(x, y), the joint, never log p(x | y);
+- one that takes an input without scoring it (a class it conditions on): log p(x | y);
+- one that observes something other than the data tensor and takes the data as input (cvae.py
+  scores the hidden quadrants y given the visible x): log p(y | x).
+
+Observed sites are named by their site names, except the one whose value is the data tensor (in
+any shape: ``obs=x.reshape(-1, 784)`` counts), which is ``x``.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from ppl_vae.data import batch_inputs
+from ppl_vae.device import forked_rng
+from ppl_vae.pair import takes
+
+POINTS = 8  # points traced to match observed values to the data and the inputs
+
+
+def same_values(a, b) -> bool:
+    """Whether ``a`` holds the values of ``b`` (in any shape, any dtype)."""
+    return (torch.is_tensor(a) and torch.is_tensor(b) and a.numel() == b.numel()
+            and torch.equal(a.detach().reshape(-1).double(), b.detach().reshape(-1).double()))
+
+
+def observed_quantity(model, guide, x, inputs: dict | None = None, model_fn=None) -> dict:
+    """{"quantity": "log p(x, y | c)", "observed": {site: what it holds}, "given": [names]} for the pair
+    (Pyro callables called the trainer's way, ``model(x, **inputs)``) on the first points of ``x``.
+    ``model_fn``: the user's model function, to read which inputs it takes (default ``model``)."""
+    n = min(POINTS, int(x.shape[0]))
+    xb, ib = x[:n], batch_inputs(inputs, slice(0, n))
+    with torch.no_grad(), forked_rng(x):
+        guide_tr = poutine.trace(guide).get_trace(xb, **ib)
+        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(xb, **ib)
+    observed, labels = {}, []
+    for name, site in model_tr.nodes.items():
+        if site["type"] != "sample" or not site["is_observed"] or site_is_subsample(site):
+            continue
+        if same_values(site["value"], xb):
+            observed[name], label = "the data x", "x"
+        else:
+            source = next((k for k, v in ib.items() if same_values(site["value"], v)), None)
+            observed[name] = f"the input {source}" if source else "a value the model computes"
+            label = name
+        if label not in labels:
+            labels.append(label)
+    names, everything = takes(model_fn or model)
+    scored = {text.removeprefix("the input ") for text in observed.values()}
+    given = [k for k in sorted(ib) if (everything or k in names) and k not in scored]
+    if "x" not in labels:
+        given.insert(0, "x")
+    labels.sort(key=lambda label: label != "x")  # the data first, then the other sites in program order
+    quantity = f"log p({', '.join(labels) or '∅'}{' | ' + ', '.join(given) if given else ''})"
+    return {"quantity": quantity, "observed": observed, "given": given}

@@ -40,7 +40,7 @@ from ppl_vae.device import forked_rng
 from ppl_vae.evaluation.quantity import observed_quantity
 from ppl_vae.pair import as_pyro_callable, callables, owning_module
 from ppl_vae.inference.validation import valid_points
-from ppl_vae.inference.weights import log_weights
+from ppl_vae.inference.weights import broadcasts, log_weights
 
 # particles × points × dims held at once on the CPU: 16 MiB of float32 per tensor. Larger chunks were
 # slower here (K = 5000 on the digits test set, 2 cores: 2.8 s at 2^22, 2.9 s at 2^24, 5.1 s at 2^26).
@@ -148,8 +148,9 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
         with torch.no_grad():
             ll_mean, ll_se = mean_and_se(module.log_marginal(x))
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
-    point_masses, globals_ = latent_sites(model, guide, x, inputs)
     valid_points(model, guide, x, inputs or {}, "test")  # once, so that the K particles run without the checks
+    point_masses, globals_ = latent_sites(model, guide, x, inputs)
+    broadcasts(model, guide, "the test points", x[:2], **batch_inputs(inputs, slice(0, 2)))
     world = parallel.world()  # under torchrun each rank takes its share of the points, and all get every result
     rows = world.rows(n)
     with pyro.validation_enabled(False):

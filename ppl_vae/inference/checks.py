@@ -44,7 +44,7 @@ from ppl_vae.errors import UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss
-from ppl_vae.inference.weights import data_scale
+from ppl_vae.inference.weights import broadcasts, data_scale
 from ppl_vae.pair import callables, named_inputs, owning_module
 
 
@@ -185,16 +185,21 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
     loss = getattr(objective, "loss", None)
     with pyro.get_param_store().scope(), forked_rng(x), torch.no_grad():
         if loss is not None:
+            if isinstance(loss, WeightedLoss) or getattr(loss, "vectorize_particles", False):
+                broadcasts(model, guide, "two training points", x, idx, **named)
             with user_code(f"the {objective.name} objective fails on two training points"):
                 loss.loss(model, guide, x, idx, **named)
             if isinstance(loss, WeightedLoss) and loss.splits_params:  # θ and φ by what the computation uses
                 with torch.enable_grad():
                     loss.check_roles(loss.draw(model, guide, x, idx, **named))
         if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
-            with user_code(f"the {objective.name} objective's test bound fails on two test points, where the "
-                           f"model and guide get no idx"):
-                objective.test_bound(model, guide, data.x_test[:2], given_globals=bool(globals_),
-                                     **batch_inputs(test_inputs, slice(0, 2)))
+            xt, nt = data.x_test[:2], batch_inputs(test_inputs, slice(0, 2))
+            with user_code("the model and guide run on two training points with their idx but fail on two test "
+                           "points, where they get idx=None"):
+                first_traces(model, guide, data, test_inputs, batch=(xt, None, nt))
+            broadcasts(model, guide, "two test points", xt, **nt)  # every test bound draws particles at once
+            with user_code(f"the {objective.name} objective's test bound fails on two test points"):
+                objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
     return Prepared(objective, model_tr, globals_)
 
 
@@ -211,7 +216,7 @@ def describe(model, guide, data) -> list[str]:
     sample sites (reparameterized or not, enumerated, inside or outside the data plate), the data
     plate (its dim, its subsampling) and the guide sites with no closed-form KL to the prior."""
     inputs = named_inputs(model, guide, data)
-    with pyro.get_param_store().scope():
+    with pyro.get_param_store().scope(), user_code("the model and guide fail on two training points"):
         model_tr, guide_tr = first_traces(*callables(model, guide), data, inputs)
     names = lambda sites: ", ".join(sites) or "none"  # noqa: E731
     latent = sample_sites(guide_tr, False)

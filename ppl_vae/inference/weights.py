@@ -37,6 +37,9 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from ppl_vae.device import forked_rng
+from ppl_vae.errors import user_code
+
 
 def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, given_globals: bool = False,
                 **kwargs):
@@ -65,6 +68,19 @@ def particle_traces(model, guide, x, *args, particles: int = 1, max_plate_nestin
         enumerated = poutine.enum(model, first_available_dim=-max_plate_nesting - 2)
         model_tr = poutine.trace(poutine.replay(enumerated, trace=guide_tr)).get_trace(x, *args, **kwargs)
     return guide_tr, model_tr
+
+
+def broadcasts(model, guide, points: str, x, *args, **kwargs) -> None:
+    """A :class:`UsageError` naming the particle dimension when the pair, which runs on ``x`` as it is,
+    fails once two particles are drawn at once in a plate left of the data plate (as every
+    importance-weighted objective and every test bound draws them)."""
+    with user_code(f"the model and guide run on {points} but fail when particles are drawn at once in "
+                   f"pyro.plate('particles') at dim=-2, left of the data plate",
+                   "; the program must broadcast over that leading dimension (no boolean indexing of a batch, "
+                   "no reshape to a fixed batch size, expand before torch.cat), as Pyro's vectorize_particles "
+                   "needs"):
+        with torch.no_grad(), forked_rng(x):
+            particle_traces(model, guide, x, *args, particles=2, **kwargs)
 
 
 def data_frame(site):

@@ -134,7 +134,7 @@ def test_a_plate_that_needs_idx_at_test_time_is_refused_before_training():
         with pyro.plate("data", N, subsample=idx):
             pyro.sample("z", dist.Normal(x @ A.to(x).T + B_.to(x), T.to(x)).to_event(1))
 
-    with pytest.raises(UsageError, match="test bound fails on two test points"):
+    with pytest.raises(UsageError, match="fail on two test points, where they get idx=None"):
         fit(model_n, guide_n, Dataset.from_tensors(data().float(), data(10, seed=2).float()), epochs=1,
             batch_size=10, progress=False, device="cpu")
 

@@ -49,7 +49,7 @@ from ppl_vae.viz import figures
 LINE_STYLES = ("-", "--", ":")
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 COLUMNS = ["objective", "epochs", "particles", "test_elbo", "test_elbo_se", "test_iwae", "test_iwae_se",
-           "test_nll", "test_nll_se", "eval_particles", "guide_snr", "model_snr", "guide_grad_variance",
+           "test_nll", "test_nll_se", "test_nll_mc_se", "eval_particles", "guide_snr", "model_snr", "guide_grad_variance",
            "seconds_per_epoch"]
 
 
@@ -184,7 +184,8 @@ def measure(objective, model, guide, data, config: Config, eval_particles: int, 
     return {"objective": objective.name, "epochs": t.epochs, "particles": k,
             "test_elbo": result["test_elbo"], "test_elbo_se": result["test_elbo_se"],
             "test_iwae": iwae, "test_iwae_se": iwae_se, "test_nll": result["test_nll"],
-            "test_nll_se": result["test_nll_se"], "eval_particles": eval_particles,
+            "test_nll_se": result["test_nll_se"], "test_nll_mc_se": result["test_nll_mc_se"],
+            "eval_particles": eval_particles,
             "guide_snr": snr["guide"]["snr"], "model_snr": snr["model"]["snr"],
             "guide_grad_variance": snr["guide"]["variance"]}
 
@@ -204,11 +205,12 @@ def markdown(rows: list[dict], config: Config, eval_particles: int, snr_samples:
              f"grad var = mean over parameters of Var g, from {snr_samples} gradient estimates on one training "
              f"batch of {t.batch_size}. "
              f"Nats per test example (standard errors over test points ≈ "
-             f"{max(r['test_nll_se'] for r in rows):.2f}).", "",
-             f"| objective | test ELBO | test IWAE-{k} | test NLL | guide SNR | guide grad var | model SNR | s/epoch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{max(r['test_nll_se'] for r in rows):.2f}; the NLL's Monte Carlo standard error, by the delta method, "
+             f"in its column).", "",
+             f"| objective | test ELBO | test IWAE-{k} | test NLL | NLL MC se | guide SNR | guide grad var | model SNR | s/epoch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['objective']} | {r['test_elbo']:.2f} | {r['test_iwae']:.2f} | {r['test_nll']:.2f} "
+        lines.append(f"| {r['objective']} | {r['test_elbo']:.2f} | {r['test_iwae']:.2f} | {r['test_nll']:.2f} | {r['test_nll_mc_se']:.3f} "
                      f"| {r['guide_snr']:.3g} | {r['guide_grad_variance']:.3g} | {r['model_snr']:.3g} "
                      f"| {r['seconds_per_epoch']:.2f} |")
     return "\n".join(lines) + "\n"

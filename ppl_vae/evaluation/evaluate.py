@@ -26,6 +26,7 @@ result says what its numbers are (``estimate``), since not every pair has the sa
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import pyro
 import torch
@@ -65,25 +66,57 @@ def chunk_sizes(n: int, dim: int, particles: int, max_elements: int = MAX_ELEMEN
     return max(1, min(n, per_point // k_chunk)), k_chunk
 
 
+class Draws(NamedTuple):
+    """Per data point [N]: the ELBO and log p̂_K from the same K draws of q, and the Monte Carlo variance
+    of each as an estimate for that point (:func:`draws`)."""
+
+    elbo: torch.Tensor
+    log_px: torch.Tensor
+    elbo_var: torch.Tensor
+    log_px_var: torch.Tensor
+
+
 @torch.no_grad()
-def per_point(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
-              max_elements: int | None = None, inputs: dict | None = None, given_globals: bool = False):
-    """(ELBO, log p̂_K) per data point, each a tensor [N], from K importance samples; ``inputs``
-    are the points' named inputs, passed to the model and guide by keyword."""
+def draws(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1, max_elements: int | None = None,
+          inputs: dict | None = None, given_globals: bool = False) -> Draws:
+    """(ELBO, log p̂_K) per data point from K importance samples, with their Monte Carlo variances:
+    the ELBO's is Var_k(log w_k) / K; log p̂_K's, by the delta method (Owen 2013, §9.2),
+
+        Var[log p̂_K] ≈ Var(w) / (K w̄²) = (K Σ_k w_k² / (Σ_k w_k)² − 1) / (K − 1),
+
+    which is 0 when the weights are equal and 1 when one weight holds all the mass. A first-order
+    approximation: with heavy-tailed weights (ESS = (Σw)²/Σw² of a few) it understates the error. NaN
+    at K = 1. ``inputs`` are the points' named inputs, passed to the model and guide by keyword."""
     batch, k_chunk = chunk_sizes(x.shape[0], x[0].numel(), particles, max_elements or max_elements_for(x.device))
-    elbos, lls = [], []
+    parts = []
     for xb, ib in split(x, inputs, batch):
-        lse = xb.new_full((xb.shape[0],), -math.inf)
-        total = xb.new_zeros(xb.shape[0])
+        lse, lse2 = (xb.new_full((xb.shape[0],), -math.inf) for _ in range(2))
+        total, squares = (xb.new_zeros(xb.shape[0], dtype=torch.float64) for _ in range(2))
         for start in range(0, particles, k_chunk):
             k = min(k_chunk, particles - start)
             lw = log_weights(model, guide, xb, particles=k, max_plate_nesting=max_plate_nesting,
                              given_globals=given_globals, **ib)
             lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
-            total += lw.sum(0)
-        elbos.append(total / particles)
-        lls.append(lse - math.log(particles))
-    return torch.cat(elbos), torch.cat(lls)
+            lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * lw, 0))
+            total += lw.double().sum(0)
+            squares += lw.double().square().sum(0)
+        mean, dof = total / particles, max(particles - 1, 0) or math.nan
+        elbo_var = ((squares - particles * mean * mean) / dof).clamp(min=0) / particles
+        log_px_var = ((particles * (lse2 - 2 * lse).double().exp() - 1) / dof).clamp(min=0)
+        parts.append((mean.to(xb.dtype), lse - math.log(particles), elbo_var.to(xb.dtype), log_px_var.to(xb.dtype)))
+    return Draws(*(torch.cat(column) for column in zip(*parts)))
+
+
+def per_point(model, guide, x, particles: int = 5000, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ELBO, log p̂_K) per data point, each a tensor [N], from K importance samples (:func:`draws`)."""
+    found = draws(model, guide, x, particles, **options)
+    return found.elbo, found.log_px
+
+
+def mc_se(variances: torch.Tensor) -> float:
+    """The Monte Carlo standard error of a mean over N points of estimates with these variances, each
+    point's particles drawn independently: √(Σ_n Var_n) / N."""
+    return variances.sum().sqrt().item() / max(variances.numel(), 1)
 
 
 @torch.no_grad()
@@ -154,10 +187,9 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
     world = parallel.world()  # under torchrun each rank takes its share of the points, and all get every result
     rows = world.rows(n)
     with pyro.validation_enabled(False):
-        elbo, ll = per_point(model, guide, x[rows], particles, max_plate_nesting=max_plate_nesting,
-                             max_elements=max_elements, inputs=batch_inputs(inputs, rows),
-                             given_globals=bool(globals_))
-    elbo, ll = world.gather_rows(elbo), world.gather_rows(ll)
+        found = draws(model, guide, x[rows], particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
+                      inputs=batch_inputs(inputs, rows), given_globals=bool(globals_))
+    elbo, ll, elbo_var, ll_var = (world.gather_rows(t) for t in found)
     elbo_mean, elbo_se = mean_and_se(elbo)
     if globals_:
         given = ", ".join(globals_)
@@ -166,16 +198,19 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
                 "reason": f"{given} is a global latent, shared by every data point, so no per-point log p(x) "
                           f"exists to estimate; the number is the per-point ELBO with {given} drawn from its "
                           f"trained q, a bound on E_q[log p(x | {given})]",
-                "test_objective": elbo_mean, "test_objective_se": elbo_se, "particles": particles, "n": n}
+                "test_objective": elbo_mean, "test_objective_se": elbo_se, "test_objective_mc_se": mc_se(elbo_var),
+                "particles": particles, "n": n}
     if point_masses:
         return {"estimate": "not a bound", "bound": False,
                 "quantity": "log p(x | z) + log p(z) at the point-mass guide's z",
                 "reason": f"the guide's site {point_masses[0]!r} is a point mass, whose entropy is −∞: "
                           f"the number is log p(x | z) + log p(z) at the guide's z, and log p(x) is not estimated",
-                "test_objective": elbo_mean, "test_objective_se": elbo_se, "n": n}
+                "test_objective": elbo_mean, "test_objective_se": elbo_se, "test_objective_mc_se": mc_se(elbo_var),
+                "n": n}
     ll_mean, ll_se = mean_and_se(ll)
     return {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
-            "test_nll": -ll_mean, "test_nll_se": ll_se, "particles": particles, "n": n,
+            "test_elbo_mc_se": mc_se(elbo_var), "test_nll": -ll_mean, "test_nll_se": ll_se, "test_nll_mc_se": mc_se(ll_var),
+            "particles": particles, "n": n,
             **observed_quantity(model, guide, x, inputs, model_fn)}
 
 
@@ -192,13 +227,25 @@ def describe(result: dict) -> str:
         return (f"test log p(x) {result['test_log_px']:.2f} ± {result['test_nll_se']:.2f} nats per example, exact "
                 f"(the model's closed form; for continuous data a log-density, which can be positive), "
                 f"{result['n']} test points")
+    spread = f"±: standard error over {result['n']} test points"
     if result["estimate"] == "given global latents":
-        return (f"test {result['quantity']} {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} nats "
-                f"per example (K = {result['particles']}, {result['n']} test points): {result['reason']}")
+        return (f"test {result['quantity']} {result['test_objective']:.2f} ± {result['test_objective_se']:.2f}"
+                f"{mc(result, 'test_objective')} nats per example (K = {result['particles']}; {spread}; {MC}): "
+                f"{result['reason']}")
     if result["estimate"] == "not a bound":
         return (f"test log p(x | z) + log p(z) {result['test_objective']:.2f} ± {result['test_objective_se']:.2f} "
-                f"nats per example at the point-mass guide's z, {result['n']} test points: not a bound on "
-                f"log p(x), and no NLL is estimated")
-    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}, test NLL = −{quantity_of(result)} "
-            f"{result['test_nll']:.2f} ± {result['test_nll_se']:.2f} nats per example (importance-sampled, "
-            f"K = {result['particles']}, {result['n']} test points)")
+                f"nats per example at the point-mass guide's z ({spread}): not a bound on log p(x), and no NLL is "
+                f"estimated")
+    return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}{mc(result, 'test_elbo')}, "
+            f"test NLL = −{quantity_of(result)} {result['test_nll']:.2f} ± {result['test_nll_se']:.2f}"
+            f"{mc(result, 'test_nll')} nats per example (importance-sampled, K = {result['particles']}; {spread}; {MC})")
+
+
+MC = "MC: the estimate's Monte Carlo standard error, by the delta method"
+
+
+def mc(result: dict, key: str) -> str:
+    """" (MC ± e)" for a result that has the Monte Carlo standard error of ``key`` (``key``_mc_se; an
+    estimator's entry: mc_se) at K > 1, else ""."""
+    value = result.get(f"{key}_mc_se" if key else "mc_se")
+    return f" (MC ± {value:.3f})" if value is not None and math.isfinite(value) else ""

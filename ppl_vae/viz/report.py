@@ -15,7 +15,7 @@ import json
 import os
 
 from ppl_vae.evaluation import latents
-from ppl_vae.evaluation.evaluate import quantity_of
+from ppl_vae.evaluation.evaluate import mc, quantity_of
 
 from ppl_vae.viz import plots
 from ppl_vae.errors import UsageError
@@ -48,6 +48,7 @@ def numbers(run, stats: dict) -> dict:
     ev = _read_json(os.path.join(run.dir, "eval.json"))
     if ev:
         out["eval"] = {k: ev.get(k) for k in ("estimate", "test_elbo", "test_elbo_se", "test_nll", "test_nll_se",
+                                              "test_elbo_mc_se", "test_nll_mc_se",
                                               "test_objective", "test_objective_se", "quantity", "given", "observed", "particles", "n", "epoch",
                                               "estimators")}
     out["latent"] = stats
@@ -75,7 +76,8 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
              f"{pair}, "
              f"trained on `{c.get('dataset')}` (binarization `{c.get('binarize')}`) with the objective "
              f"`{c.get('objective')}` (K = {c.get('particles')}) for {count(nums['epoch'], 'epoch')}. "
-             "All values are in nats per test image; bounds are log-likelihoods (higher is better).", "",
+             "All values are in nats per test image; bounds are log-likelihoods (higher is better); ± is the "
+             "standard error over the test points, MC ± the estimate's Monte Carlo standard error (delta method).", "",
              "## Numbers", "", "| quantity | value |", "|---|---|"]
     lines.append(f"| train bound, last epoch | {_fmt(nums.get('train_bound'))} |")
     lines.append(f"| test bound, last epoch | {_fmt(nums.get('test_bound'))} |")
@@ -98,10 +100,11 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
         lines.append(f"| test {quantity} (eval.json; not a bound on log p(x)) | "
                      f"{_fmt(ev['test_objective'])} ± {_fmt(ev['test_objective_se'])} |")
     elif ev:
-        lines.append(f"| test ELBO (eval.json, K = {ev['particles']}) | {_fmt(ev['test_elbo'])} ± {_fmt(ev['test_elbo_se'])} |")
+        lines.append(f"| test ELBO (eval.json, K = {ev['particles']}) | {_fmt(ev['test_elbo'])} ± {_fmt(ev['test_elbo_se'])}"
+                     f"{mc(ev, 'test_elbo')} |")
         quantity = quantity_of(ev).replace("log p(", "log p̂(").replace("|", "\\|")
         lines.append(f"| test NLL = −{quantity} (eval.json, importance-sampled, K = {ev['particles']}) | "
-                     f"{_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])} |")
+                     f"{_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])}{mc(ev, 'test_nll')} |")
     else:
         lines.append(f"| test NLL | not estimated; run `ppl-vae evaluate {run.dir}` |")
     if "reason" in lat:

@@ -32,7 +32,7 @@ def test_compare_writes_table_plots_and_run_directories(compared, capsys):
         assert float(r["test_nll"]) > 0 and float(r["guide_snr"]) > 0 and float(r["seconds_per_epoch"]) > 0
         assert int(r["epochs"]) == 2 and int(r["particles"]) == 3
     table = (compared / "comparison.md").read_text()
-    assert "| objective | test ELBO | test IWAE-3 | test NLL | guide SNR | guide grad var | model SNR | s/epoch |" in table
+    assert "| objective | test ELBO | test IWAE-3 | test NLL | NLL MC se | guide SNR | guide grad var | model SNR | s/epoch |" in table
     assert all(f"| {name} |" in table for name in NAMES)
     for png in ("comparison_epochs.png", "comparison_time.png"):
         assert (compared / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

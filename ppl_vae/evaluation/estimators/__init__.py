@@ -14,7 +14,8 @@ name           estimate of log p(x)                                       what i
 :func:`~ppl_vae.evaluation.estimators.ais.bdmc`, the bracket [lower, upper] of AIS forward and
 backward on data simulated from the model. Each function takes (model, guide, x) as
 :func:`ppl_vae.evaluate` does and returns a dict: ``estimate`` (the mean over the points, nats per
-data point), ``se`` (its standard error over the points), ``seconds`` (wall time), ``quantity``
+data point), ``se`` (its standard error over the points), ``mc_se`` where the estimator gives it (the
+estimate's Monte Carlo standard error: elbo and is, by :func:`~ppl_vae.evaluation.evaluate.draws`), ``seconds`` (wall time), ``quantity``
 (what the number is), ``n``, ``per_point`` (the tensor [N]) and the estimator's own fields. None
 takes a model's closed-form ``log_marginal`` instead; each refuses, with one sentence and before any
 work, a pair it cannot handle (:func:`~ppl_vae.evaluation.estimators.target.latent_space`).
@@ -31,6 +32,7 @@ from ppl_vae.evaluation.estimators import importance as _importance
 from ppl_vae.evaluation.estimators import laplace as _laplace
 from ppl_vae.evaluation.estimators import perturbative as _perturbative
 from ppl_vae.evaluation.estimators.target import latent_space
+from ppl_vae.evaluation.evaluate import mc
 
 ESTIMATORS = {"elbo": _elbo.elbo, "is": _importance.importance, "laplace": _laplace.laplace,
               "perturbative": _perturbative.perturbative, "ais": _ais.ais}
@@ -48,7 +50,7 @@ def check(names, model, guide, x, inputs: dict | None = None) -> None:
 def describe(entry: dict) -> str:
     """One line saying what an estimator's number is, for the CLI and scripts."""
     name, est, se, secs = entry["estimator"], entry["estimate"], entry["se"], entry["seconds"]
-    value = f"{est:.2f} ± {se:.2f} nats per example"
+    value = f"{est:.2f} ± {se:.2f}{mc(entry, '')} nats per example"
     if name == "elbo":
         what = f"a lower bound, the ELBO from K = {entry['particles']} draws of q"
     elif name == "is":

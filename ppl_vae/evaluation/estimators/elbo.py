@@ -14,6 +14,7 @@ import time
 
 from ppl_vae.evaluation.estimators.importance import NEEDS, scored_draws
 from ppl_vae.evaluation.estimators.target import result
+from ppl_vae.evaluation.evaluate import mc_se
 
 __all__ = ["NEEDS", "elbo"]
 
@@ -22,5 +23,6 @@ def elbo(model, guide, x, *, particles: int = 5000, inputs: dict | None = None, 
          max_elements: int | None = None, progress: bool = False) -> dict:
     """The ELBO per point of ``x`` from K = ``particles`` draws of the guide, in nats."""
     start = time.perf_counter()
-    bound, _ = scored_draws("elbo", model, guide, x, particles, inputs, max_plate_nesting, max_elements)
-    return result("elbo", "lower bound", bound, time.perf_counter() - start, particles=particles)
+    found = scored_draws("elbo", model, guide, x, particles, inputs, max_plate_nesting, max_elements)
+    return result("elbo", "lower bound", found.elbo, time.perf_counter() - start, particles=particles,
+                  mc_se=mc_se(found.elbo_var))

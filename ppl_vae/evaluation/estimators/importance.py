@@ -18,7 +18,7 @@ import time
 import torch
 
 from ppl_vae.data import split
-from ppl_vae.evaluation.evaluate import chunk_sizes, max_elements_for, per_point
+from ppl_vae.evaluation.evaluate import Draws, chunk_sizes, draws, max_elements_for, mc_se
 from ppl_vae.evaluation.estimators.target import latent_space, result
 from ppl_vae.pair import callables
 from ppl_vae.inference.weights import log_weights
@@ -28,20 +28,22 @@ NEEDS = ("density",)  # what latent_space checks: q can be sampled and scored
 
 
 def scored_draws(estimator: str, model, guide, x, particles: int, inputs: dict | None, max_plate_nesting: int,
-                 max_elements: int | None):
-    """(ELBO, log p̂_K) per point from the same K draws of q, after refusing what ``estimator`` cannot do."""
+                 max_elements: int | None) -> Draws:
+    """ELBO and log p̂_K per point from the same K draws of q, with their Monte Carlo variances
+    (:func:`~ppl_vae.evaluation.evaluate.draws`), after refusing what ``estimator`` cannot do."""
     model, guide = callables(model, guide)
     latent_space(model, guide, x, inputs, estimator=estimator, needs=NEEDS)
-    return per_point(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
-                     inputs=inputs)
+    return draws(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
+                 inputs=inputs)
 
 
 def importance(model, guide, x, *, particles: int = 5000, inputs: dict | None = None, max_plate_nesting: int = 1,
                max_elements: int | None = None, progress: bool = False) -> dict:
     """log p̂_K(x) per point of ``x`` with K = ``particles`` draws from the guide, in nats."""
     start = time.perf_counter()
-    _, log_px = scored_draws("is", model, guide, x, particles, inputs, max_plate_nesting, max_elements)
-    return result("is", "stochastic lower bound", log_px, time.perf_counter() - start, particles=particles)
+    found = scored_draws("is", model, guide, x, particles, inputs, max_plate_nesting, max_elements)
+    return result("is", "stochastic lower bound", found.log_px, time.perf_counter() - start, particles=particles,
+                  mc_se=mc_se(found.log_px_var))
 
 
 @torch.no_grad()

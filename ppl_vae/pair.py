@@ -11,6 +11,7 @@ those only if it (or the function its decorators wrap) takes a parameter of that
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 
@@ -29,6 +30,40 @@ def owning_module(obj) -> nn.Module | None:
         return obj
     owner = getattr(obj, "__self__", None)  # a bound method such as vae.model
     return owner if isinstance(owner, nn.Module) else None
+
+
+def modules_of(*programs, depth: int = 3) -> list[nn.Module]:
+    """The modules (``nn.Module``) the programs compute with, as far as Python shows them: a module itself, the
+    module of a bound method, and modules (or bound methods) held in the closure of a function or of the
+    functions its decorators wrap, ``depth`` closures deep."""
+    found = {}
+    for obj in programs:
+        owner = owning_module(obj)
+        if owner is not None:
+            found[id(owner)] = owner
+        for fn in {id(f): f for f in (obj, innermost(obj))}.values():
+            for cell in getattr(fn, "__closure__", None) or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:  # a cell not yet filled
+                    continue
+                if owning_module(value) is not None or (depth > 1 and callable(value)):
+                    found.update((id(m), m) for m in modules_of(value, depth=depth - 1))
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def eval_mode(*programs):
+    """Run the programs' modules (:func:`modules_of`) in eval mode — BatchNorm on its running statistics,
+    no dropout — as every evaluation should, and put every submodule's mode back afterwards."""
+    modes = [(m, m.training) for module in modules_of(*programs) for m in module.modules()]
+    for m, _ in modes:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def innermost(fn):

@@ -39,7 +39,7 @@ from ppl_vae import parallel
 from ppl_vae.data import batch_inputs, split
 from ppl_vae.device import forked_rng
 from ppl_vae.evaluation.quantity import observed_quantity
-from ppl_vae.pair import as_pyro_callable, callables, owning_module
+from ppl_vae.pair import as_pyro_callable, callables, eval_mode, owning_module
 from ppl_vae.inference.validation import valid_points
 from ppl_vae.inference.weights import broadcasts, log_weights
 
@@ -171,8 +171,18 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
     conditions on it; ``"observed"``, ``"given"``: :mod:`ppl_vae.evaluation.quantity`). ``max_elements`` bounds particles ×
     points × dimensions per chunk, i.e. the memory one chunk takes (default: sized to the device,
     :func:`max_elements_for`). Under torchrun (:mod:`ppl_vae.parallel`) every process estimates its
-    share of the points from its own random stream and every process returns the whole result.
+    share of the points from its own random stream and every process returns the whole result. The
+    pair's modules run in eval mode (BatchNorm's running statistics, no dropout) and get their own
+    modes back afterwards (:func:`ppl_vae.pair.eval_mode`), so a pair as ``fit`` returns it evaluates as
+    a loaded run does.
     """
+    with eval_mode(model, guide):
+        return _evaluate(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
+                         inputs=inputs)
+
+
+def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_elements: int | None,
+              inputs: dict | None) -> dict:
     module = owning_module(model)
     model_fn = as_pyro_callable(model, "model")
     model, guide = callables(model, guide)

@@ -64,7 +64,7 @@ from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_fau
 from ppl_vae.inference.optim import Optimizer
 from ppl_vae.inference.vem import VEMStep
 from ppl_vae.inference.weights import data_scale
-from ppl_vae.pair import callables, named_inputs, owning_module, unused_input
+from ppl_vae.pair import callables, eval_mode, named_inputs, owning_module, unused_input
 from ppl_vae.inference.outputs import Progress, run_files
 from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
 from ppl_vae.text import count
@@ -541,7 +541,7 @@ class Trainer:
         per_point_guide = getattr(self.modules["guide"], "test_bound", None)
         rows = self.world.rows(self.data.x_test.shape[0])  # data-parallel: each rank's share, gathered
         try:
-            with invalid_values_as_faults():
+            with invalid_values_as_faults(), eval_mode(self.model, self.guide):
                 if per_point_guide is not None:  # a non-amortized guide has no q for test points: it fits them
                     values = per_point_guide(self.objective, self.model, self.data.x_test)
                 else:

@@ -44,7 +44,7 @@ from ppl_vae.errors import UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss
-from ppl_vae.inference.weights import broadcasts, data_scale
+from ppl_vae.inference.weights import broadcasts, data_scale, own_scales
 from ppl_vae.pair import callables, named_inputs, owning_module
 
 
@@ -151,11 +151,13 @@ def first_traces(model, guide, data, inputs: dict, n: int = 2, batch=None):
 @dataclass
 class Prepared:
     """What :func:`prepared` found: the objective as it trains the pair, the model's trace on two
-    training points, and the global latent sites (outside the data plate)."""
+    training points, the global latent sites (outside the data plate), and the scales the program
+    sets itself (:func:`~ppl_vae.inference.weights.own_scales`)."""
 
     objective: object
     model_trace: object
     global_sites: list
+    own_scales: dict  # sites the program scales itself (poutine.scale), beyond subsampling
 
 
 def global_sites(model_trace, guide_trace) -> list[str]:
@@ -200,7 +202,7 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
             broadcasts(model, guide, "two test points", xt, **nt)  # every test bound draws particles at once
             with user_code(f"the {objective.name} objective's test bound fails on two test points"):
                 objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
-    return Prepared(objective, model_tr, globals_)
+    return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr))
 
 
 def has_closed_form_kl(q, p) -> bool:

@@ -63,7 +63,7 @@ from ppl_vae.inference.jit import compiled
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.optim import Optimizer
 from ppl_vae.inference.vem import VEMStep
-from ppl_vae.inference.weights import data_scale
+from ppl_vae.inference.weights import data_scale, describe_scale
 from ppl_vae.pair import callables, eval_mode, named_inputs, owning_module, unused_input
 from ppl_vae.inference.outputs import Progress, run_files
 from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
@@ -423,6 +423,11 @@ class Trainer:
         found = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"],
                          None if self.own_test_bound else self.inputs["test"])
         model_tr, self.global_sites = found.model_trace, found.global_sites
+        self.scaled = describe_scale(found.own_scales) if found.own_scales else None
+        if self.scaled and self.progress and self.world.main:
+            tqdm.write(f"the program scales its own log-densities ({self.scaled}, poutine.scale): the training bound "
+                       f"is of the scaled program, not a bound on log p(x); the test bound and evaluate are of the "
+                       f"unscaled program", file=sys.stderr)
         if found.objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
             self.objective = found.objective
             self.step_rule.build(self)
@@ -564,6 +569,8 @@ class Trainer:
                    "test_bound": test_bound, "seconds": self.in_epoch.seconds, "lr": self.lr}
         if self.global_sites:  # the test bound is the ELBO given β ~ q(β), not a bound on log p(x)
             metrics["test_bound_given"] = self.global_sites
+        if self.scaled:  # the train bound is the scaled program's loss
+            metrics["train_bound_scaled"] = self.scaled
         self.in_epoch = EpochProgress()
         self.history.append(metrics)
         for output in self.outputs:

@@ -35,6 +35,7 @@ import math
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.device import forked_rng
@@ -88,6 +89,37 @@ def data_frame(site):
     return next((f for f in site["cond_indep_stack"] if f.name == "data"), None)
 
 
+def subsample_scale(site, skip: tuple[str, ...] = ()) -> float:
+    """Π N/B over the subsampled plates the site sits in (``pyro.plate(name, N, subsample=...)``), except ``skip``."""
+    scale = 1.0
+    for f in site["cond_indep_stack"]:
+        if f.name not in skip and f.full_size is not None and f.full_size != f.size:
+            scale *= f.full_size / f.size
+    return scale
+
+
+def own_scales(*traces) -> dict:
+    """{site: the scale the program puts on it itself} for the sample sites whose ``scale`` is more than
+    their plates' subsampling: ``poutine.scale`` around a site (dmm.py's KL-annealing factor) or around
+    the whole program. Such a program's log-densities are not log p(x, z) but multiples of them."""
+    found = {}
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            own = site["scale"] / subsample_scale(site)
+            if not (torch.all(own == 1) if torch.is_tensor(own) else own == 1):
+                found.setdefault(name, own)
+    return found
+
+
+def describe_scale(scales: dict) -> str:
+    """'site 'z' by 0.01' for the first scaled site, in words."""
+    name, scale = next(iter(scales.items()))
+    value = f"{scale:g}" if not torch.is_tensor(scale) else ("a tensor of scales" if scale.numel() > 1 else f"{scale.item():g}")
+    return f"site {name!r} by {value}"
+
+
 def data_scale(trace) -> float:
     """N / B of a subsampled data plate (``pyro.plate("data", N, subsample=idx)``), else 1."""
     for site in trace.nodes.values():
@@ -100,7 +132,8 @@ def data_scale(trace) -> float:
 def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True,
               given_globals: bool = False) -> torch.Tensor:
     """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n], without the
-    data plate's subsampling scale; enumerated values (dims left of the particle dim) are summed
+    data plate's subsampling scale and without scales the program sets itself (:func:`own_scales`:
+    the weights are always those of the unscaled program, log p(x, z) − log q(z | x)); enumerated values (dims left of the particle dim) are summed
     out by log-sum-exp. A site outside the data plate (a global latent) is refused, or with
     ``given_globals`` left out: its value still enters the local sites' densities."""
     trace.compute_log_prob()
@@ -118,15 +151,12 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
         if "_enumerate_dim" in site["infer"] and plates - {"data", "particles"}:
             raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate('data'); "
                              f"only sites directly in the data plate are summed out")
-        frame = data_frame(site)
         if "_enumerate_dim" in site["infer"]:
             # unmasked, as in TraceEnum_ELBO: a point whose value is observed (obs_mask) sums the site's
             # normalized p over its support to 1; masked to 0, the sum would count each value once, log C
             lp = site["unscaled_log_prob"]
-        elif frame.full_size is not None and frame.full_size != frame.size:
-            lp = site["log_prob"] * (frame.size / frame.full_size)
-        else:
-            lp = site["log_prob"]
+        else:  # masked; without the data plate's N/B and without any scale the program sets itself
+            lp = scale_and_mask(site["unscaled_log_prob"], subsample_scale(site, skip=("data",)), site["mask"])
         total = total + (lp.sum(inner) if inner and lp.dim() > 2 else lp)
     if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
         return total

@@ -35,7 +35,8 @@ from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.errors import UsageError
-from ppl_vae.inference.weights import data_scale, particle_plate, particle_traces, per_point
+from ppl_vae.inference.weights import (data_scale, describe_scale, own_scales, particle_plate, particle_traces,
+                                       per_point)
 
 
 def latent_sites(trace):
@@ -164,6 +165,12 @@ class WeightedLoss(ELBO):
 
     def draw(self, model, guide, x, *args, **kwargs) -> Particles:
         p = Particles(model, guide, x, args, kwargs, self.particles, self.max_plate_nesting)
+        scaled = own_scales(p.model_trace, p.guide_trace)
+        if scaled:
+            raise UsageError(f"the program scales its own log-densities ({describe_scale(scaled)}, poutine.scale), and "
+                             f"the {self.name} bound is a non-linear function of the weights log p(x, z) − log q(z | x), "
+                             f"where such a scale has no meaning; take the scale out, or train with elbo, whose loss "
+                             f"is then of the scaled program.")
         if self.needs_rsample:
             p.require_rsample(self.name)
         return p

@@ -11,6 +11,28 @@ class UsageError(Exception):
     """
 
 
+class Refusal(UsageError):
+    """A refusal whose advice names other objectives: "<why>; use A or B<because>, or <otherwise>.".
+
+    The objectives the same checks also refuse for the pair are struck from the advice before it
+    reaches the user (:func:`ppl_vae.inference.checks.prepared`), so that the advice holds; with none
+    left, only ``otherwise`` (if any) is said.
+    """
+
+    def __init__(self, why: str, alternatives=(), because: str = "", otherwise: str = ""):
+        self.why, self.alternatives, self.because, self.otherwise = why, tuple(alternatives), because, otherwise
+        super().__init__(self.sentence(self.alternatives))
+
+    def sentence(self, accepted) -> str:
+        names = [a for a in self.alternatives if a in accepted]
+        advice = []
+        if names:
+            listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+            advice.append(f"use {listed}{self.because}")
+        advice += [self.otherwise] if self.otherwise else []
+        return self.why + (f"; {', or '.join(advice)}" if advice else "") + "."
+
+
 def failure(e: Exception) -> str:
     """An exception in a few words: its type and the first line of its message (two where the first
     only says where, as Pyro's "Error while computing log_prob at site 'x':" does)."""

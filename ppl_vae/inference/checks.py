@@ -40,7 +40,7 @@ from torch.distributions import kl_divergence
 
 from ppl_vae.data import Dataset, batch_inputs
 from ppl_vae.device import forked_rng
-from ppl_vae.errors import UsageError, user_code
+from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss
@@ -57,46 +57,48 @@ def in_data_plate(site) -> bool:
     return any(f.name == "data" for f in site["cond_indep_stack"])
 
 
-def refusal(objective, model_trace, guide_trace) -> str | None:
+def refusal(objective, model_trace, guide_trace) -> UsageError | None:
     """Why ``objective`` cannot train this model and guide (traced once on a batch), or None."""
     latents = {**sample_sites(guide_trace, False), **sample_sites(model_trace, False)}
     observed = sample_sites(model_trace, True)
     if not any(in_data_plate(s) for s in (*latents.values(), *observed.values())):
-        return ("no sample site lies inside a plate named 'data'; per-data-point bounds need the data points in "
-                "pyro.plate('data', ...) at dim=-1, so name the model's and the guide's data plate 'data'")
+        return UsageError("no sample site lies inside a plate named 'data'; per-data-point bounds need the data "
+                          "points in pyro.plate('data', ...) at dim=-1, so name the model's and the guide's data "
+                          "plate 'data'.")
     outside = [name for name, site in latents.items() if not in_data_plate(site)]
     loss = getattr(objective, "loss", objective)
     if outside and isinstance(loss, (WeightedLoss, MMDLoss)):
         how = ("compares each point's code with prior draws" if isinstance(loss, MMDLoss)
                else "weights particles per data point")
-        return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, and the "
-                f"{objective.name} objective {how}, which needs every latent variable "
-                f"local; use elbo, elbo-analytic or score, which train the full-data ELBO per point")
+        return Refusal(f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, and "
+                       f"the {objective.name} objective {how}, which needs every latent variable local",
+                       ("elbo", "elbo-analytic", "score"), because=", which train the full-data ELBO per point")
     if outside and data_scale(model_trace) == 1:
-        return (f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent, whose log-density "
-                f"counts once for the whole data set, so the data plate must know the data set's size; write "
-                f"pyro.plate('data', N if idx is not None else x.shape[0], subsample=idx) with the idx that fit "
-                f"passes (None on test points)")
+        return UsageError(f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent, whose "
+                          f"log-density counts once for the whole data set, so the data plate must know the data "
+                          f"set's size; write pyro.plate('data', N if idx is not None else x.shape[0], subsample=idx) "
+                          f"with the idx that fit passes (None on test points).")
     enumerated = enumerated_sites(model_trace, guide_trace)
     in_guide = guide_enumerated_sites(guide_trace)
     if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide:
-        return (f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and this "
-                f"pair has none (config_enumerate on the model or the guide), so it would train a plain ELBO under "
-                f"another name; use elbo")
+        return Refusal(f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and "
+                       f"this pair has none (config_enumerate on the model or the guide), so it would train a plain "
+                       f"ELBO under another name", ("elbo",))
     if in_guide and not isinstance(loss, TraceEnum_ELBO):
-        return (f"guide site {in_guide[0]!r} is marked for enumeration (config_enumerate), which the {objective.name} "
-                f"objective does not do: it would sample the site from q instead of summing over its values as "
-                f"TraceEnum_ELBO does; use elbo or enum, or drop config_enumerate from the guide to sample it")
+        return Refusal(f"guide site {in_guide[0]!r} is marked for enumeration (config_enumerate), which the "
+                       f"{objective.name} objective does not do: it would sample the site from q instead of summing "
+                       f"over its values as TraceEnum_ELBO does", ("elbo", "enum"),
+                       otherwise="drop config_enumerate from the guide to sample it")
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
-        return (f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective does "
-                f"not do: it would sample the site from the prior instead of summing it out; use --objective elbo, "
-                f"or an importance-weighted objective (iwae, renyi, rws, stl, dreg), which sum it out")
+        return Refusal(f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective "
+                       f"does not do: it would sample the site from the prior instead of summing it out",
+                       ("elbo", "iwae", "renyi", "rws", "stl", "dreg"), because=", which sum it out")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
             if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):
-                return (f"site {name!r} has no closed-form KL(q ‖ p) between {type(site['fn']).__name__} and "
-                        f"{type(model_trace.nodes[name]['fn']).__name__}, so {objective.name} would estimate it by "
-                        f"Monte Carlo like elbo does; use --objective elbo")
+                return Refusal(f"site {name!r} has no closed-form KL(q ‖ p) between {type(site['fn']).__name__} and "
+                               f"{type(model_trace.nodes[name]['fn']).__name__}, so {objective.name} would estimate "
+                               f"it by Monte Carlo like elbo does", ("elbo",))
     return None
 
 
@@ -170,14 +172,33 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
     it cannot (:func:`refusal`) — before any work, on the first two training points. A pair that
     fails there (a shape error, a plate that collides with the particles' dim=-2, ...) is refused
     with what failed, not left to fail mid-training: the (eager) training loss and the test bound are
-    each evaluated once, in a param-store scope of their own and with the random stream put back."""
+    each evaluated once, in a param-store scope of their own and with the random stream put back.
+    A refusal's advice names only the objectives that these same checks accept for the pair."""
+    try:
+        return checked(objective, model, guide, data, inputs, test_inputs)
+    except Refusal as refused:
+        def accepts(name: str) -> bool:
+            try:
+                with pyro.get_param_store().scope():
+                    checked(objectives.make(name, particles=objective.particles), model, guide, data, inputs,
+                            test_inputs)
+                return True
+            except UsageError:
+                return False
+
+        raise UsageError(refused.sentence([name for name in refused.alternatives
+                                           if name != objective.name and accepts(name)])) from None
+
+
+def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | None) -> Prepared:
+    """:func:`prepared` without the review of a refusal's advice."""
     batch = first_batch(data, inputs)
     with user_code("the model and guide fail on two training points"):
         model_tr, guide_tr = first_traces(model, guide, data, inputs, batch=batch)
     objective = summing_out(objective, model_tr, guide_tr)
-    why = refusal(objective, model_tr, guide_tr)
-    if why is not None:
-        raise UsageError(why + ".")
+    refused = refusal(objective, model_tr, guide_tr)
+    if refused is not None:
+        raise refused
     n, said = data.x_train.shape[0], round(data_scale(model_tr) * min(2, data.x_train.shape[0]))
     if data_scale(model_tr) != 1 and said != n:
         raise UsageError(f"pyro.plate('data') says the data set has {said} points and the training set has {n}, "

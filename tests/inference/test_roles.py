@@ -151,3 +151,29 @@ def test_a_parameter_both_the_model_and_the_guide_compute_with_is_refused_by_rws
         with pytest.raises(UsageError, match="parameter 'encoder.weight' is used both by the model's log p"):
             make(name, particles=K).loss.loss_and_grads(model, guide, x)
     make("iwae", particles=K).loss.loss_and_grads(model, guide, x)  # one estimator for all: no roles needed
+
+
+def test_a_refusals_advice_names_only_objectives_the_same_check_accepts():
+    """Binary latents with tied weights: iwae, stl and dreg cannot differentiate through the samples, and rws
+    cannot split the tied parameter, so their advice says score (which accepts the pair), never rws."""
+    from ppl_vae.data import Dataset
+    from ppl_vae.inference.checks import check
+
+    encoder = nn.Linear(D, Z)
+
+    def model(x):
+        pyro.module("encoder", encoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Bernoulli(logits=x.new_zeros(Z)).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=z @ encoder.weight).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Bernoulli(logits=encoder(x)).to_event(1))
+
+    x = torch.bernoulli(torch.full((N, D), 0.5), generator=torch.Generator().manual_seed(0))
+    table = check(model, guide, Dataset.from_tensors(x, x))
+    assert table["score"] == "ok" and table["rws"].startswith("refused: parameter 'encoder.weight' is used both")
+    for name in ("iwae", "stl", "dreg"):
+        assert table[name].endswith("which has no reparameterized sampler; use score instead"), table[name]
+    assert table["rws"].endswith("(registering them together in one pyro.module is fine)"), table["rws"]  # iwae: no

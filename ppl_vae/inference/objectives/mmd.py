@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from pyro import poutine
 
-from ppl_vae.errors import UsageError
+from ppl_vae.errors import Refusal, UsageError
 from ppl_vae.inference.objectives.base import Objective
 from ppl_vae.inference.objectives.weighted import latent_sites
 from ppl_vae.inference.weights import data_scale, elbo_bound, per_point
@@ -64,9 +64,9 @@ class MMDLoss:
         guide_tr = poutine.trace(guide).get_trace(x, *args, **kwargs)
         for name, site in latent_sites(guide_tr):
             if not site["fn"].has_rsample:
-                raise UsageError(f"the mmd objective differentiates through the guide's samples, but site {name!r} "
-                                 f"draws from {type(site['fn']).__name__}, which has no reparameterized sampler; "
-                                 f"use elbo or score.")
+                raise Refusal(f"the mmd objective differentiates through the guide's samples, but site {name!r} "
+                              f"draws from {type(site['fn']).__name__}, which has no reparameterized sampler",
+                              ("elbo", "score"))
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, *args, **kwargs)
         with torch.no_grad():
             prior_tr = poutine.trace(poutine.block(model, hide_types=["param"])).get_trace(x, *args, **kwargs)

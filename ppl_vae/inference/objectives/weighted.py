@@ -34,7 +34,7 @@ from pyro import poutine
 from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
-from ppl_vae.errors import UsageError
+from ppl_vae.errors import Refusal
 from ppl_vae.inference.weights import (data_scale, describe_scale, own_scales, particle_plate, particle_traces,
                                        per_point)
 
@@ -134,9 +134,9 @@ class Particles:
         """Fail with one sentence unless every latent site of the guide is reparameterizable."""
         for name, site in latent_sites(self.guide_trace):
             if not site["fn"].has_rsample:
-                raise UsageError(f"objective {objective!r} differentiates through the guide's samples, but "
-                                 f"site {name!r} draws from {type(site['fn']).__name__}, which has no "
-                                 f"reparameterized sampler; use rws or score instead.")
+                raise Refusal(f"objective {objective!r} differentiates through the guide's samples, but site {name!r} "
+                              f"draws from {type(site['fn']).__name__}, which has no reparameterized sampler",
+                              ("rws", "score"), because=" instead")
 
 
 class WeightedLoss(ELBO):
@@ -167,10 +167,10 @@ class WeightedLoss(ELBO):
         p = Particles(model, guide, x, args, kwargs, self.particles, self.max_plate_nesting)
         scaled = own_scales(p.model_trace, p.guide_trace)
         if scaled:
-            raise UsageError(f"the program scales its own log-densities ({describe_scale(scaled)}, poutine.scale), and "
-                             f"the {self.name} bound is a non-linear function of the weights log p(x, z) − log q(z | x), "
-                             f"where such a scale has no meaning; take the scale out, or train with elbo, whose loss "
-                             f"is then of the scaled program.")
+            raise Refusal(f"the program scales its own log-densities ({describe_scale(scaled)}, poutine.scale), and the "
+                          f"{self.name} bound is a non-linear function of the weights log p(x, z) − log q(z | x), where "
+                          f"such a scale has no meaning", ("elbo",), because=", whose loss is then of the scaled program",
+                          otherwise="take the scale out")
         if self.needs_rsample:
             p.require_rsample(self.name)
         return p
@@ -179,10 +179,11 @@ class WeightedLoss(ELBO):
         """Refuse, with one sentence, a parameter that is both θ and φ when this estimator treats them differently."""
         if self.splits_params and p.params.both:
             name = (pyro.get_param_store().param_name(p.params.both[0]) or "?").replace("$$$", ".")
-            raise UsageError(f"parameter {name!r} is used both by the model's log p(x, z) at fixed z and by the guide's "
-                             f"q(z | x), and {self.name} gives the model's and the guide's parameters different gradient "
-                             f"estimators, so it would have to pick one for it; give the model and the guide modules of "
-                             f"their own (registering them together in one pyro.module is fine), or use iwae.")
+            raise Refusal(f"parameter {name!r} is used both by the model's log p(x, z) at fixed z and by the guide's "
+                          f"q(z | x), and {self.name} gives the model's and the guide's parameters different gradient "
+                          f"estimators, so it would have to pick one for it", ("iwae",),
+                          otherwise="give the model and the guide modules of their own (registering them together in "
+                                    "one pyro.module is fine)")
 
     def _get_trace(self, model, guide, args, kwargs):  # what pyro.infer.ELBO asks of a subclass
         p = self.draw(model, guide, *args, **kwargs)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, kl_divergence
 
 from ppl_vae.data import split
@@ -88,7 +89,15 @@ def likelihood(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -
         return model.likelihood_dist(z)
     fn = with_idx(as_pyro_callable(model, "model"))
     like = z.new_zeros(z.shape[0], x_dim)
-    return _site(_trace(fn, like, "p(x|z)", condition={SITE: z}, inputs=inputs), "x", "p(x|z)", model)
+    trace = _trace(fn, like, "p(x|z)", condition={SITE: z}, inputs=inputs)
+    others = [name for name, site in trace.nodes.items() if site["type"] == "sample" and name != SITE
+              and not site["is_observed"] and not site_is_subsample(site)]
+    if others:  # e.g. M2's class y: E[x | z] would hold a y drawn at random from its prior
+        raise UsageError(f"{_name(model)} has latent site{'s' if len(others) > 1 else ''} {', '.join(map(repr, others))} "
+                         f"besides 'z', which p(x | z) would draw at random from the prior inside the figure; E[x | z] "
+                         f"is drawn only for models whose one latent site is 'z' (pass the others as named inputs "
+                         f"to hold them fixed).")
+    return _site(trace, "x", "p(x|z)", model)
 
 
 @torch.no_grad()

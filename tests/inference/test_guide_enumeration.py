@@ -89,3 +89,11 @@ def test_every_other_objective_refuses_the_guides_enumeration_in_one_sentence():
     for name in ("elbo-analytic", "score", "iwae", "renyi", "rws", "stl", "dreg"):
         assert table[name].startswith("refused: guide site 'y' is marked for enumeration"), (name, table[name])
         assert "use elbo or enum" in table[name]
+
+
+def test_figures_of_e_x_given_z_refuse_a_model_that_would_draw_y_at_random_inside():
+    from ppl_vae.errors import UsageError
+    from ppl_vae.evaluation import latents
+
+    with pytest.raises(UsageError, match="has latent site 'y' besides 'z', which p\\(x \\| z\\) would draw at random"):
+        latents.decode(SSVAE(), torch.zeros(4, Z), D)

@@ -162,11 +162,12 @@ def bound_name(config: Config) -> str:
     return "ELBO" if config.inference.objective == "mmd" else "bound"
 
 
-def build(config: Config, data: Dataset):
-    """(model, guide) for ``config`` on ``data``'s device: modules, or a user's pair from its factory."""
+def build(config: Config, data: Dataset, trust_code: bool = False):
+    """(model, guide) for ``config`` on ``data``'s device: modules, or a user's pair from its factory (a
+    recorded one, from a run's config.json, only if trusted: :func:`ppl_vae.spec.factory`)."""
     check(config)
     if config.pair.pair is not None:
-        make = spec.factory(config.pair.pair, config.pair.pair_sha256)
+        make = spec.factory(config.pair.pair, config.pair.pair_sha256, trust_code)
         pair = spec.build(make, data, f"--pair {config.pair.pair}")
         for module in filter(None, map(owning_module, pair)):
             module.to(data.device)

@@ -30,18 +30,22 @@ from ppl_vae.io.rundir import CONFIG, output_dir, read_config, require_run
 from ppl_vae.pair import callables, named_inputs, owning_module
 
 
-def train(config: Config, out: str | None, *, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Train the run ``config`` describes into ``out`` (None: nothing written); returns its metrics."""
+def train(config: Config, out: str | None, *, resume: bool = False, progress: bool = True,
+          trust_code: bool = False) -> list[dict]:
+    """Train the run ``config`` describes into ``out`` (None: nothing written); returns its metrics.
+    ``trust_code``: a resumed run may load the pair its config.json names even if this machine has not
+    run that file (:func:`ppl_vae.spec.factory`); a new run's pair is the caller's own."""
     config = registry.resolve(config)
     registry.check(config)
     if config.pair.pair is not None and not resume:  # a new run records its file; a resumed one keeps the first's
+        spec.trust(config.pair.pair)
         config = config.replace(pair_sha256=spec.digest(config.pair.pair))
     svi = config.pair.method == "svi"
     objective = registry.build_objective(config, strict=True) if svi else None
     device = resolve_device(config.run.device)
     data = registry.load_data(config, device)
     pyro.set_rng_seed(config.training.seed)  # the networks' initial weights
-    model, guide = registry.build(config, data)  # the checks that need the data's shapes
+    model, guide = registry.build(config, data, trust_code)  # the checks that need the data's shapes
     with output_dir(out):  # only now, and a run refused when it starts leaves no empty folder behind
         if not svi:
             t = config.training
@@ -80,13 +84,16 @@ class Run:
         return named_inputs(self.model, self.guide, self.data, split)
 
 
-def load(run_dir: str, device="auto") -> Run:
-    """Rebuild the run in ``run_dir`` from config.json and load its checkpoint's parameters."""
+def load(run_dir: str, device="auto", trust_code: bool = False) -> Run:
+    """Rebuild the run in ``run_dir`` from config.json and load its checkpoint's parameters. A pair from a
+    file runs only if this machine has run that very file (path and sha256) with ``--pair`` or ``fit``,
+    or with ``trust_code=True`` (:func:`ppl_vae.spec.factory`): a run directory from someone else does
+    not run their code unasked."""
     config = registry.resolve(config_of(run_dir))
     device = resolve_device(device)
     state = checkpoint.load(os.path.join(run_dir, checkpoint.NAME), map_location=device)
     data = registry.load_data(config, device)
-    model, guide = registry.build(config, data)
+    model, guide = registry.build(config, data, trust_code)
     modules = {"model": owning_module(model), "guide": owning_module(guide)}
     own_params_in_store(model, guide, data)
     try:

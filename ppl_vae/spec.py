@@ -4,8 +4,15 @@ The spec names a factory ``make_pair(data) -> (model, guide)``, called with the 
 :class:`~ppl_vae.data.Dataset` after the run's seed is set, so every run starts from its own
 initial weights. ``ppl-vae train --pair SPEC`` records the spec and the sha256 of the file it
 was loaded from in ``config.json``; every later command on the run loads the same file and
-refuses, with one sentence, when the file is gone or has changed. User code is only ever
-loaded from a spec the user typed, or from the config.json of a run they point a command at.
+refuses, with one sentence, when the file is gone or has changed.
+
+Code runs only with the user's consent. A spec the user types (``--pair``, ``fit(make_pair)``) is
+theirs to run, and the file's path and sha256 go into this machine's trust file
+(``$PPL_VAE_TRUST_FILE``, default ``~/.config/ppl-vae/trusted.json``). A spec read from a run's
+config.json is run only if that exact file (path and sha256) is in the trust file, or with
+``--trust-code`` (Python: ``trust_code=True``), which then records it: a run directory received
+from someone else cannot run their code by being evaluated, in the spirit of Hugging Face's
+``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import sys
 
@@ -58,14 +66,51 @@ def digest(spec: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def factory(spec: str, sha256: str | None = None):
-    """The callable ``spec`` names; with ``sha256`` (a run's record), refused unless the file is unchanged."""
+def trust_file() -> str:
+    return os.environ.get("PPL_VAE_TRUST_FILE") or os.path.join(os.path.expanduser("~"), ".config", "ppl-vae",
+                                                                 "trusted.json")
+
+
+def _trusted() -> dict:
+    try:
+        with open(trust_file()) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def trust(spec: str) -> None:
+    """Record the spec's file, as it is now, as code this machine's user runs."""
+    path, sha256 = source_file(spec), digest(spec)
+    known = _trusted()
+    if sha256 in known.get(path, []):
+        return
+    known.setdefault(path, []).append(sha256)
+    temporary = trust_file() + f".{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(trust_file())), exist_ok=True)
+        with open(temporary, "w") as f:
+            json.dump(known, f, indent=1)
+        os.replace(temporary, trust_file())
+    except OSError:  # an unwritable home: nothing is remembered, and later commands ask for --trust-code
+        pass
+
+
+def factory(spec: str, sha256: str | None = None, trust_code: bool = False):
+    """The callable ``spec`` names. Without ``sha256`` the user typed the spec, and its file is trusted
+    from now on; with it (a run's record) the file must be unchanged, and trusted or ``trust_code``."""
     target, attr = parse(spec)
     path = source_file(spec)
     if sha256 is not None and digest(spec) != sha256:
         raise UsageError(f"{path} has changed since this run was trained with --pair {spec} (its sha256 differs), "
                          f"so its model would not be the one trained; restore that version of the file, or train "
                          f"the run again.")
+    if sha256 is not None and sha256 not in _trusted().get(path, []) and not trust_code:
+        raise UsageError(f"this run's config.json names the pair {spec}, and loading it runs the code in {path}, "
+                         f"which has not been run here with --pair; if you trust that file, pass --trust-code "
+                         f"(Python: trust_code=True), or train the pair yourself with --pair.")
+    trust(spec)
     try:
         if is_file(target):
             name = "ppl_vae_pair_" + hashlib.sha256(path.encode()).hexdigest()[:12]
@@ -110,6 +155,8 @@ def recorded(make, data, seed: int) -> dict:
     from ppl_vae.data import CUSTOM, DATASETS
 
     named = of(make)
+    if named:  # the caller runs this factory: its file is theirs to run again
+        trust(named)
     pristine = data.name in DATASETS and not data.inputs_train and data.seed == seed
     return {"pair": named, "pair_sha256": named and digest(named), "model": None, "guide": None,
             "dataset": data.name if pristine else CUSTOM, "binarize": data.binarize,

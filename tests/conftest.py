@@ -10,6 +10,12 @@ from helpers import train_tiny_run, write_idx
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def trust_file(tmp_path_factory):
+    """The files the tests run with --pair are trusted in a file of this session's, never the user's own."""
+    os.environ["PPL_VAE_TRUST_FILE"] = str(tmp_path_factory.getbasetemp() / "trusted.json")
+
+
 @pytest.fixture(autouse=True)
 def fresh_pyro():
     """Every test starts from an empty param store and a fixed seed."""

@@ -53,6 +53,13 @@ def add_seed_arg(p, help: str = "seed of every random draw (initial weights, dat
 
 def add_run_dir_arg(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `ppl-vae train`")
+    add_trust_code_arg(p)
+
+
+def add_trust_code_arg(p) -> None:
+    p.add_argument("--trust-code", action="store_true",
+                   help="load the pair that the run's config.json names even if this machine has not run that file "
+                        "with --pair (it runs the file's code: only for runs you trust)")
 
 
 def show_default(value) -> str:
@@ -167,7 +174,7 @@ def open_run(args: argparse.Namespace, alone: str | None = None):
 
     ``alone``: what the command does with images by themselves (no labels), to refuse a run whose
     pair also takes named inputs."""
-    run = load(args.run_dir, args.device)
+    run = load(args.run_dir, args.device, trust_code=args.trust_code)
     taken = run.inputs()
     if alone is not None and taken:
         raise UsageError(f"{alone}, and this run's pair also takes {', '.join(taken)} with each image; use "

@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     options.add_objective_args(p)
     options.add_training_args(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    options.add_trust_code_arg(p)
     p.set_defaults(run=run)
 
 
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(**changed)
     else:
         config, out = options.config_from_args(args), args.out
-    history = train(config, out, resume=bool(args.resume), progress=True if args.progress else "log")
+    history = train(config, out, resume=bool(args.resume), progress=True if args.progress else "log",
+                    trust_code=args.trust_code)
     if not history:
         raise UsageError(f"{out} has no epochs to report; pass --epochs greater than 0.")
     resolved = registry.resolve(config)

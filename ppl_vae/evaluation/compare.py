@@ -90,7 +90,8 @@ def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=
     data = registry.load_data(config, device) if data is None else as_dataset(data).to(device)
     if make_pair is not None:
         config = config.replace(**spec.recorded(make_pair, data, config.training.seed))
-    elif config.pair.pair is not None:  # a new comparison of a user's pair: its file as it is now
+    elif config.pair.pair is not None:  # a new comparison of a user's pair: its file as it is now, the user's own
+        spec.trust(config.pair.pair)
         config = config.replace(pair_sha256=spec.digest(config.pair.pair))
     build = (lambda _: spec.build(make_pair, data, "compare's make_pair")) if make_pair is not None else \
         (lambda run_config: registry.build(run_config, data))

@@ -43,7 +43,7 @@ from ppl_vae.device import forked_rng
 from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
-from ppl_vae.inference.objectives.weighted import WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
 from ppl_vae.inference.weights import broadcasts, data_scale, own_scales
 from ppl_vae.pair import callables, named_inputs, owning_module
 
@@ -85,10 +85,7 @@ def refusal(objective, model_trace, guide_trace) -> UsageError | None:
                        f"this pair has none (config_enumerate on the model or the guide), so it would train a plain "
                        f"ELBO under another name", ("elbo",))
     if in_guide and not isinstance(loss, TraceEnum_ELBO):
-        return Refusal(f"guide site {in_guide[0]!r} is marked for enumeration (config_enumerate), which the "
-                       f"{objective.name} objective does not do: it would sample the site from q instead of summing "
-                       f"over its values as TraceEnum_ELBO does", ("elbo", "enum"),
-                       otherwise="drop config_enumerate from the guide to sample it")
+        return samples_enumerated(in_guide[0], objective.name)
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return Refusal(f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective "
                        f"does not do: it would sample the site from the prior instead of summing it out",

@@ -93,6 +93,13 @@ class Roles:
         return self.every if group == "all" else getattr(self, group)
 
 
+def samples_enumerated(site: str, objective: str) -> Refusal:
+    """The refusal of a guide site marked for enumeration by an objective that would sample it."""
+    return Refusal(f"guide site {site!r} is marked for enumeration (config_enumerate), which the {objective} objective "
+                   f"does not do: it would sample the site from q instead of summing over its values as "
+                   f"TraceEnum_ELBO does", ("elbo", "enum"), otherwise="drop config_enumerate from the guide to sample it")
+
+
 class Particles:
     """K particles per data point from the guide, scored by the model and the guide."""
 
@@ -165,6 +172,9 @@ class WeightedLoss(ELBO):
 
     def draw(self, model, guide, x, *args, **kwargs) -> Particles:
         p = Particles(model, guide, x, args, kwargs, self.particles, self.max_plate_nesting)
+        enumerated = [name for name, site in latent_sites(p.guide_trace) if site["infer"].get("enumerate") == "parallel"]
+        if enumerated:
+            raise samples_enumerated(enumerated[0], self.name)
         scaled = own_scales(p.model_trace, p.guide_trace)
         if scaled:
             raise Refusal(f"the program scales its own log-densities ({describe_scale(scaled)}, poutine.scale), and the "

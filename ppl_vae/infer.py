@@ -1,0 +1,112 @@
+"""The project's estimators as drop-in Pyro losses, for your own ``pyro.infer.SVI`` loop.
+
+Each class is a ``pyro.infer.ELBO`` with Pyro's constructor conventions (``num_particles``,
+``max_plate_nesting``, ``vectorize_particles``) and the estimator ``ppl_vae.fit`` trains with the
+objective of the same name; its ``loss`` is −(N/B) Σ_n B(x_n) over the mini-batch, B the bound per
+data point (N/B: a subsampled data plate's scale), as Pyro's ELBOs return −ELBO::
+
+    from pyro.infer import SVI
+    from pyro.optim import Adam
+    from ppl_vae.infer import DReG
+
+    svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-3}), loss=DReG(num_particles=10))
+    for x in batches:
+        svi.step(x)
+
+============================  ====================================================  =====================
+class                         estimator                                              paper
+============================  ====================================================  =====================
+:class:`IWAE`                 L_K = E log (1/K) Σ_k w_k, reparameterized gradient    Burda et al. 2016
+:class:`Renyi`                L_α = 1/(1−α) E log (1/K) Σ_k w_k^(1−α)                 Li & Turner 2016
+:class:`RWS`                  L_K for θ, wake-φ Σ_k w̃_k ∇_φ log q_φ(z_k | x) for φ    Bornschein & Bengio 2015
+:class:`STL`                  the ELBO, path derivative only                          Roeder et al. 2017
+:class:`DReG`                 L_K, doubly-reparameterized guide gradient             Tucker et al. 2019
+:class:`ScoreFunctionELBO`    the ELBO by the score function, optional baselines      Ranganath et al. 2014
+============================  ====================================================  =====================
+
+w_k = p_θ(x, z_k) / q_φ(z_k | x) per data point, K = ``num_particles`` drawn at once in a plate left of
+the program's plates (the program must broadcast over it). The same honesty checks as ``fit`` run at
+every step, each a one-sentence :class:`~ppl_vae.errors.UsageError`: a guide site that cannot be
+reparameterized under an estimator that differentiates through it, a parameter that is both θ and φ
+under RWS and DReG (told apart by what the computation depends on, not by where it was registered),
+a guide site marked for enumeration (these estimators would sample it), a program that scales its own
+log-densities (a scale has no meaning inside the non-linear bounds), a latent site outside
+``pyro.plate("data")`` (the weights are per data point).
+"""
+
+from __future__ import annotations
+
+from ppl_vae.errors import UsageError
+from ppl_vae.inference.objectives.dreg import DReGLoss
+from ppl_vae.inference.objectives.iwae import IWAELoss
+from ppl_vae.inference.objectives.renyi import RenyiLoss
+from ppl_vae.inference.objectives.rws import RWSLoss
+from ppl_vae.inference.objectives.score import ScoreELBO
+from ppl_vae.inference.objectives.stl import STLLoss
+
+
+def _particles(num_particles: int, vectorize_particles: bool) -> int:
+    if not isinstance(num_particles, int) or num_particles < 1:
+        raise UsageError(f"num_particles must be a whole number ≥ 1, got {num_particles!r}.")
+    if not vectorize_particles:
+        raise UsageError("these estimators draw the K particles of each data point at once (vectorize_particles=True); "
+                         "one at a time is not available, so write the program to broadcast over a leading particle "
+                         "dimension and drop vectorize_particles=False.")
+    return num_particles
+
+
+class IWAE(IWAELoss):
+    """:class:`~ppl_vae.inference.objectives.iwae.IWAELoss` with Pyro's constructor conventions."""
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
+        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+
+
+class Renyi(RenyiLoss):
+    """:class:`~ppl_vae.inference.objectives.renyi.RenyiLoss` with Pyro's constructor conventions; α ≠ 1."""
+
+    def __init__(self, alpha: float = 0.5, num_particles: int = 1, max_plate_nesting: int = 1,
+                 vectorize_particles: bool = True):
+        if alpha == 1:
+            raise UsageError("alpha = 1 is the ELBO; use pyro.infer.Trace_ELBO, or another alpha.")
+        super().__init__(_particles(num_particles, vectorize_particles), alpha, max_plate_nesting=max_plate_nesting)
+
+
+class RWS(RWSLoss):
+    """:class:`~ppl_vae.inference.objectives.rws.RWSLoss` (weights normalized per data point, so mini-batches
+    are fine) with Pyro's constructor conventions."""
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
+        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+
+
+class STL(STLLoss):
+    """:class:`~ppl_vae.inference.objectives.stl.STLLoss` with Pyro's constructor conventions."""
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
+        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+
+
+class DReG(DReGLoss):
+    """:class:`~ppl_vae.inference.objectives.dreg.DReGLoss` with Pyro's constructor conventions."""
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
+        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+
+
+class ScoreFunctionELBO(ScoreELBO):
+    """Pyro's ``TraceGraph_ELBO`` with every latent site of the guide on the score-function estimator, and
+    ``baseline``: None, ``"avg"`` (a decaying average of each site's downstream cost, decay ``beta``) or
+    ``"nn"`` (that average plus a learned b_ψ(x) per site; :class:`~ppl_vae.inference.objectives.score.ScoreELBO`)."""
+
+    def __init__(self, baseline: str | None = None, beta: float = 0.9, num_particles: int = 1,
+                 max_plate_nesting: int = 1, vectorize_particles: bool | None = None):
+        if baseline not in (None, "avg", "nn"):
+            raise UsageError(f"baseline must be None, 'avg' or 'nn', got {baseline!r}.")
+        if not 0 <= beta < 1:
+            raise UsageError(f"beta must be in [0, 1), got {beta}.")
+        super().__init__(baseline, beta=beta, num_particles=num_particles, max_plate_nesting=max_plate_nesting,
+                         vectorize_particles=num_particles > 1 if vectorize_particles is None else vectorize_particles)
+
+
+__all__ = ["DReG", "IWAE", "RWS", "Renyi", "STL", "ScoreFunctionELBO"]

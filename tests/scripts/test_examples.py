@@ -24,3 +24,11 @@ def test_m2_classifies_the_digits_well_above_chance_from_ten_percent_of_the_labe
     assert result["m2_accuracy"] > 0.3, result
     assert result["labelled"] == 150 and 0.5 < result["logreg_accuracy"] <= 1
     assert "test accuracy M2" in capsys.readouterr().out
+
+
+def test_the_plain_svi_loop_example_trains_with_a_drop_in_loss_and_evaluates(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["svi_loop.py", "--loss", "RWS", "--particles", "3", "--epochs", "2"])
+    spec.factory(f"{ROOT / 'scripts' / 'examples' / 'svi_loop.py'}:main")()
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("RWS(num_particles=3) in a plain SVI loop, 2 epochs")
+    assert second.startswith("test ELBO ") and "test NLL = −log p(x) " in second

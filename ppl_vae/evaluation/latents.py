@@ -1,8 +1,10 @@
 """What a trained pair says about its latent space: q(z | x), p(z), E[x | z], KL and active units.
 
 The figures, the report, outlier scores and imputation all read a run through these few
-functions, which work for any model/guide pair with one latent site ``z`` (a pair that takes
-named inputs with each image, such as labels, gets the rows' ``inputs``):
+functions, which work for any model/guide pair with one latent site, whatever its name (the only
+latent site, or ``z`` among several; vae.py's ``latent``), and one observed site (the only one, or
+``x``; vae.py's ``obs``); a pair that takes named inputs with each image, such as labels, gets the
+rows' ``inputs``:
 
 - q_φ(z | x): ``guide.dist(x)`` when the guide has it, else the distribution at site ``z`` of
   a trace of the guide;
@@ -55,6 +57,15 @@ def _trace(fn, x, what: str, condition=None, inputs=None):
         return poutine.trace(fn).get_trace(x, **(inputs or {}))
 
 
+@torch.no_grad()
+def site_names(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[str, str]:
+    """(the latent site z is, the observed site x is) in the pair's own names, from traces on one point."""
+    one = {k: v[:1] for k, v in (inputs or {}).items()}
+    guide_fn, model_fn = (with_idx(as_pyro_callable(f, role)) for f, role in ((guide, "guide"), (model, "model")))
+    latent = latent_name(_trace(guide_fn, x[:1], "q(z|x)", inputs=one), guide)
+    return latent, observed_name(_trace(model_fn, x[:1], "p(x|z)", inputs=one), model, latent)
+
+
 def _site(trace, site: str, what: str, owner):
     if site not in trace.nodes:
         sites = [n for n, s in trace.nodes.items() if s["type"] == "sample"]
@@ -63,13 +74,39 @@ def _site(trace, site: str, what: str, owner):
     return trace.nodes[site]["fn"]
 
 
+def sites(trace, observed: bool) -> list[str]:
+    return [name for name, site in trace.nodes.items() if site["type"] == "sample" and not site_is_subsample(site)
+            and site["is_observed"] == observed]
+
+
+def latent_name(trace, owner) -> str:
+    """The latent site these quantities are of, whatever the program calls it: the program's only latent
+    site (vae.py's ``latent``), or ``z`` among several; a UsageError naming them otherwise."""
+    names = sites(trace, observed=False)
+    if len(names) == 1 or SITE in names:
+        return names[0] if len(names) == 1 else SITE
+    raise UsageError(f"{_name(owner)} has latent sites {', '.join(map(repr, names)) or 'none'}, and these figures "
+                     f"and numbers are of one latent site (the only one, or the one named 'z')")
+
+
+def observed_name(trace, owner, given: str) -> str:
+    """The observed site E[x | z] is of, besides the latent site ``given`` the trace was conditioned on: the
+    program's only other observed site (vae.py's ``obs``), or ``x``."""
+    names = [name for name in sites(trace, observed=True) if name != given]
+    if len(names) == 1 or "x" in names:
+        return names[0] if len(names) == 1 else "x"
+    raise UsageError(f"{_name(owner)} observes {', '.join(map(repr, names)) or 'nothing'}, and E[x | z] is of one "
+                     f"observed site (the only one, or the one named 'x')")
+
+
 @torch.no_grad()
 def posterior(guide, x: torch.Tensor, inputs: dict | None = None) -> dist.Distribution:
     """q_φ(z | x) (given the rows' named ``inputs``), batch shape [N], event shape [latent dim]."""
     if hasattr(guide, "dist") and not inputs:
         return guide.dist(x)
     fn = with_idx(as_pyro_callable(guide, "guide"))
-    return _site(_trace(fn, x, "q(z|x)", inputs=inputs), SITE, "q(z|x)", guide)
+    trace = _trace(fn, x, "q(z|x)", inputs=inputs)
+    return _site(trace, latent_name(trace, guide), "q(z|x)", guide)
 
 
 @torch.no_grad()
@@ -78,7 +115,8 @@ def prior(model, like: torch.Tensor, inputs: dict | None = None) -> dist.Distrib
     if hasattr(model, "prior") and not inputs:
         return model.prior(like)
     fn = with_idx(as_pyro_callable(model, "model"))
-    return _site(_trace(fn, like, "p(z)", inputs=inputs), SITE, "p(z)", model)
+    trace = _trace(fn, like, "p(z)", inputs=inputs)
+    return _site(trace, latent_name(trace, model), "p(z)", model)
 
 
 @torch.no_grad()
@@ -89,15 +127,15 @@ def likelihood(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -
         return model.likelihood_dist(z)
     fn = with_idx(as_pyro_callable(model, "model"))
     like = z.new_zeros(z.shape[0], x_dim)
-    trace = _trace(fn, like, "p(x|z)", condition={SITE: z}, inputs=inputs)
-    others = [name for name, site in trace.nodes.items() if site["type"] == "sample" and name != SITE
-              and not site["is_observed"] and not site_is_subsample(site)]
+    name = latent_name(_trace(fn, like, "p(x|z)", inputs=inputs), model)
+    trace = _trace(fn, like, "p(x|z)", condition={name: z}, inputs=inputs)
+    others = [other for other in sites(trace, observed=False) if other != name]
     if others:  # e.g. M2's class y: E[x | z] would hold a y drawn at random from its prior
         raise UsageError(f"{_name(model)} has latent site{'s' if len(others) > 1 else ''} {', '.join(map(repr, others))} "
-                         f"besides 'z', which p(x | z) would draw at random from the prior inside the figure; E[x | z] "
-                         f"is drawn only for models whose one latent site is 'z' (pass the others as named inputs "
+                         f"besides {name!r}, which p(x | z) would draw at random from the prior inside the figure; "
+                         f"E[x | z] is drawn only for models with one latent site (pass the others as named inputs "
                          f"to hold them fixed).")
-    return _site(trace, "x", "p(x|z)", model)
+    return _site(trace, observed_name(trace, model, name), "p(x|z)", model)
 
 
 @torch.no_grad()
@@ -188,7 +226,10 @@ def summary(model, guide, x: torch.Tensor, samples: int = 256, inputs: dict | No
         kl_mean = kl_per_point(model, guide, x, samples, inputs).mean().item()
     except UsageError:  # q(z | x) without a density (the auxiliary guide's mixture): not known
         kl_mean = None
+    latent, observed = site_names(model, guide, x, inputs)
     return {
+        "latent_site": latent,
+        "observed_site": observed,
         "latent_dim": int(means.shape[1]),
         "active_units": int((act > ACTIVE_THRESHOLD).sum()),
         "activity": act.tolist(),

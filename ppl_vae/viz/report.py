@@ -113,6 +113,9 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
         lines.append(f"| active units, Cov_x(E_q[z_u \\| x]) > 0.01 | {lat['active_units']} of {lat['latent_dim']} |")
         lines.append(f"| mean KL(q(z \\| x) ‖ p(z)) | {_fmt(lat['kl_mean'])} |")
     lines += ["", "## Figures", ""]
+    if lat.get("latent_site", "z") != "z" or lat.get("observed_site", "x") != "x":
+        lines += [f"In the numbers above and the figures below, z is the pair's latent site "
+                  f"`{lat['latent_site']}` and x its observed site `{lat['observed_site']}`.", ""]
     for fig in plots.FIGURES:
         if fig.name in drawn:
             rel = os.path.relpath(drawn[fig.name], run.dir)

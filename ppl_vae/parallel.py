@@ -215,14 +215,15 @@ def rank_seed(seed: int, rank: int) -> int:
 def refusal(objective, guide_module, model_trace, training, n_train: int, size: int) -> str | None:
     """Why this run cannot train data-parallel on ``size`` processes, or None; ``model_trace``: the
     model's trace on a first batch."""
-    from ppl_vae.inference.checks import in_data_plate, sample_sites
-    from ppl_vae.inference.weights import data_scale
+    from ppl_vae.inference.checks import sample_sites
+    from ppl_vae.inference.weights import data_plate, data_scale, in_plate
 
-    outside = [n for n, site in sample_sites(model_trace, True).items() if not in_data_plate(site)]
-    if outside and data_scale(model_trace) == 1:
-        return (f"observed site or factor {outside[0]!r} lies outside pyro.plate('data'), so its term counts once "
+    plate = data_plate(model_trace)
+    outside = [n for n, site in sample_sites(model_trace, True).items() if not in_plate(site, plate)]
+    if outside and data_scale(model_trace, plate) == 1:
+        return (f"observed site or factor {outside[0]!r} lies outside pyro.plate({plate!r}), so its term counts once "
                 f"per mini-batch, and once per process when the batch is sharded; subsample the data plate "
-                f"(pyro.plate('data', N, subsample=idx)), which weights it right, or train without torchrun")
+                f"(pyro.plate({plate!r}, N, subsample=idx)), which weights it right, or train without torchrun")
     name = getattr(objective, "name", "")
     if name in ("score-avg", "score-nn"):
         return (f"{name}'s decaying-average baseline is a running state per mini-batch position that each process "

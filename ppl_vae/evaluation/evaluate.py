@@ -41,7 +41,7 @@ from ppl_vae.device import forked_rng
 from ppl_vae.evaluation.quantity import observed_quantity
 from ppl_vae.pair import as_pyro_callable, callables, eval_mode, owning_module
 from ppl_vae.inference.validation import valid_points
-from ppl_vae.inference.weights import broadcasts, log_weights
+from ppl_vae.inference.weights import broadcasts, data_plate, in_plate, log_weights
 
 # particles × points × dims held at once on the CPU: 16 MiB of float32 per tensor. Larger chunks were
 # slower here (K = 5000 on the digits test set, 2 cores: 2.8 s at 2^22, 2.9 s at 2^24, 5.1 s at 2^26).
@@ -145,6 +145,7 @@ def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str]
         guide_tr = poutine.trace(guide).get_trace(x[:1], **one)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:1], **one)
     point_masses, globals_ = [], []
+    plate = data_plate(model_tr)
     for trace in (guide_tr, model_tr):
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
@@ -154,7 +155,7 @@ def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str]
                 fn = fn.base_dist
             if trace is guide_tr and isinstance(fn, Delta):
                 point_masses.append(name)
-            if not any(f.name == "data" for f in site["cond_indep_stack"]) and name not in globals_:
+            if not in_plate(site, plate) and name not in globals_:
                 globals_.append(name)
     return point_masses, globals_
 

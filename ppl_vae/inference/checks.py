@@ -44,7 +44,7 @@ from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
-from ppl_vae.inference.weights import broadcasts, data_scale, own_scales
+from ppl_vae.inference.weights import broadcasts, data_plate, data_scale, in_plate, own_scales
 from ppl_vae.pair import callables, named_inputs, owning_module
 
 
@@ -53,31 +53,28 @@ def sample_sites(trace, observed: bool):
             if site["type"] == "sample" and not site_is_subsample(site) and site["is_observed"] == observed}
 
 
-def in_data_plate(site) -> bool:
-    return any(f.name == "data" for f in site["cond_indep_stack"])
-
-
 def refusal(objective, model_trace, guide_trace) -> UsageError | None:
     """Why ``objective`` cannot train this model and guide (traced once on a batch), or None."""
     latents = {**sample_sites(guide_trace, False), **sample_sites(model_trace, False)}
     observed = sample_sites(model_trace, True)
-    if not any(in_data_plate(s) for s in (*latents.values(), *observed.values())):
-        return UsageError("no sample site lies inside a plate named 'data'; per-data-point bounds need the data "
-                          "points in pyro.plate('data', ...) at dim=-1, so name the model's and the guide's data "
-                          "plate 'data'.")
-    outside = [name for name, site in latents.items() if not in_data_plate(site)]
+    plate = data_plate(model_trace)
+    if not any(in_plate(s, plate) for s in (*latents.values(), *observed.values())):
+        return UsageError("the model observes nothing inside a plate, so there are no data points to bound per "
+                          "point; put the observed site(s) in the plate of the data points, "
+                          "with pyro.plate('data', x.shape[0]) (any name).")
+    outside = [name for name, site in latents.items() if not in_plate(site, plate)]
     loss = getattr(objective, "loss", objective)
     if outside and isinstance(loss, (WeightedLoss, MMDLoss)):
         how = ("compares each point's code with prior draws" if isinstance(loss, MMDLoss)
                else "weights particles per data point")
-        return Refusal(f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent variable, and "
+        return Refusal(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent variable, and "
                        f"the {objective.name} objective {how}, which needs every latent variable local",
                        ("elbo", "elbo-analytic", "score"), because=", which train the full-data ELBO per point")
-    if outside and data_scale(model_trace) == 1:
-        return UsageError(f"latent site {outside[0]!r} lies outside pyro.plate('data'): a global latent, whose "
+    if outside and data_scale(model_trace, plate) == 1:
+        return UsageError(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent, whose "
                           f"log-density counts once for the whole data set, so the data plate must know the data "
-                          f"set's size; write pyro.plate('data', N if idx is not None else x.shape[0], subsample=idx) "
-                          f"with the idx that fit passes (None on test points).")
+                          f"set's size; write pyro.plate({plate!r}, N if idx is not None else x.shape[0], "
+                          f"subsample=idx) with the idx that fit passes (None on test points).")
     enumerated = enumerated_sites(model_trace, guide_trace)
     in_guide = guide_enumerated_sites(guide_trace)
     if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide:
@@ -161,7 +158,8 @@ class Prepared:
 
 def global_sites(model_trace, guide_trace) -> list[str]:
     latents = {**sample_sites(guide_trace, False), **sample_sites(model_trace, False)}
-    return [name for name, site in latents.items() if not in_data_plate(site)]
+    plate = data_plate(model_trace)
+    return [name for name, site in latents.items() if not in_plate(site, plate)]
 
 
 def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | None = None) -> Prepared:
@@ -198,8 +196,10 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
         raise refused
     n, said = data.x_train.shape[0], round(data_scale(model_tr) * min(2, data.x_train.shape[0]))
     if data_scale(model_tr) != 1 and said != n:
-        raise UsageError(f"pyro.plate('data') says the data set has {said} points and the training set has {n}, "
-                         f"so every bound would be scaled by {said}/{n}; write pyro.plate('data', {n}, subsample=idx).")
+        plate = data_plate(model_tr)
+        raise UsageError(f"pyro.plate({plate!r}) says the data set has {said} points and the training set has {n}, "
+                         f"so every bound would be scaled by {said}/{n}; write pyro.plate({plate!r}, {n}, "
+                         f"subsample=idx).")
     globals_ = global_sites(model_tr, guide_tr)
     x, idx, named = batch
     loss = getattr(objective, "loss", None)
@@ -248,15 +248,16 @@ def describe(model, guide, data) -> list[str]:
              f"enumerated in the guide (summed over q's values by elbo and enum): "
              f"{names(guide_enumerated_sites(guide_tr))}"]
     model_latent = sample_sites(model_tr, False)
-    lines.append(f"global (outside pyro.plate('data')): "
-                 f"{names(n for n, s in {**latent, **model_latent}.items() if not in_data_plate(s))}")
+    plate = data_plate(model_tr)
+    lines.append(f"global (outside pyro.plate({plate!r})): "
+                 f"{names(n for n, s in {**latent, **model_latent}.items() if not in_plate(s, plate))}")
     frames = {(f.dim, f.size, f.full_size) for s in model_tr.nodes.values() if s["type"] == "sample"
-              for f in s["cond_indep_stack"] if f.name == "data"}
+              for f in s["cond_indep_stack"] if f.name == plate}
     for dim, size, full in sorted(frames, key=str):
         subsampled = f", subsampled: {size} of {full} points per batch" if full not in (None, size) else ""
-        lines.append(f"data plate: pyro.plate('data') at dim={dim}{subsampled}")
+        lines.append(f"data plate: pyro.plate({plate!r}) at dim={dim}{subsampled}")
     if not frames:
-        lines.append("data plate: none named 'data'")
+        lines.append("data plate: none (the model observes nothing inside a plate)")
     no_kl = [n for n, s in latent.items() if n in model_tr.nodes and not has_closed_form_kl(s["fn"], model_tr.nodes[n]["fn"])]
     lines.append(f"no closed-form KL(q ‖ p): {names(no_kl)}")
     return lines

@@ -39,7 +39,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.device import forked_rng
-from ppl_vae.errors import user_code
+from ppl_vae.errors import UsageError, user_code
 
 
 def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, given_globals: bool = False,
@@ -51,9 +51,10 @@ def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: i
     per point, but not importance weights for log p(x_n) (see :func:`per_point`)."""
     guide_tr, model_tr = particle_traces(model, guide, x, *args, particles=particles,
                                          max_plate_nesting=max_plate_nesting, **kwargs)
-    n = x.shape[0]
-    return (per_point(model_tr, particles, n, max_plate_nesting, given_globals=given_globals)
-            - per_point(guide_tr, particles, n, max_plate_nesting, observed=False, given_globals=given_globals))
+    n, plate = x.shape[0], data_plate(model_tr)
+    return (per_point(model_tr, particles, n, max_plate_nesting, given_globals=given_globals, plate=plate)
+            - per_point(guide_tr, particles, n, max_plate_nesting, observed=False, given_globals=given_globals,
+                        plate=plate))
 
 
 def particle_plate(particles: int, max_plate_nesting: int = 1):
@@ -84,9 +85,33 @@ def broadcasts(model, guide, points: str, x, *args, **kwargs) -> None:
             particle_traces(model, guide, x, *args, particles=2, **kwargs)
 
 
-def data_frame(site):
-    """The ``pyro.plate("data")`` frame of a site, or None."""
-    return next((f for f in site["cond_indep_stack"] if f.name == "data"), None)
+def data_plate(model_trace) -> str:
+    """The name of the plate that holds the data points, found from the program, not assumed: the plate at
+    the rightmost dim around the model's observed sites (``data`` in vae.py, ``documents`` in lda.py,
+    ``z_minibatch`` in dmm.py). ``"data"`` when nothing is observed inside a plate (the checks then say
+    so); a UsageError when observed sites sit in different plates."""
+    found = {}
+    for site in model_trace.nodes.values():
+        if site["type"] != "sample" or not site["is_observed"] or site_is_subsample(site):
+            continue
+        frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None and f.name != "particles"]
+        if frames:
+            found.setdefault(max(frames, key=lambda f: f.dim).name, site["name"])
+    if len(found) > 1:
+        (a, site_a), (b, site_b) = list(found.items())[:2]
+        raise UsageError(f"the model observes {site_a!r} in pyro.plate({a!r}) and {site_b!r} in pyro.plate({b!r}), so "
+                         f"which plate holds the data points is ambiguous; observe every per-point site in the "
+                         f"plate of the data points")
+    return next(iter(found), "data")
+
+
+def in_plate(site, plate: str) -> bool:
+    return any(f.name == plate for f in site["cond_indep_stack"])
+
+
+def data_frame(site, plate: str):
+    """The frame of the data plate ``plate`` around a site, or None."""
+    return next((f for f in site["cond_indep_stack"] if f.name == plate), None)
 
 
 def subsample_scale(site, skip: tuple[str, ...] = ()) -> float:
@@ -120,18 +145,21 @@ def describe_scale(scales: dict) -> str:
     return f"site {name!r} by {value}"
 
 
-def data_scale(trace) -> float:
-    """N / B of a subsampled data plate (``pyro.plate("data", N, subsample=idx)``), else 1."""
+def data_scale(trace, plate: str | None = None) -> float:
+    """N / B of a subsampled data plate (``pyro.plate("data", N, subsample=idx)``), else 1; ``plate``: its
+    name (default: found from ``trace``, a model's, by :func:`data_plate`)."""
+    plate = plate or data_plate(trace)
     for site in trace.nodes.values():
-        frame = data_frame(site) if site["type"] == "sample" else None
+        frame = data_frame(site, plate) if site["type"] == "sample" else None
         if frame is not None and frame.full_size is not None and frame.full_size != frame.size:
             return frame.full_size / frame.size
     return 1.0
 
 
 def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True,
-              given_globals: bool = False) -> torch.Tensor:
-    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n], without the
+              given_globals: bool = False, plate: str = "data") -> torch.Tensor:
+    """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n] (n points in the data
+    plate ``plate``: :func:`data_plate` of the model's trace, also for the guide's), without the
     data plate's subsampling scale and without scales the program sets itself (:func:`own_scales`:
     the weights are always those of the unscaled program, log p(x, z) − log q(z | x)); enumerated values (dims left of the particle dim) are summed
     out by log-sum-exp. A site outside the data plate (a global latent) is refused, or with
@@ -143,20 +171,20 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
         if site["type"] != "sample" or site_is_subsample(site) or (site["is_observed"] and not observed):
             continue
         plates = {f.name for f in site["cond_indep_stack"]}
-        if "data" not in plates and given_globals:
+        if plate not in plates and given_globals:
             continue
-        if "data" not in plates:
-            raise ValueError(f"sample site {name!r} is outside pyro.plate('data'); per-data-point "
+        if plate not in plates:
+            raise ValueError(f"sample site {name!r} is outside pyro.plate({plate!r}); per-data-point "
                              f"importance weights need every latent variable to be local")
-        if "_enumerate_dim" in site["infer"] and plates - {"data", "particles"}:
-            raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate('data'); "
+        if "_enumerate_dim" in site["infer"] and plates - {plate, "particles"}:
+            raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate({plate!r}); "
                              f"only sites directly in the data plate are summed out")
         if "_enumerate_dim" in site["infer"]:
             # unmasked, as in TraceEnum_ELBO: a point whose value is observed (obs_mask) sums the site's
             # normalized p over its support to 1; masked to 0, the sum would count each value once, log C
             lp = site["unscaled_log_prob"]
         else:  # masked; without the data plate's N/B and without any scale the program sets itself
-            lp = scale_and_mask(site["unscaled_log_prob"], subsample_scale(site, skip=("data",)), site["mask"])
+            lp = scale_and_mask(site["unscaled_log_prob"], subsample_scale(site, skip=(plate,)), site["mask"])
         total = total + (lp.sum(inner) if inner and lp.dim() > 2 else lp)
     if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
         return total

@@ -51,10 +51,6 @@ def _real(support) -> bool:
     return support is constraints.real
 
 
-def _in_data_plate(site) -> bool:
-    return any(f.name == "data" for f in site["cond_indep_stack"])
-
-
 def _latents(trace) -> dict:
     return {name: site for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)}
@@ -65,6 +61,7 @@ class LatentSpace:
     """The guide's latent sites and their event shapes; z [..., d] is their concatenation."""
 
     sites: tuple[tuple[str, tuple[int, ...]], ...]
+    plate: str = "data"  # the data plate's name (:func:`ppl_vae.inference.weights.data_plate`)
 
     @property
     def dim(self) -> int:
@@ -98,10 +95,11 @@ def latent_space(model, guide, x, inputs: dict | None = None, *, estimator: str,
         model_tr = poutine.trace(poutine.replay(poutine.enum(model, first_available_dim=-2),
                                                 trace=guide_tr)).get_trace(x[:1], **one)
     q_sites, p_sites = _latents(guide_tr), _latents(model_tr)
+    plate = weights.data_plate(model_tr)
     for name, site in {**q_sites, **p_sites}.items():
-        if not _in_data_plate(site):
+        if not weights.in_plate(site, plate):
             raise UsageError(f"{estimator} estimates log p(x) per data point, and site {name!r} lies outside "
-                             f"pyro.plate('data'), a global latent shared by every point, so no per-point log p(x) "
+                             f"pyro.plate({plate!r}), a global latent shared by every point, so no per-point log p(x) "
                              f"exists; run evaluate without --estimator for the ELBO given q({name}).")
     for name, site in p_sites.items():
         if name not in q_sites and "_enumerate_dim" not in site["infer"]:
@@ -131,7 +129,7 @@ def latent_space(model, guide, x, inputs: dict | None = None, *, estimator: str,
                              f"samples (from values cached on the forward pass), and {estimator} needs log q(z | x) "
                              f"wherever its chains move; use --estimator is or perturbative, or a Gaussian guide.")
         sites.append((name, tuple(fn.event_shape)))
-    return LatentSpace(tuple(sites))
+    return LatentSpace(tuple(sites), plate)
 
 
 class Target:
@@ -165,7 +163,7 @@ class Target:
             conditioned = poutine.condition(self.model, data=self._values(z))
             enumerated = poutine.enum(conditioned, first_available_dim=-self.nesting - 2)
             trace = poutine.trace(enumerated).get_trace(self.x, **self.inputs)
-        return weights.per_point(trace, particles, self.n, self.nesting)
+        return weights.per_point(trace, particles, self.n, self.nesting, plate=self.space.plate)
 
     def log_q(self, z: torch.Tensor) -> torch.Tensor:
         """log q_φ(z_{p,n} | x_n)."""
@@ -175,7 +173,7 @@ class Target:
         particles = z.shape[0]
         with weights.particle_plate(particles, self.nesting):
             trace = poutine.trace(poutine.condition(self.guide, data=self._values(z))).get_trace(self.x, **self.inputs)
-        return weights.per_point(trace, particles, self.n, self.nesting)
+        return weights.per_point(trace, particles, self.n, self.nesting, plate=self.space.plate)
 
     def sample_q(self, particles: int) -> torch.Tensor:
         """z [P, N, d] drawn from q_φ(z | x_n)."""

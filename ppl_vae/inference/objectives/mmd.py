@@ -28,7 +28,7 @@ from pyro import poutine
 from ppl_vae.errors import Refusal, UsageError
 from ppl_vae.inference.objectives.base import Objective
 from ppl_vae.inference.objectives.weighted import latent_sites
-from ppl_vae.inference.weights import data_scale, elbo_bound, per_point
+from ppl_vae.inference.weights import data_plate, data_scale, elbo_bound, per_point
 
 
 def rbf_mmd2(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
@@ -70,7 +70,9 @@ class MMDLoss:
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, *args, **kwargs)
         with torch.no_grad():
             prior_tr = poutine.trace(poutine.block(model, hide_types=["param"])).get_trace(x, *args, **kwargs)
-        reconstruction = (per_point(model_tr, 1, n) - per_point(model_tr, 1, n, observed=False))[0]
+        plate = data_plate(model_tr)
+        reconstruction = (per_point(model_tr, 1, n, plate=plate) - per_point(model_tr, 1, n, observed=False,
+                                                                               plate=plate))[0]
         mmd2 = rbf_mmd2(flat_latents(guide_tr, n), flat_latents(prior_tr, n))
         return data_scale(model_tr) * (reconstruction.sum() - self.mmd_scale * n * mmd2)
 

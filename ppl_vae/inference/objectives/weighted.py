@@ -35,8 +35,8 @@ from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.errors import Refusal
-from ppl_vae.inference.weights import (data_scale, describe_scale, own_scales, particle_plate, particle_traces,
-                                       per_point)
+from ppl_vae.inference.weights import (data_plate, data_scale, describe_scale, own_scales, particle_plate,
+                                       particle_traces, per_point)
 
 
 def latent_sites(trace):
@@ -109,9 +109,10 @@ class Particles:
         self.guide_trace, self.model_trace = particle_traces(model, guide, x, *args, particles=particles,
                                                              max_plate_nesting=max_plate_nesting, **kwargs)
         self.shape = (particles, x.shape[0])
-        self.scale = data_scale(self.model_trace)  # N / B of a subsampled data plate, else 1
-        self.log_p = per_point(self.model_trace, *self.shape, max_plate_nesting)
-        self.log_q = per_point(self.guide_trace, *self.shape, max_plate_nesting, observed=False)
+        self.plate = data_plate(self.model_trace)
+        self.scale = data_scale(self.model_trace, self.plate)  # N / B of a subsampled data plate, else 1
+        self.log_p = per_point(self.model_trace, *self.shape, max_plate_nesting, plate=self.plate)
+        self.log_q = per_point(self.guide_trace, *self.shape, max_plate_nesting, observed=False, plate=self.plate)
 
     @functools.cached_property
     def params(self) -> Roles:
@@ -130,7 +131,7 @@ class Particles:
         with particle_plate(self.shape[0], self.nesting):
             replayed = poutine.trace(poutine.replay(self.guide, trace=stopped)).get_trace(
                 self.x, *self.args, **self.kwargs)
-        return per_point(replayed, *self.shape, self.nesting, observed=False)
+        return per_point(replayed, *self.shape, self.nesting, observed=False, plate=self.plate)
 
     def log_w_path(self) -> torch.Tensor:
         """log w with the path derivative of log q only: same value, no score term in ∂/∂φ."""

@@ -41,7 +41,7 @@ from ppl_vae.device import forked_rng
 from ppl_vae.evaluation.quantity import observed_quantity
 from ppl_vae.pair import as_pyro_callable, callables, eval_mode, owning_module
 from ppl_vae.inference.validation import valid_points
-from ppl_vae.inference.weights import broadcasts, data_plate, in_plate, log_weights
+from ppl_vae.inference.weights import broadcasts, data_plate, in_plate, log_weights, plate_nesting
 
 # particles × points × dims held at once on the CPU: 16 MiB of float32 per tensor. Larger chunks were
 # slower here (K = 5000 on the digits test set, 2 cores: 2.8 s at 2^22, 2.9 s at 2^24, 5.1 s at 2^26).
@@ -136,10 +136,10 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
     return values.mean().item(), se
 
 
-def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str], list[str]]:
+def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str], list[str], int]:
     """(the guide's latent sites whose distribution is a point mass (``Delta``), the latent sites of guide
-    or model outside the data plate: global latents), from a look at one data point that leaves the
-    random stream as it was."""
+    or model outside the data plate: global latents, the plates the program nests), from a look at one
+    data point that leaves the random stream as it was."""
     one = batch_inputs(inputs, slice(0, 1))
     with torch.no_grad(), forked_rng(x):
         guide_tr = poutine.trace(guide).get_trace(x[:1], **one)
@@ -157,7 +157,7 @@ def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str]
                 point_masses.append(name)
             if not in_plate(site, plate) and name not in globals_:
                 globals_.append(name)
-    return point_masses, globals_
+    return point_masses, globals_, plate_nesting(guide_tr, model_tr)
 
 
 def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
@@ -193,8 +193,10 @@ def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_el
             ll_mean, ll_se = mean_and_se(module.log_marginal(x))
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
     valid_points(model, guide, x, inputs or {}, "test")  # once, so that the K particles run without the checks
-    point_masses, globals_ = latent_sites(model, guide, x, inputs)
-    broadcasts(model, guide, "the test points", x[:2], **batch_inputs(inputs, slice(0, 2)))
+    point_masses, globals_, nesting = latent_sites(model, guide, x, inputs)
+    max_plate_nesting = max(max_plate_nesting, nesting)
+    broadcasts(model, guide, "the test points", x[:2], max_plate_nesting=max_plate_nesting,
+               **batch_inputs(inputs, slice(0, 2)))
     world = parallel.world()  # under torchrun each rank takes its share of the points, and all get every result
     rows = world.rows(n)
     with pyro.validation_enabled(False):

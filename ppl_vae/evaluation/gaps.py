@@ -65,7 +65,7 @@ def gaps(model, encoder, x: torch.Tensor, particles: int = 5000, *, refine_parti
         raise UsageError(f"gaps compares an encoder's q with q refined per test point in its family; this run's "
                          f"guide is a {type(encoder).__name__}, which has no encoder with a density to refine; "
                          f"use a run with --guide gaussian or another amortized guide.")
-    _, globals_ = latent_sites(model.model, encoder.guide, x)
+    _, globals_, _ = latent_sites(model.model, encoder.guide, x)
     if globals_:
         raise UsageError(f"gaps compares bounds on log p(x) per test point, and site {globals_[0]!r} is a global "
                          f"latent (outside pyro.plate('data')), so this model has no per-point log p(x); "

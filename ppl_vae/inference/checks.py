@@ -44,7 +44,7 @@ from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
-from ppl_vae.inference.weights import broadcasts, data_plate, data_scale, in_plate, own_scales
+from ppl_vae.inference.weights import broadcasts, data_plate, data_scale, in_plate, own_scales, plate_nesting
 from ppl_vae.pair import callables, named_inputs, owning_module
 
 
@@ -127,6 +127,27 @@ def summing_out(objective, model_trace, guide_trace):
                                jit=lambda: like_loss(JitTraceEnum_ELBO, ignore_jit_warnings=True))
 
 
+def nested(objective, nesting: int):
+    """``objective`` with its loss (and the JIT form it makes) told that the program nests ``nesting`` plates
+    (:func:`~ppl_vae.inference.weights.plate_nesting`; lda.py's words inside documents: 2), so that particles
+    and enumerated values go left of them all. Pyro's ELBOs and the weighted losses read
+    ``max_plate_nesting`` when they run."""
+    if nesting <= objective.nesting:
+        return objective
+
+    def deeper(loss):
+        for part in (loss, getattr(loss, "eager", None)):  # CompiledWeighted runs its eager loss's draw
+            if part is not None and hasattr(part, "max_plate_nesting"):
+                # Pyro's own vectorized particle plate counts as one more plate (pyro.infer.ELBO.__init__)
+                vectorized = getattr(part, "vectorize_particles", False) and part.num_particles > 1
+                part.max_plate_nesting = nesting + vectorized
+        return loss
+
+    jit = objective.jit
+    return dataclasses.replace(objective, loss=deeper(objective.loss), nesting=nesting,
+                               jit=jit and (lambda: deeper(jit())))
+
+
 def first_batch(data, inputs: dict, n: int = 2):
     """(x, idx, named inputs) of the first ``n`` training points, binarized as training sees them."""
     x = data.train_epoch(0)[:n]
@@ -190,7 +211,7 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
     batch = first_batch(data, inputs)
     with user_code("the model and guide fail on two training points"):
         model_tr, guide_tr = first_traces(model, guide, data, inputs, batch=batch)
-    objective = summing_out(objective, model_tr, guide_tr)
+    objective = nested(summing_out(objective, model_tr, guide_tr), plate_nesting(model_tr, guide_tr))
     refused = refusal(objective, model_tr, guide_tr)
     if refused is not None:
         raise refused
@@ -203,10 +224,11 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
     globals_ = global_sites(model_tr, guide_tr)
     x, idx, named = batch
     loss = getattr(objective, "loss", None)
+    nesting = objective.nesting
     with pyro.get_param_store().scope(), forked_rng(x), torch.no_grad():
         if loss is not None:
             if isinstance(loss, WeightedLoss) or getattr(loss, "vectorize_particles", False):
-                broadcasts(model, guide, "two training points", x, idx, **named)
+                broadcasts(model, guide, "two training points", x, idx, max_plate_nesting=nesting, **named)
             with user_code(f"the {objective.name} objective fails on two training points"):
                 loss.loss(model, guide, x, idx, **named)
             if isinstance(loss, WeightedLoss) and loss.splits_params:  # θ and φ by what the computation uses
@@ -217,7 +239,7 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
             with user_code("the model and guide run on two training points with their idx but fail on two test "
                            "points, where they get idx=None"):
                 first_traces(model, guide, data, test_inputs, batch=(xt, None, nt))
-            broadcasts(model, guide, "two test points", xt, **nt)  # every test bound draws particles at once
+            broadcasts(model, guide, "two test points", xt, max_plate_nesting=nesting, **nt)  # test bounds draw K at once
             with user_code(f"the {objective.name} objective's test bound fails on two test points"):
                 objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
     return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr))

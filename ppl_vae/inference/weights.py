@@ -72,17 +72,17 @@ def particle_traces(model, guide, x, *args, particles: int = 1, max_plate_nestin
     return guide_tr, model_tr
 
 
-def broadcasts(model, guide, points: str, x, *args, **kwargs) -> None:
+def broadcasts(model, guide, points: str, x, *args, max_plate_nesting: int = 1, **kwargs) -> None:
     """A :class:`UsageError` naming the particle dimension when the pair, which runs on ``x`` as it is,
     fails once two particles are drawn at once in a plate left of the data plate (as every
     importance-weighted objective and every test bound draws them)."""
     with user_code(f"the model and guide run on {points} but fail when particles are drawn at once in "
-                   f"pyro.plate('particles') at dim=-2, left of the data plate",
+                   f"pyro.plate('particles') at dim={-max_plate_nesting - 1}, left of the program's plates",
                    "; the program must broadcast over that leading dimension (no boolean indexing of a batch, "
                    "no reshape to a fixed batch size, expand before torch.cat), as Pyro's vectorize_particles "
                    "needs"):
         with torch.no_grad(), forked_rng(x):
-            particle_traces(model, guide, x, *args, particles=2, **kwargs)
+            particle_traces(model, guide, x, *args, particles=2, max_plate_nesting=max_plate_nesting, **kwargs)
 
 
 def data_plate(model_trace) -> str:
@@ -103,6 +103,13 @@ def data_plate(model_trace) -> str:
                          f"which plate holds the data points is ambiguous; observe every per-point site in the "
                          f"plate of the data points")
     return next(iter(found), "data")
+
+
+def plate_nesting(*traces) -> int:
+    """How many plates the program nests (Pyro's guess of ``max_plate_nesting``): the deepest vectorized
+    plate's −dim over the traces' sample sites, at least 1. Particles go in a plate left of them all."""
+    return max([1] + [-f.dim for trace in traces for site in trace.nodes.values() if site["type"] == "sample"
+                      for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None and f.name != "particles"])
 
 
 def in_plate(site, plate: str) -> bool:

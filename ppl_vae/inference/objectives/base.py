@@ -34,6 +34,7 @@ class Objective:
     bound: Callable[[torch.Tensor], torch.Tensor]
     lr_factor: Callable[[str], float] = same_lr
     jit: Callable[[], object] | None = None
+    nesting: int = 1  # plates the program nests, the data plate included (checks.nested sets it)
 
     def test_bound(self, model, guide, x: torch.Tensor, given_globals: bool = False, **inputs) -> torch.Tensor:
         """The bound per data point on held-out ``x`` (with its named inputs), without gradients;
@@ -42,4 +43,5 @@ class Objective:
         Objectives whose bound is not a function of importance weights (e.g. exact
         enumeration of discrete latents) override this.
         """
-        return bound_per_point(model, guide, x, self.bound, self.particles, inputs=inputs, given_globals=given_globals)
+        return bound_per_point(model, guide, x, self.bound, self.particles, inputs=inputs, given_globals=given_globals,
+                               max_plate_nesting=self.nesting)

@@ -25,7 +25,8 @@ class                         estimator                                         
 ============================  ====================================================  =====================
 
 w_k = p_θ(x, z_k) / q_φ(z_k | x) per data point, K = ``num_particles`` drawn at once in a plate left of
-the program's plates (the program must broadcast over it). The same honesty checks as ``fit`` run at
+the program's plates (the program must broadcast over it), or with ``vectorize_particles=False`` in K
+passes with no particle dimension (Pyro's default), for a program that does not. The same honesty checks as ``fit`` run at
 every step, each a one-sentence :class:`~ppl_vae.errors.UsageError`: a guide site that cannot be
 reparameterized under an estimator that differentiates through it, a parameter that is both θ and φ
 under RWS and DReG (told apart by what the computation depends on, not by where it was registered),
@@ -45,13 +46,9 @@ from ppl_vae.inference.objectives.score import ScoreELBO
 from ppl_vae.inference.objectives.stl import STLLoss
 
 
-def _particles(num_particles: int, vectorize_particles: bool) -> int:
+def _particles(num_particles: int) -> int:
     if not isinstance(num_particles, int) or num_particles < 1:
         raise UsageError(f"num_particles must be a whole number ≥ 1, got {num_particles!r}.")
-    if not vectorize_particles:
-        raise UsageError("these estimators draw the K particles of each data point at once (vectorize_particles=True); "
-                         "one at a time is not available, so write the program to broadcast over a leading particle "
-                         "dimension and drop vectorize_particles=False.")
     return num_particles
 
 
@@ -59,7 +56,7 @@ class IWAE(IWAELoss):
     """:class:`~ppl_vae.inference.objectives.iwae.IWAELoss` with Pyro's constructor conventions."""
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
-        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+        super().__init__(_particles(num_particles), max_plate_nesting, vectorize_particles)
 
 
 class Renyi(RenyiLoss):
@@ -69,7 +66,8 @@ class Renyi(RenyiLoss):
                  vectorize_particles: bool = True):
         if alpha == 1:
             raise UsageError("alpha = 1 is the ELBO; use pyro.infer.Trace_ELBO, or another alpha.")
-        super().__init__(_particles(num_particles, vectorize_particles), alpha, max_plate_nesting=max_plate_nesting)
+        super().__init__(_particles(num_particles), alpha, max_plate_nesting=max_plate_nesting,
+                         at_once=vectorize_particles)
 
 
 class RWS(RWSLoss):
@@ -77,21 +75,21 @@ class RWS(RWSLoss):
     are fine) with Pyro's constructor conventions."""
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
-        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+        super().__init__(_particles(num_particles), max_plate_nesting, vectorize_particles)
 
 
 class STL(STLLoss):
     """:class:`~ppl_vae.inference.objectives.stl.STLLoss` with Pyro's constructor conventions."""
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
-        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+        super().__init__(_particles(num_particles), max_plate_nesting, vectorize_particles)
 
 
 class DReG(DReGLoss):
     """:class:`~ppl_vae.inference.objectives.dreg.DReGLoss` with Pyro's constructor conventions."""
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
-        super().__init__(_particles(num_particles, vectorize_particles), max_plate_nesting)
+        super().__init__(_particles(num_particles), max_plate_nesting, vectorize_particles)
 
 
 class ScoreFunctionELBO(ScoreELBO):

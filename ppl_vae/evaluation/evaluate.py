@@ -41,7 +41,8 @@ from ppl_vae.device import forked_rng
 from ppl_vae.evaluation.quantity import observed_quantity
 from ppl_vae.pair import as_pyro_callable, callables, eval_mode, owning_module
 from ppl_vae.inference.validation import valid_points
-from ppl_vae.inference.weights import broadcasts, data_plate, in_plate, log_weights, plate_nesting
+from ppl_vae.inference.weights import (data_plate, in_plate, log_weights, one_at_a_time, plate_nesting,
+                                       vectorizable)
 
 # particles × points × dims held at once on the CPU: 16 MiB of float32 per tensor. Larger chunks were
 # slower here (K = 5000 on the digits test set, 2 cores: 2.8 s at 2^22, 2.9 s at 2^24, 5.1 s at 2^26).
@@ -78,7 +79,7 @@ class Draws(NamedTuple):
 
 @torch.no_grad()
 def draws(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1, max_elements: int | None = None,
-          inputs: dict | None = None, given_globals: bool = False) -> Draws:
+          inputs: dict | None = None, given_globals: bool = False, vectorized: bool = True) -> Draws:
     """(ELBO, log p̂_K) per data point from K importance samples, with their Monte Carlo variances:
     the ELBO's is Var_k(log w_k) / K; log p̂_K's, by the delta method (Owen 2013, §9.2),
 
@@ -86,7 +87,8 @@ def draws(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
 
     which is 0 when the weights are equal and 1 when one weight holds all the mass. A first-order
     approximation: with heavy-tailed weights (ESS = (Σw)²/Σw² of a few) it understates the error. NaN
-    at K = 1. ``inputs`` are the points' named inputs, passed to the model and guide by keyword."""
+    at K = 1. ``inputs`` are the points' named inputs, passed to the model and guide by keyword;
+    ``vectorized``: particles drawn at once in a plate, or one pass each (a program that does not broadcast)."""
     batch, k_chunk = chunk_sizes(x.shape[0], x[0].numel(), particles, max_elements or max_elements_for(x.device))
     parts = []
     for xb, ib in split(x, inputs, batch):
@@ -95,7 +97,7 @@ def draws(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
         for start in range(0, particles, k_chunk):
             k = min(k_chunk, particles - start)
             lw = log_weights(model, guide, xb, particles=k, max_plate_nesting=max_plate_nesting,
-                             given_globals=given_globals, **ib)
+                             given_globals=given_globals, vectorized=vectorized, **ib)
             lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
             lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * lw, 0))
             total += lw.double().sum(0)
@@ -121,11 +123,12 @@ def mc_se(variances: torch.Tensor) -> float:
 
 @torch.no_grad()
 def bound(model, guide, x, bound_fn, particles: int = 1, *, max_plate_nesting: int = 1,
-          inputs: dict | None = None, given_globals: bool = False) -> torch.Tensor:
-    """An objective's bound per data point, bound_fn(log w) with all K particles at once."""
+          inputs: dict | None = None, given_globals: bool = False, vectorized: bool = True) -> torch.Tensor:
+    """An objective's bound per data point, bound_fn(log w) with all K particles (drawn at once, or one
+    pass each when not ``vectorized``)."""
     batch, _ = chunk_sizes(x.shape[0], x[0].numel() * particles, 1)
     return torch.cat([bound_fn(log_weights(model, guide, xb, particles=particles, max_plate_nesting=max_plate_nesting,
-                                           given_globals=given_globals, **ib))
+                                           given_globals=given_globals, vectorized=vectorized, **ib))
                       for xb, ib in split(x, inputs, batch)])
 
 
@@ -195,13 +198,12 @@ def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_el
     valid_points(model, guide, x, inputs or {}, "test")  # once, so that the K particles run without the checks
     point_masses, globals_, nesting = latent_sites(model, guide, x, inputs)
     max_plate_nesting = max(max_plate_nesting, nesting)
-    broadcasts(model, guide, "the test points", x[:2], max_plate_nesting=max_plate_nesting,
-               **batch_inputs(inputs, slice(0, 2)))
+    why = vectorizable(model, guide, x[:2], max_plate_nesting=max_plate_nesting, **batch_inputs(inputs, slice(0, 2)))
     world = parallel.world()  # under torchrun each rank takes its share of the points, and all get every result
     rows = world.rows(n)
     with pyro.validation_enabled(False):
         found = draws(model, guide, x[rows], particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
-                      inputs=batch_inputs(inputs, rows), given_globals=bool(globals_))
+                      inputs=batch_inputs(inputs, rows), given_globals=bool(globals_), vectorized=why is None)
     elbo, ll, elbo_var, ll_var = (world.gather_rows(t) for t in found)
     elbo_mean, elbo_se = mean_and_se(elbo)
     if globals_:
@@ -223,7 +225,7 @@ def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_el
     ll_mean, ll_se = mean_and_se(ll)
     return {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
             "test_elbo_mc_se": mc_se(elbo_var), "test_nll": -ll_mean, "test_nll_se": ll_se, "test_nll_mc_se": mc_se(ll_var),
-            "particles": particles, "n": n,
+            "particles": particles, "n": n, **({"one_at_a_time": one_at_a_time(why)} if why else {}),
             **observed_quantity(model, guide, x, inputs, model_fn)}
 
 
@@ -251,7 +253,8 @@ def describe(result: dict) -> str:
                 f"estimated")
     return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}{mc(result, 'test_elbo')}, "
             f"test NLL = −{quantity_of(result)} {result['test_nll']:.2f} ± {result['test_nll_se']:.2f}"
-            f"{mc(result, 'test_nll')} nats per example (importance-sampled, K = {result['particles']}; {spread}; {MC})")
+            f"{mc(result, 'test_nll')} nats per example (importance-sampled, K = {result['particles']}; {spread}; {MC})"
+            + (f"; {result['one_at_a_time']}" if "one_at_a_time" in result else ""))
 
 
 MC = "MC: the estimate's Monte Carlo standard error, by the delta method"

@@ -44,7 +44,8 @@ from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
-from ppl_vae.inference.weights import broadcasts, data_plate, data_scale, in_plate, own_scales, plate_nesting
+from ppl_vae.inference.weights import (data_plate, data_scale, in_plate, one_at_a_time, own_scales, plate_nesting,
+                                       vectorizable)
 from ppl_vae.pair import callables, named_inputs, owning_module
 
 
@@ -148,6 +149,19 @@ def nested(objective, nesting: int):
                                jit=jit and (lambda: deeper(jit())))
 
 
+def sequential(objective):
+    """``objective`` drawing its K particles in K passes with no particle dimension (Pyro's default), for a
+    program that does not broadcast over one (cvae.py indexes its batch with a boolean mask): the weighted
+    losses and the test bound loop, Pyro's ELBOs stop vectorizing; no JIT form (it records one pass)."""
+    loss = objective.loss
+    if isinstance(loss, WeightedLoss):
+        loss.at_once = False
+    elif getattr(loss, "vectorize_particles", False):
+        loss.max_plate_nesting -= loss.num_particles > 1  # Pyro counted its particle plate (ELBO.__init__)
+        loss.vectorize_particles = False
+    return dataclasses.replace(objective, loss=loss, vectorized=False, jit=None)
+
+
 def first_batch(data, inputs: dict, n: int = 2):
     """(x, idx, named inputs) of the first ``n`` training points, binarized as training sees them."""
     x = data.train_epoch(0)[:n]
@@ -175,6 +189,7 @@ class Prepared:
     model_trace: object
     global_sites: list
     own_scales: dict  # sites the program scales itself (poutine.scale), beyond subsampling
+    one_at_a_time: str | None = None  # why particles are drawn one pass each, if they are
 
 
 def global_sites(model_trace, guide_trace) -> list[str]:
@@ -223,26 +238,30 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
                          f"subsample=idx).")
     globals_ = global_sites(model_tr, guide_tr)
     x, idx, named = batch
-    loss = getattr(objective, "loss", None)
     nesting = objective.nesting
+    has_test = test_inputs is not None and data.x_test is not None
     with pyro.get_param_store().scope(), forked_rng(x), torch.no_grad():
+        if has_test:  # as the trainer calls it: test points, no idx
+            xt, nt = data.x_test[:2], batch_inputs(test_inputs, slice(0, 2))
+            with user_code("the model and guide run on two training points with their idx but fail on two test "
+                           "points, where they get idx=None"):
+                first_traces(model, guide, data, test_inputs, batch=(xt, None, nt))
+        # every test bound, the weighted losses and Pyro's vectorized ELBOs draw K particles at once, if it can
+        why = vectorizable(model, guide, x, idx, max_plate_nesting=nesting, **named) or (
+            has_test and vectorizable(model, guide, xt, max_plate_nesting=nesting, **nt))
+        if why:
+            objective = sequential(objective)
+        loss = getattr(objective, "loss", None)
         if loss is not None:
-            if isinstance(loss, WeightedLoss) or getattr(loss, "vectorize_particles", False):
-                broadcasts(model, guide, "two training points", x, idx, max_plate_nesting=nesting, **named)
             with user_code(f"the {objective.name} objective fails on two training points"):
                 loss.loss(model, guide, x, idx, **named)
             if isinstance(loss, WeightedLoss) and loss.splits_params:  # θ and φ by what the computation uses
                 with torch.enable_grad():
                     loss.check_roles(loss.draw(model, guide, x, idx, **named))
-        if test_inputs is not None and data.x_test is not None:  # as the trainer calls it: test points, no idx
-            xt, nt = data.x_test[:2], batch_inputs(test_inputs, slice(0, 2))
-            with user_code("the model and guide run on two training points with their idx but fail on two test "
-                           "points, where they get idx=None"):
-                first_traces(model, guide, data, test_inputs, batch=(xt, None, nt))
-            broadcasts(model, guide, "two test points", xt, max_plate_nesting=nesting, **nt)  # test bounds draw K at once
+        if has_test:
             with user_code(f"the {objective.name} objective's test bound fails on two test points"):
                 objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
-    return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr))
+    return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr), why and one_at_a_time(why))
 
 
 def has_closed_form_kl(q, p) -> bool:

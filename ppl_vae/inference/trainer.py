@@ -424,6 +424,8 @@ class Trainer:
                          None if self.own_test_bound else self.inputs["test"])
         model_tr, self.global_sites = found.model_trace, found.global_sites
         self.scaled = describe_scale(found.own_scales) if found.own_scales else None
+        if found.one_at_a_time and self.progress and self.world.main:
+            tqdm.write(found.one_at_a_time, file=sys.stderr)
         if self.scaled and self.progress and self.world.main:
             tqdm.write(f"the program scales its own log-densities ({self.scaled}, poutine.scale): the training bound "
                        f"is of the scaled program, not a bound on log p(x); the test bound and evaluate are of the "

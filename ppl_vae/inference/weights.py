@@ -30,6 +30,7 @@ objective, as Pyro's own ELBOs give (NumPyro's RenyiELBO does the same; pyro iss
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pyro
@@ -39,22 +40,28 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.device import forked_rng
-from ppl_vae.errors import UsageError, user_code
+from ppl_vae.errors import UsageError, failure
 
 
 def log_weights(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, given_globals: bool = False,
-                **kwargs):
+                vectorized: bool = True, **kwargs):
     """log w of shape [particles, N], differentiable with respect to θ and φ.
 
     ``given_globals``: a model with global latents β (sites outside the data plate) gets the weights
     given β ~ q(β), log p(x_n, z_n | β) − log q(z_n | x_n), with log p(β) − log q(β) left out:
-    per point, but not importance weights for log p(x_n) (see :func:`per_point`)."""
-    guide_tr, model_tr = particle_traces(model, guide, x, *args, particles=particles,
-                                         max_plate_nesting=max_plate_nesting, **kwargs)
-    n, plate = x.shape[0], data_plate(model_tr)
-    return (per_point(model_tr, particles, n, max_plate_nesting, given_globals=given_globals, plate=plate)
-            - per_point(guide_tr, particles, n, max_plate_nesting, observed=False, given_globals=given_globals,
-                        plate=plate))
+    per point, but not importance weights for log p(x_n) (see :func:`per_point`). ``vectorized``: the K
+    particles drawn at once in a plate (the program must broadcast over it), or one pass each, with no
+    particle dimension at all (Pyro's default), for a program that does not (:func:`vectorizable`)."""
+    passes = [(particles, vectorized)] if vectorized else [(1, False)] * particles
+    parts = []
+    for k, plated in passes:
+        guide_tr, model_tr = particle_traces(model, guide, x, *args, particles=k, max_plate_nesting=max_plate_nesting,
+                                             vectorized=plated, **kwargs)
+        n, plate = x.shape[0], data_plate(model_tr)
+        parts.append(per_point(model_tr, k, n, max_plate_nesting, given_globals=given_globals, plate=plate)
+                     - per_point(guide_tr, k, n, max_plate_nesting, observed=False, given_globals=given_globals,
+                                 plate=plate))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def particle_plate(particles: int, max_plate_nesting: int = 1):
@@ -62,27 +69,33 @@ def particle_plate(particles: int, max_plate_nesting: int = 1):
     return pyro.plate("particles", particles, dim=-max_plate_nesting - 1)
 
 
-def particle_traces(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, **kwargs):
-    """(guide trace, model trace) of K particles per data point; the model is replayed on the
-    guide's samples, with the discrete sites it marks for enumeration enumerated in parallel."""
-    with particle_plate(particles, max_plate_nesting):
+def particle_traces(model, guide, x, *args, particles: int = 1, max_plate_nesting: int = 1, vectorized: bool = True,
+                    **kwargs):
+    """(guide trace, model trace) of K particles per data point, in a plate left of the program's (or, not
+    ``vectorized``, one particle with no particle dimension); the model is replayed on the guide's
+    samples, with the discrete sites it marks for enumeration enumerated in parallel."""
+    with particle_plate(particles, max_plate_nesting) if vectorized else contextlib.nullcontext():
         guide_tr = poutine.trace(guide).get_trace(x, *args, **kwargs)
         enumerated = poutine.enum(model, first_available_dim=-max_plate_nesting - 2)
         model_tr = poutine.trace(poutine.replay(enumerated, trace=guide_tr)).get_trace(x, *args, **kwargs)
     return guide_tr, model_tr
 
 
-def broadcasts(model, guide, points: str, x, *args, max_plate_nesting: int = 1, **kwargs) -> None:
-    """A :class:`UsageError` naming the particle dimension when the pair, which runs on ``x`` as it is,
-    fails once two particles are drawn at once in a plate left of the data plate (as every
-    importance-weighted objective and every test bound draws them)."""
-    with user_code(f"the model and guide run on {points} but fail when particles are drawn at once in "
-                   f"pyro.plate('particles') at dim={-max_plate_nesting - 1}, left of the program's plates",
-                   "; the program must broadcast over that leading dimension (no boolean indexing of a batch, "
-                   "no reshape to a fixed batch size, expand before torch.cat), as Pyro's vectorize_particles "
-                   "needs"):
+def vectorizable(model, guide, x, *args, max_plate_nesting: int = 1, **kwargs) -> str | None:
+    """None if the pair, which runs on ``x`` as it is, also runs with two particles drawn at once in a plate
+    left of its plates; else how it fails, to say why particles are drawn one at a time."""
+    try:
         with torch.no_grad(), forked_rng(x):
             particle_traces(model, guide, x, *args, particles=2, max_plate_nesting=max_plate_nesting, **kwargs)
+    except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
+        return failure(e)
+    return None
+
+
+def one_at_a_time(why: str) -> str:
+    """The line that says particles are drawn one at a time, and why."""
+    return (f"particles are drawn one at a time (Pyro's default), not at once: the program fails with a particle "
+            f"dimension in front of its plates ({why})")
 
 
 def data_plate(model_trace) -> str:
@@ -192,7 +205,8 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
             lp = site["unscaled_log_prob"]
         else:  # masked; without the data plate's N/B and without any scale the program sets itself
             lp = scale_and_mask(site["unscaled_log_prob"], subsample_scale(site, skip=(plate,)), site["mask"])
-        total = total + (lp.sum(inner) if inner and lp.dim() > 2 else lp)
+        nested = tuple(d for d in inner if lp.dim() >= -d)  # with no particle dim (one at a time) they may be fewer
+        total = total + (lp.sum(nested) if nested else lp)
     if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
         return total
     if total.dim() > 2:

@@ -35,6 +35,7 @@ class Objective:
     lr_factor: Callable[[str], float] = same_lr
     jit: Callable[[], object] | None = None
     nesting: int = 1  # plates the program nests, the data plate included (checks.nested sets it)
+    vectorized: bool = True  # particles drawn at once; False: one pass each (checks.sequential sets it)
 
     def test_bound(self, model, guide, x: torch.Tensor, given_globals: bool = False, **inputs) -> torch.Tensor:
         """The bound per data point on held-out ``x`` (with its named inputs), without gradients;
@@ -44,4 +45,4 @@ class Objective:
         enumeration of discrete latents) override this.
         """
         return bound_per_point(model, guide, x, self.bound, self.particles, inputs=inputs, given_globals=given_globals,
-                               max_plate_nesting=self.nesting)
+                               max_plate_nesting=self.nesting, vectorized=self.vectorized)

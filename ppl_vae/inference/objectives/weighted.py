@@ -25,6 +25,7 @@ Two variants of log q serve the estimators that treat the guide's gradient speci
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import pyro
@@ -79,9 +80,10 @@ class Roles:
     ``both`` are parameters in θ and in φ (an encoder that the model also uses); estimators that give θ
     and φ different gradients refuse those. ``every`` is every parameter the two traces register."""
 
-    def __init__(self, model_trace, guide_trace, log_p, log_q):
-        every = {id(t): t for t in param_tensors(guide_trace) + param_tensors(model_trace)}
-        values = [site["value"] for _, site in latent_sites(guide_trace) if torch.is_tensor(site["value"])]
+    def __init__(self, model_traces, guide_traces, log_p, log_q):
+        every = {id(t): t for trace in (*guide_traces, *model_traces) for t in param_tensors(trace)}
+        values = [site["value"] for trace in guide_traces for _, site in latent_sites(trace)
+                  if torch.is_tensor(site["value"])]
         on_q = leaves_reached([t for t in (log_q, *values) if torch.is_tensor(t)])
         on_p = leaves_reached([log_p] if torch.is_tensor(log_p) else [], stop=values)
         self.every = list(every.values())
@@ -101,23 +103,40 @@ def samples_enumerated(site: str, objective: str) -> Refusal:
 
 
 class Particles:
-    """K particles per data point from the guide, scored by the model and the guide."""
+    """K particles per data point from the guide, scored by the model and the guide: drawn at once in a
+    plate (``vectorized``), or in K passes with no particle dimension, for a program that does not
+    broadcast over one (Pyro's default); either way log p and log q are [K, N]."""
 
-    def __init__(self, model, guide, x, args, kwargs, particles: int, max_plate_nesting: int = 1):
+    def __init__(self, model, guide, x, args, kwargs, particles: int, max_plate_nesting: int = 1,
+                 vectorized: bool = True):
         self.guide, self.x, self.args, self.kwargs = guide, x, args, kwargs
-        self.nesting = max_plate_nesting
-        self.guide_trace, self.model_trace = particle_traces(model, guide, x, *args, particles=particles,
-                                                             max_plate_nesting=max_plate_nesting, **kwargs)
+        self.nesting, self.vectorized = max_plate_nesting, vectorized
+        self.traces = [particle_traces(model, guide, x, *args, particles=k, max_plate_nesting=max_plate_nesting,
+                                       vectorized=vectorized, **kwargs)
+                       for k in ([particles] if vectorized else [1] * particles)]
+        self.guide_trace, self.model_trace = self.traces[0]
         self.shape = (particles, x.shape[0])
         self.plate = data_plate(self.model_trace)
         self.scale = data_scale(self.model_trace, self.plate)  # N / B of a subsampled data plate, else 1
-        self.log_p = per_point(self.model_trace, *self.shape, max_plate_nesting, plate=self.plate)
-        self.log_q = per_point(self.guide_trace, *self.shape, max_plate_nesting, observed=False, plate=self.plate)
+        self.log_p = self._stacked(lambda guide_tr, model_tr: per_point(model_tr, self._k, x.shape[0],
+                                                                        max_plate_nesting, plate=self.plate))
+        self.log_q = self._stacked(lambda guide_tr, model_tr: per_point(guide_tr, self._k, x.shape[0],
+                                                                        max_plate_nesting, observed=False,
+                                                                        plate=self.plate))
+
+    @property
+    def _k(self) -> int:  # particles in one trace
+        return self.shape[0] if self.vectorized else 1
+
+    def _stacked(self, fn) -> torch.Tensor:
+        """fn(guide trace, model trace) -> [k, N] of every pass, stacked to [K, N]."""
+        parts = [fn(*pair) for pair in self.traces]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @functools.cached_property
     def params(self) -> Roles:
         """θ and φ of this draw (:class:`Roles`); taken with gradients on, else nothing depends on anything."""
-        return Roles(self.model_trace, self.guide_trace, self.log_p, self.log_q)
+        return Roles([m for _, m in self.traces], [g for g, _ in self.traces], self.log_p, self.log_q)
 
     @property
     def log_w(self) -> torch.Tensor:
@@ -125,13 +144,16 @@ class Particles:
 
     def log_q_stopped(self) -> torch.Tensor:
         """log q_φ(⊥z | x), [K, N]: its φ-gradient is the score ∂/∂φ log q_φ(z) at fixed z."""
-        stopped = self.guide_trace.copy()
-        for name, site in latent_sites(self.guide_trace):
-            stopped.nodes[name] = {**site, "value": site["value"].detach()}
-        with particle_plate(self.shape[0], self.nesting):
-            replayed = poutine.trace(poutine.replay(self.guide, trace=stopped)).get_trace(
-                self.x, *self.args, **self.kwargs)
-        return per_point(replayed, *self.shape, self.nesting, observed=False, plate=self.plate)
+        def replayed(guide_trace, _):
+            stopped = guide_trace.copy()
+            for name, site in latent_sites(guide_trace):
+                stopped.nodes[name] = {**site, "value": site["value"].detach()}
+            with particle_plate(self._k, self.nesting) if self.vectorized else contextlib.nullcontext():
+                trace = poutine.trace(poutine.replay(self.guide, trace=stopped)).get_trace(
+                    self.x, *self.args, **self.kwargs)
+            return per_point(trace, self._k, self.x.shape[0], self.nesting, observed=False, plate=self.plate)
+
+        return self._stacked(replayed)
 
     def log_w_path(self) -> torch.Tensor:
         """log w with the path derivative of log q only: same value, no score term in ∂/∂φ."""
@@ -160,10 +182,11 @@ class WeightedLoss(ELBO):
     needs_rsample = True
     splits_params = False  # True: θ and φ get different surrogates, so no parameter may be both
 
-    def __init__(self, particles: int = 1, max_plate_nesting: int = 1):
-        # not vectorize_particles=True: Pyro would add its own particle plate to max_plate_nesting
+    def __init__(self, particles: int = 1, max_plate_nesting: int = 1, at_once: bool = True):
+        # not Pyro's vectorize_particles: it would add its own particle plate to max_plate_nesting
         super().__init__(num_particles=particles, max_plate_nesting=max_plate_nesting)
         self.particles = particles
+        self.at_once = at_once  # False: K passes, for a program that does not broadcast over a particle dim
 
     def bound(self, log_w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -172,7 +195,7 @@ class WeightedLoss(ELBO):
         raise NotImplementedError
 
     def draw(self, model, guide, x, *args, **kwargs) -> Particles:
-        p = Particles(model, guide, x, args, kwargs, self.particles, self.max_plate_nesting)
+        p = Particles(model, guide, x, args, kwargs, self.particles, self.max_plate_nesting, self.at_once)
         enumerated = [name for name, site in latent_sites(p.guide_trace) if site["infer"].get("enumerate") == "parallel"]
         if enumerated:
             raise samples_enumerated(enumerated[0], self.name)

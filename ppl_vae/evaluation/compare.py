@@ -41,7 +41,7 @@ from ppl_vae.inference.trainer import as_dataset, fit
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.io import checkpoint
 from ppl_vae.io.rundir import METRICS, write_json
-from ppl_vae.pair import callables, named_inputs
+from ppl_vae.pair import callables, eval_mode, named_inputs
 from ppl_vae.text import count
 from ppl_vae.threads import fix as fix_threads
 from ppl_vae.viz import figures
@@ -172,13 +172,15 @@ def measure(objective, model, guide, data, config: Config, eval_particles: int, 
     test_inputs = named_inputs(model, guide, data, "test")
     result = evaluate(model, guide, data.x_test, particles=eval_particles, inputs=test_inputs)
     model_fn, guide_fn = callables(model, guide)
-    rows = world.rows(data.x_test.shape[0])
-    iwae = world.gather_rows(bound(model_fn, guide_fn, data.x_test[rows], iwae_bound, k,
-                                   inputs=batch_inputs(test_inputs, rows)))
-    iwae, iwae_se = mean_and_se(iwae)
-    x = data.train_epoch(0)[:t.batch_size]
     train_inputs = named_inputs(model, guide, data)
     objective = prepared(objective, model_fn, guide_fn, data, train_inputs).objective  # as fit trained it
+    rows = world.rows(data.x_test.shape[0])
+    with eval_mode(model_fn, guide_fn):  # the program's plates and particles as the objective draws them
+        iwae = world.gather_rows(bound(model_fn, guide_fn, data.x_test[rows], iwae_bound, k,
+                                       inputs=batch_inputs(test_inputs, rows), max_plate_nesting=objective.nesting,
+                                       vectorized=objective.vectorized))
+    iwae, iwae_se = mean_and_se(iwae)
+    x = data.train_epoch(0)[:t.batch_size]
     inputs = batch_inputs(train_inputs, slice(0, x.shape[0]))
     idx = torch.arange(x.shape[0], device=x.device)
     snr = summarize(gradient_stats(objective, model_fn, guide_fn, x, idx, samples=snr_samples, **inputs))

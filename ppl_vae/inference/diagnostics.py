@@ -53,7 +53,9 @@ def gradient_stats(objective, model, guide, *args, samples: int = 100, **kwargs)
     loss = objective.loss if isinstance(objective, Objective) else objective
     model, guide = as_pyro_callable(model, "model"), as_pyro_callable(guide, "guide")
     store = pyro.get_param_store()
-    particles = Particles(model, guide, args[0], args[1:], kwargs, particles=1)  # with gradients: roles need them
+    at_once = objective.vectorized if isinstance(objective, Objective) else getattr(loss, "at_once", True)
+    # with gradients: the roles need them; one pass, as the objective draws (at once, or one at a time)
+    particles = Particles(model, guide, args[0], args[1:], kwargs, particles=1, vectorized=at_once)
     groups = {store.param_name(t): group for group in ("model", "guide") for t in particles.params[group]}
     _reset(store, {})
     loss.loss_and_grads(model, guide, *args, **kwargs)

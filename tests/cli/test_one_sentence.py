@@ -88,6 +88,10 @@ def test_a_pair_that_does_not_broadcast_over_particles_trains_and_evaluates_one_
            "dimension in front of its plates (" in err
     code, stdout, err = run_cli(["evaluate", run, "-k", "20"], capsys)
     assert code == 0 and "; particles are drawn one at a time" in stdout, err
+    code, stdout, err = run_cli(["compare", "--pair", f"{pairs}:masked", "--objectives", "iwae,dreg", "--epochs", "1",
+                                 "--particles", "2", "--eval-particles", "10", "--snr-samples", "3", "--no-progress",
+                                 "--out", pairs.parent / "compare"], capsys)
+    assert code == 0 and "| dreg |" in stdout, err  # its test IWAE-K and gradient SNRs drawn one at a time too
 
 
 def test_one_at_a_time_estimates_what_at_once_does(pairs):

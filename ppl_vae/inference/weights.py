@@ -16,9 +16,12 @@ marked for enumeration (``config_enumerate``) and not sampled by the guide are s
 exactly, log w = log Σ_c p_θ(x, z, c) − log q_φ(z | x); with a guide that samples nothing
 (a Gaussian mixture) every weight is then p(x) itself. A site observed for some points and
 enumerated for the others (``obs=y, obs_mask=labelled``: semi-supervised labels) is summed
-out where it is unobserved only, as Pyro's ``TraceEnum_ELBO`` does. The data plate must be the
-rightmost batch dimension (dim=-1), as in every model and guide of this project;
-``max_plate_nesting`` counts the plates that can nest inside a particle (1 by default).
+out where it is unobserved only, as Pyro's ``TraceEnum_ELBO`` does. The data plate is read from
+the program (:func:`data_plate`: the plate at the rightmost dim around the model's observed sites,
+whatever its name); ``max_plate_nesting`` counts the plates that can nest inside a particle (1 by
+default; :func:`plate_nesting` reads it from a program). A program that does not broadcast over a
+particle dimension gets its particles one pass each (``vectorized=False``, :func:`vectorizable`). The
+weights are those of the unscaled program: scales it sets itself (``poutine.scale``) are taken out.
 
 Subsampling: a model written with ``pyro.plate("data", N, subsample=idx)`` has Pyro scale every
 log-density in the plate by N/B for a batch of B points. That scale belongs outside any

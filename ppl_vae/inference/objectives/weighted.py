@@ -81,15 +81,31 @@ class Roles:
     and φ different gradients refuse those. ``every`` is every parameter the two traces register."""
 
     def __init__(self, model_traces, guide_traces, log_p, log_q):
-        every = {id(t): t for trace in (*guide_traces, *model_traces) for t in param_tensors(trace)}
-        values = [site["value"] for trace in guide_traces for _, site in latent_sites(trace)
+        self._params = {id(t): t for trace in (*guide_traces, *model_traces) for t in param_tensors(trace)}
+        self._traces, self._log_p, self._log_q = guide_traces, log_p, log_q
+        self.every = list(self._params.values())
+
+    @functools.cached_property
+    def _reached(self) -> tuple[set[int], set[int]]:
+        """(ids reached from log p at fixed z, ids reached from log q and z): walked only when asked for."""
+        values = [site["value"] for trace in self._traces for _, site in latent_sites(trace)
                   if torch.is_tensor(site["value"])]
-        on_q = leaves_reached([t for t in (log_q, *values) if torch.is_tensor(t)])
-        on_p = leaves_reached([log_p] if torch.is_tensor(log_p) else [], stop=values)
-        self.every = list(every.values())
-        self.model = [t for i, t in every.items() if i in on_p]
-        self.guide = [t for i, t in every.items() if i in on_q]
-        self.both = [t for i, t in every.items() if i in on_p and i in on_q]
+        on_q = leaves_reached([t for t in (self._log_q, *values) if torch.is_tensor(t)])
+        on_p = leaves_reached([self._log_p] if torch.is_tensor(self._log_p) else [], stop=values)
+        return on_p, on_q
+
+    @property
+    def model(self) -> list:
+        return [t for i, t in self._params.items() if i in self._reached[0]]
+
+    @property
+    def guide(self) -> list:
+        return [t for i, t in self._params.items() if i in self._reached[1]]
+
+    @property
+    def both(self) -> list:
+        on_p, on_q = self._reached
+        return [t for i, t in self._params.items() if i in on_p and i in on_q]
 
     def __getitem__(self, group: str) -> list:
         return self.every if group == "all" else getattr(self, group)

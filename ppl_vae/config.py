@@ -45,7 +45,9 @@ PRESETS = {
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"
+    dataset: str = "digits"  # "file" with data_file
+    data_file: str | None = None  # a .pt / .npz / .safetensors file of named tensors (ppl_vae.data.load_file)
+    data_sha256: str | None = None  # that file when the run was trained
     data_dir: str = "data"
     download: bool = False
     binarize: str | None = None  # None: the model's (dynamic for the VAEs, none for ppca and gmm)

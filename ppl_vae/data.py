@@ -32,6 +32,7 @@ resumed from a checkpoint sees exactly what the uninterrupted run saw.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppl_vae.errors import UsageError
+from ppl_vae.errors import UsageError, failure
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist")
 CUSTOM = "custom"  # the name of tensors passed in from Python
@@ -213,6 +214,76 @@ def load(name: str = "digits", *, data_dir: str = "data", download: bool = False
         test_draw = torch.Generator(device=ds.device).manual_seed(_TEST_DRAW_SEED)
         return replace(ds, x_test=dequantized(ds.x_test, levels, test_draw), levels=levels)
     return _binarized(ds)
+
+
+FILE = "file"  # the dataset name of a run on a data file
+FILE_TEST_SHARE = 0.2  # a data file without a split: this share of its points, a seeded draw, is the test set
+FILE_SUFFIXES = (".pt", ".npz", ".safetensors")
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _read_tensors(path: str) -> dict:
+    """{name: tensor} of a file, with no code run: torch's weights-only loader for .pt, numpy without
+    pickle for .npz, safetensors (if installed) for .safetensors."""
+    what = f"--data {path}"
+    if not os.path.isfile(path):
+        raise UsageError(f"{what}: there is no such file; pass a {', '.join(FILE_SUFFIXES)} file of named tensors.")
+    suffix = os.path.splitext(path)[1]
+    if suffix not in FILE_SUFFIXES:
+        raise UsageError(f"{what}: a {suffix or 'suffix-less'} file is not read (it could hold code); save your "
+                         f"tensors as {', '.join(FILE_SUFFIXES)}.")
+    try:
+        if suffix == ".pt":
+            found = torch.load(path, map_location="cpu", weights_only=True)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                found = {k: torch.from_numpy(f[k]) for k in f.files}
+        else:
+            from safetensors.torch import load_file as load_safetensors
+            found = load_safetensors(path)
+    except ImportError:
+        raise UsageError(f"{what}: reading .safetensors needs the safetensors package; pip install safetensors, or "
+                         f"save the tensors as .pt or .npz.") from None
+    except Exception as e:  # noqa: BLE001 — a corrupt or foreign file can fail in any way; say how
+        raise UsageError(f"{what} could not be read as {suffix} of plain tensors ({failure(e)}); save a mapping of "
+                         f"named tensors (no other objects) with torch.save, numpy.savez or safetensors.") from None
+    if not isinstance(found, Mapping) or not found or not all(torch.is_tensor(v) for v in found.values()):
+        raise UsageError(f"{what} holds {type(found).__name__}, not a mapping of named tensors; save "
+                         f"{{'x': data, ...}} (or 'train/x', 'test/x', ...).")
+    return dict(found)
+
+
+def load_file(path: str, *, binarize: str = "none", seed: int = 0, device="cpu") -> Dataset:
+    """A data set from a file of named tensors (:func:`_read_tensors`): ``x`` is the observed data in its
+    own shape, every other name a named input the pair receives by keyword (labels, masks, lengths).
+    Names ``train/NAME`` and ``test/NAME`` give the split; plain names are split here, a seeded
+    :data:`FILE_TEST_SHARE` of the points (the same draw whatever the run's seed) for the test set."""
+    tensors = _read_tensors(path)
+    splits = {part: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(part + "/")}
+              for part in ("train", "test")}
+    if splits["train"] or splits["test"]:
+        other = [k for k in tensors if not k.startswith(("train/", "test/"))]
+        if other or not splits["train"] or not splits["test"]:
+            raise UsageError(f"--data {path} mixes split names (train/..., test/...) with {other[0] if other else 'only one split'}; "
+                             f"name every tensor train/NAME and test/NAME, or none (then a fifth is held out).")
+        train, test = splits["train"], splits["test"]
+    else:
+        n = next(iter(tensors.values())).shape[0] if tensors else 0
+        if "x" in tensors:
+            n = tensors["x"].shape[0]
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(_SPLIT_SEED))
+        held = order[:max(1, round(FILE_TEST_SHARE * n))] if n > 1 else order[:0]
+        kept = order[held.numel():]
+        for k, v in tensors.items():
+            if v.dim() == 0 or v.shape[0] != n:
+                raise UsageError(f"--data {path}: tensor {k!r} has shape {tuple(v.shape)}, not one row per data point "
+                                 f"({n}); give every tensor a first dimension of {n}.")
+        train, test = ({k: v[rows] for k, v in tensors.items()} for rows in (kept, held))
+    return Dataset.from_tensors(train, test, name=FILE, binarize=binarize, seed=seed).to(device)
 
 
 def _binarized(ds: Dataset) -> Dataset:

@@ -64,6 +64,8 @@ PAIR_DEFAULTS = {"binarize": "dynamic", "objective": "elbo"}
 def resolve(config: Config) -> Config:
     """``config`` with the model's own defaults in place of None (guide, objective, binarization,
     likelihood), so that config.json records what the run really used."""
+    if config.data.data_file is not None and config.data.dataset != datasets.FILE:
+        config = config.replace(dataset=datasets.FILE)
     if config.pair.pair is not None:
         return resolve_pair(config)
     choose("model", config.pair.model, MODELS)
@@ -97,7 +99,11 @@ def check(config: Config) -> None:
     (:mod:`ppl_vae.inference.checks`): nothing here knows what it declares."""
     config.validate()
     d, p, i = config.data, config.pair, config.inference
-    choose("dataset", d.dataset, datasets.DATASETS)
+    if d.data_file is None:
+        choose("dataset", d.dataset, datasets.DATASETS)
+    elif d.dequantize or d.pad is not None:
+        raise UsageError(f"--{'dequantize' if d.dequantize else 'pad'} works on the built-in image data sets, not on "
+                         f"--data {d.data_file}; prepare the file's tensors as the pair wants them.")
     choose("binarization", d.binarize, datasets.BINARIZE)
     if p.pair is not None:
         choose("objective", i.objective, objectives.OBJECTIVES)
@@ -209,5 +215,11 @@ def build_objective(config: Config, strict: bool = False) -> objectives.Objectiv
 
 def load_data(config: Config, device) -> Dataset:
     d = config.data
+    if d.data_file is not None:
+        if d.data_sha256 is not None and datasets.file_digest(d.data_file) != d.data_sha256:
+            raise UsageError(f"{d.data_file} has changed since this run was trained on it (its sha256 differs), so its "
+                             f"numbers would be of other data; restore that file, or train the run again.")
+        return datasets.load_file(d.data_file, binarize=d.binarize or "none", seed=config.training.seed,
+                                  device=device)
     return datasets.load(d.dataset, data_dir=d.data_dir, download=d.download, binarize=d.binarize, pad=d.pad,
                          seed=config.training.seed, device=device, dequantize=d.dequantize)

@@ -20,6 +20,7 @@ import torch
 from ppl_vae import registry, spec
 from ppl_vae.classical import em
 from ppl_vae.config import Config
+from ppl_vae import data as datasets
 from ppl_vae.data import CUSTOM, Dataset
 from ppl_vae.inference.checks import first_traces
 from ppl_vae.device import resolve_device
@@ -40,6 +41,12 @@ def train(config: Config, out: str | None, *, resume: bool = False, progress: bo
     if config.pair.pair is not None and not resume:  # a new run records its file; a resumed one keeps the first's
         spec.trust(config.pair.pair)
         config = config.replace(pair_sha256=spec.digest(config.pair.pair))
+    if config.data.data_file is not None and not resume:  # likewise its data file
+        if not os.path.isfile(config.data.data_file):
+            raise UsageError(f"--data {config.data.data_file}: there is no such file; pass a .pt, .npz or "
+                             f".safetensors file of named tensors.")
+        config = config.replace(data_file=os.path.abspath(config.data.data_file),
+                                data_sha256=datasets.file_digest(config.data.data_file))
     svi = config.pair.method == "svi"
     objective = registry.build_objective(config, strict=True) if svi else None
     device = resolve_device(config.run.device)

@@ -82,6 +82,10 @@ def setting(g, flag: str, help: str, **kwargs) -> None:
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     setting(g, "--dataset", "digits needs no files or network", choices=data.DATASETS)
+    setting(g, "--data", "your own data instead: a .pt, .npz or .safetensors file of named tensors, 'x' the "
+                         "observed one, the rest named inputs for the pair; 'train/NAME' and 'test/NAME' give the "
+                         "split, else a seeded fifth is held out (recorded with its sha256)", dest="data_file",
+            metavar="FILE")
     setting(g, "--data-dir", "folder holding the torchvision datasets")
     setting(g, "--download", "download a torchvision dataset that is missing", action="store_true")
     setting(g, "--binarize", "how grey levels become pixels (default: dynamic; none for the continuous models ppca "
@@ -93,7 +97,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 PAIR_HELP = ("your own model and guide: FILE.py:FACTORY or MODULE:FACTORY, a function make_pair(data) that "
              "returns (model, guide); recorded in config.json with the file's sha256, so every command works on "
-             "the run. Only code you name here, or a run you point a command at, is ever loaded")
+             "the run. A run's recorded file is loaded again only if you ran it here with --pair, or with "
+             "--trust-code")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

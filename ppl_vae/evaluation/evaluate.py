@@ -38,7 +38,7 @@ from torch.distributions import Independent
 from ppl_vae import parallel
 from ppl_vae.data import batch_inputs, split
 from ppl_vae.device import forked_rng
-from ppl_vae.evaluation.quantity import observed_quantity
+from ppl_vae.evaluation.quantity import log_prob_of_inputs, observed_quantity
 from ppl_vae.pair import as_pyro_callable, callables, eval_mode, owning_module
 from ppl_vae.inference.validation import valid_points
 from ppl_vae.inference.weights import (data_plate, in_plate, log_weights, one_at_a_time, plate_nesting,
@@ -223,10 +223,17 @@ def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_el
                 "test_objective": elbo_mean, "test_objective_se": elbo_se, "test_objective_mc_se": mc_se(elbo_var),
                 "n": n}
     ll_mean, ll_se = mean_and_se(ll)
+    label = observed_quantity(model, guide, x, inputs, model_fn)
+    with forked_rng(x):
+        log_py = log_prob_of_inputs(model, guide, x, inputs or {}, label["observed"])
+    if log_py is not None:  # p(y) known exactly: log p(x | y) = log p(x, y) − log p(y), the same MC error
+        conditional, conditional_se = mean_and_se(ll - log_py)
+        inputs_scored = [s for s, what in label["observed"].items() if what.startswith("the input ")]
+        label.update(conditional_quantity=f"log p(x | {', '.join(inputs_scored)})", test_nll_conditional=-conditional,
+                     test_nll_conditional_se=conditional_se)
     return {"estimate": "importance-sampled", "test_elbo": elbo_mean, "test_elbo_se": elbo_se,
             "test_elbo_mc_se": mc_se(elbo_var), "test_nll": -ll_mean, "test_nll_se": ll_se, "test_nll_mc_se": mc_se(ll_var),
-            "particles": particles, "n": n, **({"one_at_a_time": one_at_a_time(why)} if why else {}),
-            **observed_quantity(model, guide, x, inputs, model_fn)}
+            "particles": particles, "n": n, **({"one_at_a_time": one_at_a_time(why)} if why else {}), **label}
 
 
 def quantity_of(result: dict) -> str:
@@ -253,7 +260,10 @@ def describe(result: dict) -> str:
                 f"estimated")
     return (f"test ELBO {result['test_elbo']:.2f} ± {result['test_elbo_se']:.2f}{mc(result, 'test_elbo')}, "
             f"test NLL = −{quantity_of(result)} {result['test_nll']:.2f} ± {result['test_nll_se']:.2f}"
-            f"{mc(result, 'test_nll')} nats per example (importance-sampled, K = {result['particles']}; {spread}; {MC})"
+            f"{mc(result, 'test_nll')}"
+            + (f", −{result['conditional_quantity']} {result['test_nll_conditional']:.2f} ± "
+               f"{result['test_nll_conditional_se']:.2f} (log p(y) exact)" if "conditional_quantity" in result else "")
+            + f" nats per example (importance-sampled, K = {result['particles']}; {spread}; {MC})"
             + (f"; {result['one_at_a_time']}" if "one_at_a_time" in result else ""))
 
 

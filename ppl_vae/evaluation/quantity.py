@@ -62,3 +62,23 @@ def observed_quantity(model, guide, x, inputs: dict | None = None, model_fn=None
     labels.sort(key=lambda label: label != "x")  # the data first, then the other sites in program order
     quantity = f"log p({', '.join(labels) or '∅'}{' | ' + ', '.join(given) if given else ''})"
     return {"quantity": quantity, "observed": observed, "given": given}
+
+
+@torch.no_grad()
+def log_prob_of_inputs(model, guide, x, inputs: dict, observed: dict) -> torch.Tensor | None:
+    """log p(y_n) per point [N], summed over the observed sites that hold named inputs (M2's label y), when
+    their distribution depends on no latent variable — seen as equal log-probabilities under two
+    independent draws of the latents — so that log p(x | y) = log p(x, y) − log p(y) exactly; else None."""
+    sites = [name for name, what in observed.items() if what.startswith("the input ")]
+    if not sites or "the data x" not in observed.values():
+        return None
+    draws = []
+    for _ in range(2):
+        guide_tr = poutine.trace(guide).get_trace(x, **inputs)
+        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, **inputs)
+        model_tr.compute_log_prob()
+        parts = [model_tr.nodes[name]["log_prob"] for name in sites]
+        if any(lp.dim() == 0 or lp.shape[-1] != x.shape[0] for lp in parts):
+            return None  # not one value per data point
+        draws.append(sum(lp.reshape(-1, x.shape[0]).sum(0) for lp in parts))
+    return draws[0] if torch.equal(draws[0], draws[1]) else None

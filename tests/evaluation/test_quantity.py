@@ -5,6 +5,8 @@ ss_vae_M2.py observes its label ``obs=ys``; a class-conditional decoder takes y 
 of it; cvae.py scores the hidden part ``ys`` given the visible ``xs``.
 """
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -56,3 +58,29 @@ def test_the_nll_is_labelled_with_the_sites_the_model_scores(style, with_labels,
     result = evaluate(pair, pair, x, particles=3, inputs={"ys": ys} if with_labels else None)
     assert result["quantity"] == quantity and result["observed"] == observed
     assert f"test NLL = −{quantity} " in describe(result)
+    if style == "joint":  # p(y) uniform over C classes, whatever z: −log p(x | y) = −log p(x, y) − log C, exactly
+        assert result["conditional_quantity"] == "log p(x | y)"
+        assert result["test_nll_conditional"] == pytest.approx(result["test_nll"] - math.log(C), abs=1e-5)
+        assert "−log p(x | y) " in describe(result)
+    else:
+        assert "conditional_quantity" not in result
+
+
+def test_log_p_of_y_is_subtracted_only_where_it_depends_on_no_latent():
+    """y ~ Categorical(softmax(z)): p(y) is an integral over z, not known exactly, so only log p(x, y) is given."""
+    class Dependent(Pair):
+        def model(self, xs, ys=None):
+            pyro.module("pair", self)
+            with pyro.plate("data", xs.shape[0]):
+                zs = pyro.sample("z", dist.Normal(xs.new_zeros(Z), 1.0).to_event(1))
+                logits = torch.cat([zs, zs[..., :1]], -1)
+                ys = pyro.sample("y", dist.OneHotCategorical(logits=logits), obs=ys)
+                pyro.sample("obs", dist.Bernoulli(logits=self.decoder(torch.cat([zs, ys.expand(*zs.shape[:-1], C)], -1))
+                                                  ).to_event(1), obs=xs)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.full((N, D), 0.5), generator=g)
+    ys = nn.functional.one_hot(torch.randint(C, (N,), generator=g), C).float()
+    pair = Dependent("joint")
+    result = evaluate(pair, pair, x, particles=3, inputs={"ys": ys})
+    assert result["quantity"] == "log p(x, y)" and "conditional_quantity" not in result

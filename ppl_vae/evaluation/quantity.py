@@ -8,7 +8,9 @@ whatever it holds, so the number they estimate is named from the program itself,
   ss_vae_M2.py does): log p(x, y), the joint, never log p(x | y);
 - one that takes an input without scoring it (a class it conditions on): log p(x | y);
 - one that observes something other than the data tensor and takes the data as input (cvae.py
-  scores the hidden quadrants y given the visible x): log p(y | x).
+  scores the hidden quadrants y given the visible x): log p(y | x); when an observed value is computed
+  from the inputs (cvae.py observes ``ys[xs == -1]``), no input is claimed as conditioned on, since
+  which of them the value came from cannot be told.
 
 Observed sites are named by their site names, except the one whose value is the data tensor (in
 any shape: ``obs=x.reshape(-1, 784)`` counts), which is ``x``.
@@ -50,13 +52,16 @@ def observed_quantity(model, guide, x, inputs: dict | None = None, model_fn=None
             observed[name], label = "the data x", "x"
         else:
             source = next((k for k, v in ib.items() if same_values(site["value"], v)), None)
-            observed[name] = f"the input {source}" if source else "a value the model computes"
+            observed[name] = f"the input {source}" if source else "a value the model computes from its inputs"
             label = name
         if label not in labels:
             labels.append(label)
     names, everything = takes(model_fn or model)
     scored = {text.removeprefix("the input ") for text in observed.values()}
-    given = [k for k in sorted(ib) if (everything or k in names) and k not in scored]
+    computed = any(text.startswith("a value") for text in observed.values())
+    # a site observed at a value computed from the inputs (cvae.py scores ys[xs == -1]) may be any of them:
+    # no input is then claimed as conditioned on
+    given = [] if computed else [k for k in sorted(ib) if (everything or k in names) and k not in scored]
     if "x" not in labels:
         given.insert(0, "x")
     labels.sort(key=lambda label: label != "x")  # the data first, then the other sites in program order

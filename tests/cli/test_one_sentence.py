@@ -12,7 +12,6 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from torch import nn
 
 import ppl_vae
 from helpers import one_line_error, run_cli

@@ -9,7 +9,6 @@ import json
 import os
 import textwrap
 
-import pytest
 
 from helpers import one_line_error, run_cli
 

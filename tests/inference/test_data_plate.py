@@ -7,7 +7,6 @@ importance weight is p(x) itself, so each bound and evaluate must return the exa
 import pyro
 import pyro.distributions as dist
 import pytest
-import torch
 
 from helpers import exact_guide, small_ppca
 from ppl_vae import Dataset, check, evaluate

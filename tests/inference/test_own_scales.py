@@ -6,9 +6,7 @@ unscaled program, the exact log p(x) here (PPCA with its exact posterior as guid
 objectives refuse the scale; elbo trains the scaled program and says so.
 """
 
-import pyro
 import pytest
-import torch
 from pyro import poutine
 
 from helpers import exact_guide, small_ppca

@@ -1,5 +1,7 @@
 """The estimators as drop-in Pyro losses in a plain ``pyro.infer.SVI`` loop, on a pair written as vae.py writes it."""
 
+import runpy
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -8,32 +10,16 @@ from pyro.infer import SVI, config_enumerate
 from pyro.optim import Adam
 from torch import nn
 
+from helpers import ROOT
 from ppl_vae import data as datasets
 from ppl_vae.errors import UsageError
 from ppl_vae.infer import DReG, IWAE, RWS, STL, Renyi, ScoreFunctionELBO
 from ppl_vae.inference.objectives import make
 
 
-class VAE(nn.Module):
-    """As examples/vae/vae.py: decoder registered in the model, encoder in the guide, observed site "obs"."""
-
-    def __init__(self, x_dim, z_dim=2, hidden=32):
-        super().__init__()
-        self.x_dim, self.z_dim = x_dim, z_dim
-        self.decoder = nn.Sequential(nn.Linear(z_dim, hidden), nn.Softplus(), nn.Linear(hidden, x_dim))
-        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden), nn.Softplus(), nn.Linear(hidden, 2 * z_dim))
-
-    def model(self, x):
-        pyro.module("decoder", self.decoder)
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("latent", dist.Normal(x.new_zeros(self.z_dim), 1.0).to_event(1))
-            pyro.sample("obs", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=x.reshape(-1, self.x_dim))
-
-    def guide(self, x):
-        pyro.module("encoder", self.encoder)
-        with pyro.plate("data", x.shape[0]):
-            loc, log_scale = self.encoder(x.reshape(-1, self.x_dim)).chunk(2, -1)
-            pyro.sample("latent", dist.Normal(loc, log_scale.exp()).to_event(1))
+# the pair of scripts/examples/svi_loop.py, written as examples/vae/vae.py writes it: decoder registered in the
+# model, encoder in the guide, latent site "latent", observed site "obs"
+VAE = runpy.run_path(str(ROOT / "scripts" / "examples" / "svi_loop.py"))["VAE"]
 
 
 LOSSES = [IWAE(num_particles=5), Renyi(alpha=0.5, num_particles=5), RWS(num_particles=5), STL(num_particles=5),
@@ -44,7 +30,7 @@ LOSSES = [IWAE(num_particles=5), Renyi(alpha=0.5, num_particles=5), RWS(num_part
 def test_each_loss_trains_a_vae_in_a_plain_svi_loop(loss):
     x = datasets.load("digits", binarize="static").x_train[:200]
     torch.manual_seed(0)
-    vae = VAE(x.shape[1])
+    vae = VAE(x.shape[1], z_dim=2, hidden=32)
     svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-2}), loss=loss)
     losses = torch.tensor([svi.step(x[i % 4 * 50:(i % 4 + 1) * 50]) for i in range(120)])
     first, last = losses[:20], losses[-20:]

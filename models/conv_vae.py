@@ -6,8 +6,9 @@ f_θ the mirror of the encoder's convolutions:
     encoder h_φ(x):  C×H×W → 32×H/2 → 64×H/4 → 128×H/8  (3×3 convolutions, stride 2, ReLU)
     decoder f_θ(z):  z → 128×H/8×W/8 (linear) → 64×H/4 → 32×H/2 → C×H×W  (3×3 transposed convolutions)
 
-The data stay flattened [N, D] as everywhere in ppl-vae; both networks reshape with the
-dataset's ``image_shape`` and accept any leading batch dimensions (particles × data points).
+The built-in data sets are flattened [N, D]; both networks reshape with the dataset's
+``image_shape`` and accept any leading batch dimensions (particles × data points), or images
+[B, C, H, W] as a user's data gives them.
 :class:`ConvEncoder` is the feature network the amortized guides put their heads on.
 """
 
@@ -59,7 +60,8 @@ class ConvEncoder(nn.Module):
         self.out_features = CHANNELS[-1] * (h // 8) * (w // 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
+        flat = x.shape[-1] == self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+        lead = x.shape[:-1] if flat else x.shape[:1]  # [..., D] vectors, or [B, C, H, W] images as given
         return self.net(x.reshape(-1, *self.image_shape)).reshape(*lead, self.out_features)
 
 

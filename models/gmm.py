@@ -30,6 +30,8 @@ from pyro import poutine
 from pyro.infer import config_enumerate, infer_discrete
 from torch import nn
 
+from .mlp import rows
+
 COVARIANCES = ("full", "diag")
 
 
@@ -78,6 +80,7 @@ class GMM(nn.Module):
     @config_enumerate
     def model(self, x: torch.Tensor, idx=None):
         pyro.module("gmm", self)
+        x = rows(x)  # data given in its own shape, e.g. [B, 1, 28, 28], as vectors
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", dist.Categorical(logits=self.logits))
             pyro.sample("x", self.component(z), obs=x)

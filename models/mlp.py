@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 ACTIVATIONS = {
@@ -28,7 +29,26 @@ def mlp(sizes, activation: str = "relu", *, final_activation: bool = False) -> n
     return nn.Sequential(*layers)
 
 
+def rows(x: torch.Tensor, d: int | None = None) -> torch.Tensor:
+    """x [..., D] as it is (the very tensor, as ``obs=x`` wants it), or x given in its own shape, [B, C, H, W]
+    say, as vectors [B, D]: the built-in networks take vectors, and a user's data reaches programs in the
+    shape it was given. ``d``: D, where x may have more leading dimensions (particles); else x is [B, ...]."""
+    flat = x.shape[-1] == d if d is not None else x.dim() == 2
+    return x if flat else x.reshape(x.shape[0], -1)
+
+
+class Body(nn.Sequential):
+    """An MLP that takes data points in their own shape (:func:`rows`); its state is nn.Sequential's."""
+
+    def __init__(self, d: int, *layers: nn.Module):
+        super().__init__(*layers)
+        self.d = d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(rows(x, self.d))
+
+
 def encoder_body(x_dim: int, hidden=(200,), activation: str = "relu") -> tuple[nn.Sequential, int]:
     """An encoder's feature network h(x) — the MLP x_dim → hidden..., activated — and its width."""
     sizes = [x_dim, *hidden]
-    return mlp(sizes, activation, final_activation=True), sizes[-1]
+    return Body(x_dim, *mlp(sizes, activation, final_activation=True)), sizes[-1]

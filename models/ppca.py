@@ -38,6 +38,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .mlp import rows
+
 
 class PPCA(nn.Module):
     latent_sites = ("z",)
@@ -72,6 +74,7 @@ class PPCA(nn.Module):
 
     def model(self, x: torch.Tensor, idx=None):
         pyro.module("ppca", self)
+        x = rows(x)  # data given in its own shape, e.g. [B, 1, 28, 28], as vectors
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1))
             pyro.sample("x", dist.Normal(z @ self.W.T + self.mu, self.sigma).to_event(1), obs=x)

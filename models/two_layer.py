@@ -15,6 +15,7 @@ import torch
 
 from ppl_vae.guides.gaussian import DiagonalGaussian
 
+from .mlp import rows
 from .vae import VAE
 
 
@@ -50,6 +51,7 @@ class TwoLayerVAE(VAE):
 
     def model(self, x: torch.Tensor, idx=None):
         pyro.module("decoder", self)
+        x = rows(x)  # data given in its own shape, e.g. [B, 1, 28, 28], as vectors
         with pyro.plate("data", x.shape[0]):
             z2 = pyro.sample("z2", self.prior(x))
             z1 = pyro.sample("z1", self.top.dist(z2))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mlp import mlp
+from .mlp import mlp, rows
 
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous-bernoulli")
 _MIN_SCALE = 1e-3  # keeps the Gaussian density bounded on constant pixels (e.g. image borders)
@@ -73,6 +73,7 @@ class VAE(nn.Module):
 
     def model(self, x: torch.Tensor, idx=None):
         pyro.module("decoder", self)
+        x = rows(x)  # data given in its own shape, e.g. [B, 1, 28, 28], as vectors
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior(x))
             pyro.sample("x", self.likelihood_dist(z), obs=x)

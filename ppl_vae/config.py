@@ -94,6 +94,8 @@ class TrainingConfig:
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     adam_eps: float = 1e-8  # torch's; Burda et al. 2016 train with 1e-4
+    optimizer: str = "Adam"  # any torch.optim class, or Pyro's ClippedAdam / AdagradRMSProp
+    optim_args: dict = field(default_factory=dict)  # its constructor's keyword arguments, but lr (--lr)
     drop_last: bool = True
     tol: float = 1e-4  # EM stops when the training log-likelihood per point rises by less (nats)
     schedule: str = "joint"
@@ -231,10 +233,12 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message + ".")
+        from ppl_vae.inference.optim import optimizer_class  # torch and Pyro, only once the numbers are sound
+        optimizer_class(t.optimizer, t.optim_args)
         return self
 
 
-TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}
 
 
 def check_type(key: str, value, where: str) -> None:
@@ -261,4 +265,6 @@ def toml_value(value) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)

@@ -1,9 +1,13 @@
 """Datasets as whole tensors on the training device, binarization protocols and mini-batches.
 
-Every split is one float tensor of shape [N, D] (images flattened, grey levels in [0, 1])
-that lives on the training device, with any named inputs beside it (labels, covariates,
-masks: tensors [N, ...] that the model and guide receive as keyword arguments); a mini-batch
-is a slice of a random permutation of row indices, so training makes no host-to-device copies.
+Every split is one tensor [N, ...] that lives on the training device, with any named inputs
+beside it (labels, covariates, masks, lengths: tensors [N, ...] that the model and guide receive
+as keyword arguments); a mini-batch is a slice of a random permutation of row indices, so
+training makes no host-to-device copies. The built-in data sets are float vectors [N, D]
+(images flattened, grey levels in [0, 1], their shape kept in ``image_shape`` for figures);
+data a user gives (:meth:`Dataset.from_tensors`, ``--data FILE``) reaches the program in the
+shape and dtype it was given: images [N, C, H, W], sequences [N, T, D], word indices or counts
+of an integer dtype (floats become float32, the parameters' dtype).
 
 Binarization (``--binarize``):
 
@@ -25,6 +29,14 @@ where −D log L is the change of variables from the unit cubes of the integer g
 cubes of side 1/L. The training set gets a fresh u every epoch; the test set is one seeded
 draw, the same for every run.
 
+Semi-supervised data: a named input may be missing for some training points — rows of NaN
+(floats) or of −1 (integers, scikit-learn's mark of an unlabelled point). Such an input is a
+:class:`Partial`: every mini-batch is all labelled or all unlabelled, and the program gets the
+input as a tensor for a labelled batch and as ``None`` for an unlabelled one, as Pyro's
+semi-supervised VAE (``ss_vae_M2.py``, ``model(xs, ys=None)``) expects; each epoch visits every
+point once, its labelled batches spread evenly among the unlabelled ones (the data's own
+proportion). The test split is given whole.
+
 The epoch's permutation and its binarization come from generators seeded by (seed, epoch),
 so the data a step sees is a pure function of the seed, the epoch and the step: a run
 resumed from a checkpoint sees exactly what the uninterrupted run saw.
@@ -33,6 +45,7 @@ resumed from a checkpoint sees exactly what the uninterrupted run saw.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -77,8 +90,14 @@ class Dataset:
     inputs_test: dict = field(default_factory=dict)
 
     @property
+    def x_shape(self) -> tuple[int, ...]:
+        """The shape of one data point as the program receives it."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
     def x_dim(self) -> int:
-        return self.x_train.shape[1]
+        """D, the number of values in one data point."""
+        return math.prod(self.x_shape)
 
     @property
     def device(self) -> torch.device:
@@ -104,9 +123,10 @@ class Dataset:
     @classmethod
     def from_tensors(cls, x_train, x_test=None, *, y_train=None, y_test=None, name=CUSTOM,
                      image_shape=None, binarize="none", seed=0, observed="x") -> "Dataset":
-        """Wrap user tensors (any floats; binarize them yourself or pass ``binarize``): vectors [N, D],
-        or images [N, H, W] / [N, C, H, W], which are flattened to [N, C·H·W] with their shape kept
-        in ``image_shape`` for the convolutional model and the figures.
+        """Wrap user tensors [N, ...]: the model and guide receive x in this shape — vectors [N, D],
+        images [N, C, H, W], sequences [N, T, D] — and dtype (an integer tensor of word indices or counts
+        stays integer; floats become float32; binarize them yourself or pass ``binarize``). Images
+        [N, H, W] / [N, C, H, W] keep their shape in ``image_shape`` for the figures (set it for others).
 
         Either split may be a mapping of named tensors, ``{"x": images, "y": labels, "mask": m}``:
         the one named ``observed`` is the data x, every other is a named input [N, ...] that the
@@ -116,20 +136,41 @@ class Dataset:
         if x_test is not None and set(inputs_test) != set(inputs_train):
             raise UsageError(f"the test data has named inputs {sorted(inputs_test)} and the training data "
                              f"{sorted(inputs_train)}; pass the same names in both.")
-        x_train = torch.as_tensor(x_train, dtype=torch.float32)
-        x_test = None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32)
-        if not 2 <= x_train.dim() <= 4:
-            raise UsageError(f"training data must be [N, D] vectors or [N, H, W] / [N, C, H, W] images, got shape "
-                             f"{tuple(x_train.shape)}.")
+        x_train, x_test = _observed(x_train), None if x_test is None else _observed(x_test)
+        if x_train.dim() == 0:
+            raise UsageError("training data must have one row per data point, [N, ...], not a scalar.")
         shape = tuple(x_train.shape[1:])
-        if x_test is not None and tuple(x_test.shape[1:]) != shape:
-            raise UsageError(f"test data of shape {tuple(x_test.shape[1:])} per point does not match the training "
-                             f"data's {shape}; pass both in one shape.")
+        if x_test is not None and (tuple(x_test.shape[1:]) != shape or x_test.dtype != x_train.dtype):
+            raise UsageError(f"test data of shape {tuple(x_test.shape[1:])} ({x_test.dtype}) per point does not "
+                             f"match the training data's {shape} ({x_train.dtype}); pass both in one shape and dtype.")
+        if binarize != "none" and not x_train.is_floating_point():
+            raise UsageError(f"binarization draws pixels from grey levels, and this data is {x_train.dtype}; pass "
+                             f"binarize='none' (--binarize none) for integer data.")
+        inputs_train = {k: _partial(k, v) for k, v in inputs_train.items()}
+        for k, v in inputs_test.items():
+            missing = missing_rows(v)
+            if bool(missing.any()) and not bool(missing.all()):
+                raise UsageError(f"the test data's {k!r} is missing (NaN / −1) for {int(missing.sum())} of "
+                                 f"{v.shape[0]} points; the test set's numbers are of one quantity, so give {k!r} for "
+                                 f"every test point or for none.")
+        inputs_test = {k: _partial(k, v) for k, v in inputs_test.items()}  # missing for all: the program gets None
         if image_shape is None:
-            image_shape = {1: (1, 1, *shape), 2: (1, *shape), 3: shape}[len(shape)]
-        flat = lambda x: None if x is None else x.reshape(x.shape[0], -1)  # noqa: E731
-        return _binarized(cls(name, flat(x_train), y_train, flat(x_test), y_test, tuple(image_shape), binarize, seed,
+            image_shape = {0: (1, 1, 1), 1: (1, 1, *shape), 2: (1, *shape), 3: shape}.get(len(shape),
+                                                                                    (1, 1, math.prod(shape)))
+        return _binarized(cls(name, x_train, y_train, x_test, y_test, tuple(image_shape), binarize, seed,
                               inputs_train=inputs_train, inputs_test=inputs_test))
+
+
+def _partial(name: str, v: torch.Tensor):
+    """``v`` itself, or a :class:`Partial` when some of its rows mark a missing value."""
+    missing = missing_rows(v)
+    return Partial(name, v, ~missing) if bool(missing.any()) else v
+
+
+def _observed(x) -> torch.Tensor:
+    """x as a tensor in its own shape: floats as float32 (the parameters' dtype), other dtypes as they are."""
+    x = torch.as_tensor(x)
+    return x.float() if x.is_floating_point() else x
 
 
 def _named(split, observed: str, which: str):
@@ -148,8 +189,55 @@ def _named(split, observed: str, which: str):
     return x, inputs
 
 
+class Partial:
+    """A named input given for some training points only (see the module doc): indexed by a batch's rows it
+    is the tensor of those rows when every one is given, None when none is, and refused when they mix."""
+
+    def __init__(self, name: str, values: torch.Tensor, given: torch.Tensor):
+        self.name, self.values, self.given = name, values, given  # given: bool [N], on the values' device
+        self.shape, self.dtype = values.shape, values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def to(self, device) -> "Partial":
+        return Partial(self.name, self.values.to(device), self.given.to(device))
+
+    def __getitem__(self, rows):
+        given = self.given[rows]
+        if bool(given.all()):
+            return self.values[rows]
+        if not bool(given.any()):
+            return None
+        raise UsageError(f"a batch mixes points with and without {self.name!r}; a semi-supervised input reaches "
+                         f"the program whole or as None, so batch labelled and unlabelled points apart.")
+
+
+def missing_rows(v: torch.Tensor) -> torch.Tensor:
+    """bool [N]: the rows of ``v`` [N, ...] that mark a missing value — all NaN (floats) or all −1 (integers)."""
+    rows = v.reshape(v.shape[0], -1)
+    if v.is_floating_point():
+        return rows.isnan().all(1) if rows.shape[1] else torch.zeros(v.shape[0], dtype=torch.bool)
+    if v.dtype == torch.bool or not rows.shape[1]:
+        return torch.zeros(v.shape[0], dtype=torch.bool, device=v.device)
+    return (rows == -1).all(1)
+
+
+def given_rows(inputs: dict) -> torch.Tensor | None:
+    """bool [N]: the points that have every :class:`Partial` input, or None when no input is partial."""
+    partial = [v for v in (inputs or {}).values() if isinstance(v, Partial)]
+    if not partial:
+        return None
+    for other in partial[1:]:
+        if not torch.equal(other.given, partial[0].given):
+            raise UsageError(f"named inputs {partial[0].name!r} and {other.name!r} are missing for different points; "
+                             f"a batch is all labelled or all unlabelled, so give both for the same points.")
+    return partial[0].given
+
+
 def batch_inputs(inputs: dict | None, idx) -> dict:
-    """The rows ``idx`` of every named input."""
+    """The rows ``idx`` of every named input (a :class:`Partial` one: its rows, or None where not given)."""
     return {k: v[idx] for k, v in (inputs or {}).items()}
 
 
@@ -172,11 +260,26 @@ def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
     return max(1, n // batch_size) if drop_last else -(-n // batch_size)
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator, *, device, drop_last: bool = True):
-    """Index tensors of one epoch's mini-batches: a permutation of range(n) split into chunks."""
+def batches(n: int, batch_size: int, generator: torch.Generator, *, device, drop_last: bool = True, given=None):
+    """Index tensors of one epoch's mini-batches: a permutation of range(n) split into chunks. With
+    ``given`` (bool [n], :func:`given_rows`), the given and the other points are batched apart, and the
+    given points' batches spread evenly among the others'."""
     perm = torch.randperm(n, generator=generator, device=device)
-    chunks = list(perm.split(batch_size))
-    return chunks[:steps_per_epoch(n, batch_size, drop_last)]
+    if given is None:
+        return list(perm.split(batch_size))[:steps_per_epoch(n, batch_size, drop_last)]
+    groups = [perm[given.to(device)[perm] == flag] for flag in (True, False)]
+    runs = [list(g.split(batch_size))[:steps_per_epoch(g.numel(), batch_size, drop_last)] if g.numel() else []
+            for g in groups]
+    place = sorted(((i + 0.5) / len(run), j, i) for j, run in enumerate(runs) for i in range(len(run)))
+    return [runs[j][i] for _, j, i in place]
+
+
+def epoch_steps(n: int, batch_size: int, drop_last: bool = True, given=None) -> int:
+    """The number of mini-batches :func:`batches` makes of an epoch."""
+    if given is None:
+        return steps_per_epoch(n, batch_size, drop_last)
+    sizes = [int(given.sum()), n - int(given.sum())]
+    return sum(steps_per_epoch(m, batch_size, drop_last) for m in sizes if m)
 
 
 def dequantized(x: torch.Tensor, levels: int, generator: torch.Generator) -> torch.Tensor:

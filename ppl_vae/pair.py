@@ -7,6 +7,12 @@ which non-amortized guides select their per-data-point parameters) and the batch
 (labels, covariates, masks: :meth:`ppl_vae.data.Dataset.from_tensors`). A callable gets each of
 those only if it (or the function its decorators wrap) takes a parameter of that name, or
 ``**kwargs``; a model may take labels and the guide not, or the other way round.
+
+A factory may return a :class:`Pair` instead of ``(model, guide)``: the pair with what Pyro's own
+training loops add around it — a per-batch function that builds the program's arguments from the
+batch (DMM's reversed sequences and masks), extra losses (M2's auxiliary classifier), per-step
+arguments from a schedule (KL annealing) and a hook after every optimizer step (clamping
+parameters). They come from the factory's file, so a run records them with the factory's sha256.
 """
 
 from __future__ import annotations
@@ -14,14 +20,91 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from torch import nn
+
+from ppl_vae.errors import UsageError
 
 
 def as_pyro_callable(obj, method: str):
     """``obj.<method>`` for a module that has it, else ``obj`` itself."""
     fn = getattr(obj, method, None)
     return fn if isinstance(obj, nn.Module) and callable(fn) else obj
+
+
+@dataclass
+class Pair:
+    """A model and a guide, and what a training loop adds around them, as Pyro's examples write it.
+
+    ``arguments(x, **inputs)``: the program's arguments built from a batch — a dict of keyword
+    arguments or a tuple of positional ones — in training, the test bound and every evaluation
+    (it takes ``idx`` and the named inputs it names); the program also gets, by keyword, every
+    named input it takes that ``arguments`` did not set.
+    ``losses``: extra losses, each ``loss(model, guide, x, **inputs)`` returning a scalar tensor that
+    is added to −(the objective's surrogate) for the gradients only; the training bound is the
+    objective's alone, and each epoch records the extra losses' mean per data point apart.
+    ``step_inputs``: ``{name: schedule(step)}``, keyword arguments the program gets at training step
+    ``step`` (counted from 0; e.g. a KL annealing factor) — in training only, so the test bound and
+    ``evaluate`` are of the program with its defaults.
+    ``after_step()``: called after every optimizer step (e.g. clamping parameters into a range)."""
+
+    model: object
+    guide: object
+    arguments: Callable | None = None
+    losses: Sequence[Callable] = ()
+    step_inputs: Mapping[str, Callable[[int], object]] = field(default_factory=dict)
+    after_step: Callable[[], object] | None = None
+
+    def __post_init__(self):
+        self.losses = tuple(self.losses)
+        for what, fn in [("arguments", self.arguments), ("after_step", self.after_step), *(
+                (f"losses[{i}]", loss) for i, loss in enumerate(self.losses)), *(
+                (f"step_inputs[{name!r}]", s) for name, s in dict(self.step_inputs).items())]:
+            if fn is not None and not callable(fn):
+                raise UsageError(f"Pair's {what} is {type(fn).__name__}, not a callable; pass a function.")
+        for i, loss in enumerate(self.losses):
+            try:
+                inspect.signature(loss).bind(None, None, None)
+            except TypeError:
+                raise UsageError(f"Pair's losses[{i}] ({getattr(loss, '__name__', loss)!r}) cannot be called as "
+                                 f"loss(model, guide, x, **inputs); write it with those parameters.") from None
+            except ValueError:  # a builtin whose signature cannot be read: trust it
+                pass
+
+    def programs(self):
+        """(model, guide) as training calls them: through :class:`Adapted` when ``arguments`` is set, or when
+        there are extras for the trainer to find (:func:`pair_of`)."""
+        return Adapted(self.model, "model", self), Adapted(self.guide, "guide", self)
+
+
+class Adapted:
+    """A model or guide of a :class:`Pair`, called the trainer's way, ``program(x, idx=None, **inputs)``."""
+
+    def __init__(self, program, role: str, pair: Pair):
+        self.program, self.role, self.pair = program, role, pair
+        self.fn = as_pyro_callable(program, role)
+        self.passing = passing(self.fn)
+        self.arguments = pair.arguments and passing(pair.arguments)
+
+    @property
+    def __self__(self):  # so that owning_module finds the program's module
+        return owning_module(self.program)
+
+    def __call__(self, x, idx=None, **inputs):
+        if self.arguments is None:
+            args, kwargs = (x,), {}
+        else:
+            built = self.pair.arguments(x, **self.arguments(idx, inputs))
+            args, kwargs = (built, {}) if isinstance(built, tuple) else ((), dict(built))
+        kwargs.update((k, v) for k, v in self.passing(idx, inputs).items() if k not in kwargs)
+        return self.fn(*args, **kwargs)
+
+
+def pair_of(program) -> Pair | None:
+    """The :class:`Pair` a model or guide came from, if any."""
+    return program.pair if isinstance(program, Adapted) else None
 
 
 def owning_module(obj) -> nn.Module | None:
@@ -38,6 +121,8 @@ def modules_of(*programs, depth: int = 3) -> list[nn.Module]:
     functions its decorators wrap, ``depth`` closures deep."""
     found = {}
     for obj in programs:
+        if isinstance(obj, Adapted):
+            obj = obj.program
         owner = owning_module(obj)
         if owner is not None:
             found[id(owner)] = owner
@@ -95,15 +180,28 @@ def takes(fn) -> tuple[set[str], bool]:
 
 
 def with_idx(fn):
-    """``fn`` as the trainer calls it, ``fn(x, idx=None, **inputs)``: ``idx`` and each named input are
-    passed on by keyword only if ``fn`` takes them (see :func:`takes`)."""
-    names, everything = takes(fn)
+    """``fn`` as the trainer calls it, ``fn(x, idx=None, **inputs)``: each named input is passed on by
+    keyword if ``fn`` takes it (see :func:`takes`), ``idx`` only to a parameter named ``idx`` — never
+    into ``**kwargs``, which a program may pass on (AIR's model does)."""
+    call_with = passing(fn)
 
     def call(x, idx=None, **inputs):
-        given = {"idx": idx, **inputs} if idx is not None else inputs
-        return fn(x, **{k: v for k, v in given.items() if everything or k in names})
+        return fn(x, **call_with(idx, inputs))
 
     return call
+
+
+def passing(fn):
+    """``(idx, inputs) -> keyword arguments`` for ``fn``, by :func:`with_idx`'s rule."""
+    names, everything = takes(fn)
+
+    def kwargs(idx, inputs: dict) -> dict:
+        given = {k: v for k, v in inputs.items() if everything or k in names}
+        if idx is not None and "idx" in names:
+            given["idx"] = idx
+        return given
+
+    return kwargs
 
 
 def callables(model, guide):

@@ -139,3 +139,14 @@ def restore_params(model, guide, data, params: dict) -> None:
         for name, value in params.items():
             if name in store and "$$$" not in name:  # "module$$$param": load_state_dict restored it
                 store[name].copy_(value)
+
+
+def report(run, *, device="auto", trust_code: bool = False) -> str:
+    """``ppl-vae report RUN`` from Python: draws the run's figures and writes its ``report.md`` and
+    ``report.json``; returns the path of ``report.md``. ``run``: a run directory (loaded with :func:`load`,
+    so a pair recorded there runs only if trusted or with ``trust_code``) or a loaded :class:`Run`."""
+    from ppl_vae.viz.report import write  # matplotlib, only when a report is asked for
+
+    return write(load(os.fspath(run), device=device, trust_code=trust_code) if isinstance(run, (str, os.PathLike))
+                 else run)
+

@@ -25,6 +25,7 @@ import os
 import sys
 
 from ppl_vae.errors import UsageError, user_code
+from ppl_vae.pair import Pair
 
 EXAMPLE = "my_models.py:make_pair"
 
@@ -142,8 +143,8 @@ def of(make) -> str | None:
     if not name.isidentifier() or module is None:
         return None
     if module.__name__ == "__main__" or module.__name__.startswith("ppl_vae_pair_"):
-        path = getattr(module, "__file__", None)
-        return f"{path}:{name}" if path else None
+        path = getattr(module, "__file__", None)  # "<stdin>" for a script piped into python: no file to name
+        return f"{path}:{name}" if path and os.path.isfile(path) else None
     return f"{module.__name__}:{name}"
 
 
@@ -164,11 +165,18 @@ def recorded(make, data, seed: int) -> dict:
 
 
 def build(make, data, where: str = "the pair factory"):
-    """(model, guide) from ``make(data)``, or one sentence saying what it returned instead."""
+    """(model, guide) from ``make(data)`` — a tuple, or a :class:`~ppl_vae.pair.Pair` whose model and guide
+    come back adapted (:meth:`~ppl_vae.pair.Pair.programs`) — or one sentence saying what it returned instead."""
     with user_code(f"{where} failed on the data", "; it is called as make_pair(data) with a ppl_vae Dataset."):
         pair = make(data)
-    if not (isinstance(pair, tuple) and len(pair) == 2 and all(callable(p) or hasattr(p, role)
-                                                                  for p, role in zip(pair, ("model", "guide")))):
-        raise UsageError(f"{where} returned {type(pair).__name__}, not (model, guide); return the model and the "
-                         f"guide (modules with .model / .guide, or Pyro callables) as a pair.")
-    return pair
+    return programs(pair, f"{where} returned")
+
+
+def programs(pair, what: str = "the pair is"):
+    """(model, guide) of ``(model, guide)`` or of a :class:`~ppl_vae.pair.Pair`, checked to be programs."""
+    both = (pair.model, pair.guide) if isinstance(pair, Pair) else pair
+    if not (isinstance(both, tuple) and len(both) == 2 and all(callable(p) or hasattr(p, role)
+                                                                  for p, role in zip(both, ("model", "guide")))):
+        raise UsageError(f"{what} {type(pair).__name__}, not (model, guide); return the model and the guide "
+                         f"(modules with .model / .guide, or Pyro callables) as a pair, or a ppl_vae.Pair.")
+    return pair.programs() if isinstance(pair, Pair) else both

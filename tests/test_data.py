@@ -91,18 +91,47 @@ def test_unknown_names_list_the_valid_ones():
 def test_from_tensors_checks_shape_and_range():
     ds = data.Dataset.from_tensors(torch.rand(30, 4), torch.rand(10, 4), binarize="static")
     assert set(ds.x_train.unique().tolist()) <= {0.0, 1.0}
-    with pytest.raises(UsageError, match=r"\[N, D\] vectors or \[N, H, W\] / \[N, C, H, W\] images"):
-        data.Dataset.from_tensors(torch.rand(3, 1, 1, 4, 4))
+    with pytest.raises(UsageError, match=r"one row per data point, \[N, ...\]"):
+        data.Dataset.from_tensors(torch.tensor(3.0))
+    with pytest.raises(UsageError, match="--binarize none"):
+        data.Dataset.from_tensors(torch.randint(0, 5, (30, 4)), binarize="dynamic")
     with pytest.raises(UsageError, match="does not match the training data's"):
         data.Dataset.from_tensors(torch.rand(3, 16), torch.rand(2, 4, 4))
 
 
-def test_from_tensors_takes_images_and_keeps_their_shape(digits):
+def test_from_tensors_keeps_the_shape_and_dtype_the_program_takes(digits):
     images = digits.x_train[:12].reshape(12, 1, 8, 8)
     ds = data.Dataset.from_tensors(images, digits.x_test[:5].reshape(5, 1, 8, 8))
-    assert ds.image_shape == (1, 8, 8) and ds.x_dim == 64 and ds.x_test.shape == (5, 64)
-    assert torch.equal(ds.x_train, digits.x_train[:12])  # flattened row-major, as the built-in loaders do
+    assert ds.image_shape == (1, 8, 8) and ds.x_dim == 64 and ds.x_shape == (1, 8, 8)
+    assert torch.equal(ds.x_train, images) and ds.x_test.shape == (5, 1, 8, 8)
     grey = data.Dataset.from_tensors(torch.rand(7, 8, 8))  # [N, H, W]: one channel
-    assert grey.image_shape == (1, 8, 8) and grey.x_train.shape == (7, 64)
+    assert grey.image_shape == (1, 8, 8) and grey.x_train.shape == (7, 8, 8)
+    words = torch.randint(0, 50, (9, 6, 4))  # [N, T, ...] integer indices stay integer, any rank
+    seq = data.Dataset.from_tensors(words)
+    assert seq.x_train.dtype == torch.int64 and torch.equal(seq.x_train, words) and seq.x_dim == 24
+    assert data.Dataset.from_tensors(torch.rand(5, 3, dtype=torch.float64)).x_train.dtype == torch.float32
     with pytest.raises(UsageError, match=r"\[0, 1\]"):
         data.Dataset.from_tensors(torch.randn(30, 4) * 5, binarize="dynamic")
+
+
+def test_a_label_missing_for_some_points_batches_them_apart_and_reaches_the_program_as_none():
+    labels = torch.arange(10, dtype=torch.long)
+    labels[[1, 4, 5, 6, 8, 9]] = -1  # scikit-learn's mark of an unlabelled point
+    ds = data.Dataset.from_tensors({"x": torch.rand(10, 3), "y": labels}, {"x": torch.rand(4, 3), "y": torch.arange(4)})
+    given = data.given_rows(ds.inputs_train)
+    assert given.tolist() == [True, False, True, True, False, False, False, True, False, False]
+    assert data.batch_inputs(ds.inputs_train, torch.tensor([0, 2]))["y"].tolist() == [0, 2]
+    assert data.batch_inputs(ds.inputs_train, torch.tensor([1, 4]))["y"] is None
+    with pytest.raises(UsageError, match="mixes points with and without 'y'"):
+        data.batch_inputs(ds.inputs_train, torch.tensor([0, 1]))
+    chunks = data.batches(10, 2, torch.Generator().manual_seed(0), device="cpu", given=given)
+    assert sorted(torch.cat(chunks).tolist()) == list(range(10))  # every point once
+    kinds = [bool(given[c].all()) for c in chunks]
+    assert all(bool(given[c].all()) or not bool(given[c].any()) for c in chunks)
+    assert kinds == [False, True, False, True, False]  # the 2 labelled batches spread among the 3 others
+    assert data.epoch_steps(10, 2, given=given) == len(chunks)
+    one_hot = torch.eye(3)[[0, 1, 2, 0]]
+    one_hot[1] = float("nan")  # a float input: NaN rows are missing
+    assert data.given_rows({"y": data._partial("y", one_hot)}).tolist() == [True, False, True, True]
+    with pytest.raises(UsageError, match="for every test point or for none"):
+        data.Dataset.from_tensors({"x": torch.rand(4, 3), "y": labels[:4]}, {"x": torch.rand(2, 3), "y": labels[:2]})

@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
                    help="comma-separated objective names")
     options.add_data_args(p)
     p.add_argument("--particles", type=options.positive_int, default=2, help="particles K per data point")
+    options.setting(p, "--batch-size", "the training's batch size: one that holds the whole data set checks a "
+                                       "full-batch program on every point", type=options.positive_int)
     options.add_seed_arg(p)
     options.add_device_arg(p)
     p.set_defaults(run=run, config=None)
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     with pyro.get_param_store().scope():
         model, guide = registry.build(config, data)
         print("\n".join(describe(model, guide, data)))
-        table = check(model, guide, data, names, particles=args.particles)
+        table = check(model, guide, data, names, particles=args.particles, batch_size=config.training.batch_size)
     width = max(map(len, [*table, "objective"]))
     print(f"\n{'objective'.ljust(width)}  on {config.data.dataset}, K = {args.particles}")
     for name, verdict in table.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ppl_vae.errors import UsageError
 from ppl_vae.evaluation import impute
 
 from ppl_vae.viz import plots
@@ -33,6 +34,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     run_ = options.open_run(args, alone="impute fills images in from their observed pixels alone")
     data = run_.data
+    if len(data.x_shape) != 1:
+        raise UsageError(f"impute fills in pixels of data stored as vectors [N, D], and this run's data points are "
+                         f"{list(data.x_shape)}; it works on runs on the built-in data sets or on --data vectors.")
     x = data.x_test[plots.examples(data, args.n).to(data.device)]
     missing = impute.make_mask(args.mask, x.shape[0], data.image_shape, fraction=args.fraction, seed=args.seed,
                                device=data.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pyro
@@ -67,6 +68,17 @@ def show_default(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def json_object(text: str) -> dict:
+    """A JSON object from the command line, for an argument such as --optim-args."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({e}); write e.g. '{{\"weight_decay\": 0.01}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object; write e.g. '{{\"weight_decay\": 0.01}}'")
+    return value
+
+
 def setting(g, flag: str, help: str, **kwargs) -> None:
     """An option that sets the run-configuration key of the same name (``--latent-dim`` -> ``latent_dim``).
 
@@ -74,7 +86,7 @@ def setting(g, flag: str, help: str, **kwargs) -> None:
     it; its default, shown in --help, is the one in :mod:`ppl_vae.config`."""
     key = kwargs.get("dest") or flag.lstrip("-").replace("-", "_")
     value = config.default(key)
-    if kwargs.get("action") is None and value is not None and value != [] and "(default" not in help:
+    if kwargs.get("action") is None and value is not None and value not in ([], {}) and "(default" not in help:
         help = f"{help} (default: {show_default(value)})"
     g.add_argument(flag, default=argparse.SUPPRESS, help=help, **kwargs)
 
@@ -147,11 +159,15 @@ def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> 
     setting(g, "--epochs", epochs or f"total epochs (default: {config.default('epochs')}; with --resume, the run's "
                                       f"own)", type=nonnegative_int)
     setting(g, "--batch-size", "data points per mini-batch", type=positive_int)
-    setting(g, "--lr", "Adam learning rate", type=positive_float)
+    setting(g, "--lr", "learning rate", type=positive_float)
     setting(g, "--lr-milestones", "comma-separated epochs at which the learning rate is multiplied by --lr-gamma "
                                   "(default: none, a constant rate)", type=int_list, metavar="EPOCHS")
     setting(g, "--lr-gamma", "factor applied to the learning rate at each of --lr-milestones", type=positive_float)
     setting(g, "--adam-eps", "Adam's ε, added to the root of its second-moment estimate", type=positive_float)
+    setting(g, "--optimizer", "a torch.optim class (Adam, AdamW, SGD, Adagrad, RMSprop, ...) or Pyro's ClippedAdam "
+                              "or AdagradRMSProp", metavar="NAME")
+    setting(g, "--optim-args", "the optimizer's keyword arguments as JSON, e.g. '{\"clip_norm\": 10.0, \"lrd\": "
+                               "0.999}' (its rate is --lr)", type=json_object, metavar="JSON")
     setting(g, "--no-drop-last", "keep the last, smaller mini-batch of each epoch", dest="drop_last",
             action="store_false")
     setting(g, "--tol", "--method em stops when the training log-likelihood per data point rises by less",

@@ -91,8 +91,9 @@ def draws(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
     ``vectorized``: particles drawn at once in a plate, or one pass each (a program that does not broadcast)."""
     batch, k_chunk = chunk_sizes(x.shape[0], x[0].numel(), particles, max_elements or max_elements_for(x.device))
     parts = []
+    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()  # word counts: the weights' dtype
     for xb, ib in split(x, inputs, batch):
-        lse, lse2 = (xb.new_full((xb.shape[0],), -math.inf) for _ in range(2))
+        lse, lse2 = (xb.new_full((xb.shape[0],), -math.inf, dtype=dtype) for _ in range(2))
         total, squares = (xb.new_zeros(xb.shape[0], dtype=torch.float64) for _ in range(2))
         for start in range(0, particles, k_chunk):
             k = min(k_chunk, particles - start)
@@ -105,7 +106,7 @@ def draws(model, guide, x, particles: int = 5000, *, max_plate_nesting: int = 1,
         mean, dof = total / particles, max(particles - 1, 0) or math.nan
         elbo_var = ((squares - particles * mean * mean) / dof).clamp(min=0) / particles
         log_px_var = ((particles * (lse2 - 2 * lse).double().exp() - 1) / dof).clamp(min=0)
-        parts.append((mean.to(xb.dtype), lse - math.log(particles), elbo_var.to(xb.dtype), log_px_var.to(xb.dtype)))
+        parts.append((mean.to(dtype), lse - math.log(particles), elbo_var.to(dtype), log_px_var.to(dtype)))
     return Draws(*(torch.cat(column) for column in zip(*parts)))
 
 
@@ -142,11 +143,18 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
 def latent_sites(model, guide, x, inputs: dict | None = None) -> tuple[list[str], list[str], int]:
     """(the guide's latent sites whose distribution is a point mass (``Delta``), the latent sites of guide
     or model outside the data plate: global latents, the plates the program nests), from a look at one
-    data point that leaves the random stream as it was."""
-    one = batch_inputs(inputs, slice(0, 1))
-    with torch.no_grad(), forked_rng(x):
-        guide_tr = poutine.trace(guide).get_trace(x[:1], **one)
-        model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:1], **one)
+    data point (or at all of them, for a program whose parameters are sized by the data set, as
+    sparse_gamma_def.py's guide) that leaves the random stream as it was."""
+    def traces(rows):
+        some = batch_inputs(inputs, rows)
+        with torch.no_grad(), forked_rng(x):
+            guide_tr = poutine.trace(guide).get_trace(x[rows], **some)
+            return poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[rows], **some), guide_tr
+
+    try:
+        model_tr, guide_tr = traces(slice(0, 1))
+    except (ValueError, RuntimeError, IndexError):  # a shape error on one point: look at them all
+        model_tr, guide_tr = traces(slice(None))
     point_masses, globals_ = [], []
     plate = data_plate(model_tr)
     for trace in (guide_tr, model_tr):

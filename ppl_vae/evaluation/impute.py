@@ -67,7 +67,7 @@ def pseudo_gibbs(model, guide, x, missing, init, steps: int = 10) -> torch.Tenso
     x_hat = torch.where(missing, init, x)
     for _ in range(steps):
         z = latents.posterior(guide, x_hat).sample()
-        x_hat = torch.where(missing, latents.decode(model, z, x.shape[1]), x)
+        x_hat = torch.where(missing, latents.decode(model, z, x.shape[1:]), x)
     return x_hat
 
 

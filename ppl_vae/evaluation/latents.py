@@ -120,13 +120,13 @@ def prior(model, like: torch.Tensor, inputs: dict | None = None) -> dist.Distrib
 
 
 @torch.no_grad()
-def likelihood(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -> dist.Distribution:
+def likelihood(model, z: torch.Tensor, x_shape, inputs: dict | None = None) -> dist.Distribution:
     """p_θ(x | z) (given the rows' named ``inputs``) for a batch z [N, latent dim]: batch shape [N],
-    event shape [D]."""
+    event shape one data point's (``x_shape``: D, or the shape the program takes, e.g. (1, 28, 28))."""
     if hasattr(model, "likelihood_dist") and not inputs:
         return model.likelihood_dist(z)
     fn = with_idx(as_pyro_callable(model, "model"))
-    like = z.new_zeros(z.shape[0], x_dim)
+    like = z.new_zeros(z.shape[0], *torch.Size([x_shape] if isinstance(x_shape, int) else x_shape))
     name = latent_name(_trace(fn, like, "p(x|z)", inputs=inputs), model)
     trace = _trace(fn, like, "p(x|z)", condition={name: z}, inputs=inputs)
     others = [other for other in sites(trace, observed=False) if other != name]
@@ -139,11 +139,11 @@ def likelihood(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -
 
 
 @torch.no_grad()
-def decode(model, z: torch.Tensor, x_dim: int, inputs: dict | None = None) -> torch.Tensor:
-    """E[x | z] for z [N, latent dim] -> [N, D], in chunks."""
+def decode(model, z: torch.Tensor, x_shape, inputs: dict | None = None) -> torch.Tensor:
+    """E[x | z] for z [N, latent dim] -> [N, D] (or [N, *x_shape] as the program gives it), in chunks."""
     if hasattr(model, "decode") and not inputs:
         return torch.cat([model.decode(zc) for zc in z.split(CHUNK)])
-    return torch.cat([likelihood(model, zc, x_dim, ic).mean for zc, ic in split(z, inputs, CHUNK)])
+    return torch.cat([likelihood(model, zc, x_shape, ic).mean for zc, ic in split(z, inputs, CHUNK)])
 
 
 def mean(q: dist.Distribution, samples: int = 256) -> torch.Tensor:

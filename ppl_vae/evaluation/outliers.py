@@ -103,6 +103,7 @@ def detect(model, guide, data, ood: str, *, n: int = 1000, particles: int = 100,
     scores) where results holds the AUROC of each score and the mean scores, as plain numbers."""
     x_in = data.x_test[:n]
     x_out = ood_images(ood, data, n=x_in.shape[0], data_dir=data_dir, download=download, seed=seed)
+    x_out = x_out.reshape(x_out.shape[0], *data.x_shape)  # in the shape the program takes
     s_in, s_out = scores(model, guide, x_in, particles), scores(model, guide, x_out, particles)
     results = {"ood": ood, "dataset": data.name, "n_in": int(x_in.shape[0]), "n_out": int(x_out.shape[0]),
                "particles": particles, "seed": seed}

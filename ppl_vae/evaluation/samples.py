@@ -35,12 +35,19 @@ def model_samples(model, x: torch.Tensor, inputs: dict | None = None) -> torch.T
     inputs = inputs or {}
     conditioned = poutine.trace(model).get_trace(x, **inputs)
     sites = [name for name, site in conditioned.nodes.items()
-             if site["type"] == "sample" and site["is_observed"] and site["value"] is x]
+             if site["type"] == "sample" and site["is_observed"] and is_view_of(site["value"], x)]
     if not sites:
-        raise UsageError("no sample site of the model observes the data tensor itself (obs=x), so its samples "
-                         "cannot be told from the data's; write the likelihood as pyro.sample(..., obs=x).")
+        raise UsageError("no sample site of the model observes the data tensor itself (obs=x, or a reshape of it), "
+                         "so its samples cannot be told from the data's; write the likelihood as "
+                         "pyro.sample(..., obs=x).")
     sampled = poutine.trace(poutine.uncondition(model)).get_trace(x, **inputs)
     return sampled.nodes[sites[0]]["value"].reshape(x.shape)
+
+
+def is_view_of(value, x: torch.Tensor) -> bool:
+    """Whether ``value`` is ``x`` or x seen in another shape (Pyro's vae.py observes x.reshape(-1, 784))."""
+    return value is x or (torch.is_tensor(value) and value.numel() == x.numel() and value.dtype == x.dtype
+                          and value.data_ptr() == x.data_ptr() and value.is_contiguous() and x.is_contiguous())
 
 
 def c2st(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:

@@ -33,20 +33,20 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import (JitTraceEnum_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO,
+from pyro.infer import (JitTraceEnum_ELBO, JitTraceGraph_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO,
                         TraceMeanField_ELBO)
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
-from ppl_vae.data import Dataset, batch_inputs
+from ppl_vae.data import Dataset, batch_inputs, given_rows
 from ppl_vae.device import forked_rng
 from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
-from ppl_vae.inference.weights import (data_plate, data_scale, in_plate, one_at_a_time, own_scales, plate_nesting,
+from ppl_vae.inference.weights import (data_plate, data_scale, data_size, in_plate, one_at_a_time, own_scales, plate_nesting,
                                        vectorizable)
-from ppl_vae.pair import callables, named_inputs, owning_module
+from ppl_vae.pair import Pair, callables, named_inputs, owning_module, pair_of
 
 
 def sample_sites(trace, observed: bool):
@@ -54,8 +54,12 @@ def sample_sites(trace, observed: bool):
             if site["type"] == "sample" and not site_is_subsample(site) and site["is_observed"] == observed}
 
 
-def refusal(objective, model_trace, guide_trace) -> UsageError | None:
-    """Why ``objective`` cannot train this model and guide (traced once on a batch), or None."""
+def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = False,
+            full_batch: bool = False) -> UsageError | None:
+    """Why ``objective`` cannot train this model and guide (traced once on a batch), or None.
+    ``enumerated_elsewhere``: the program enumerates on its other path (semi-supervised: unlabelled batches).
+    ``full_batch``: every step sees the whole training set (sparse_gamma_def.py's protocol), so a data
+    plate of the batch's size is the data set's."""
     latents = {**sample_sites(guide_trace, False), **sample_sites(model_trace, False)}
     observed = sample_sites(model_trace, True)
     plate = data_plate(model_trace)
@@ -71,14 +75,14 @@ def refusal(objective, model_trace, guide_trace) -> UsageError | None:
         return Refusal(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent variable, and "
                        f"the {objective.name} objective {how}, which needs every latent variable local",
                        ("elbo", "elbo-analytic", "score"), because=", which train the full-data ELBO per point")
-    if outside and data_scale(model_trace, plate) == 1:
+    if outside and data_scale(model_trace, plate) == 1 and not full_batch:
         return UsageError(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent, whose "
                           f"log-density counts once for the whole data set, so the data plate must know the data "
                           f"set's size; write pyro.plate({plate!r}, N if idx is not None else x.shape[0], "
                           f"subsample=idx) with the idx that fit passes (None on test points).")
     enumerated = enumerated_sites(model_trace, guide_trace)
     in_guide = guide_enumerated_sites(guide_trace)
-    if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide:
+    if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide and not enumerated_elsewhere:
         return Refusal(f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and "
                        f"this pair has none (config_enumerate on the model or the guide), so it would train a plain "
                        f"ELBO under another name", ("elbo",))
@@ -114,18 +118,33 @@ def summing_out(objective, model_trace, guide_trace):
     """``objective`` with ``TraceEnum_ELBO`` in place of the ``elbo`` objective's ``Trace_ELBO`` when the
     model or the guide marks sites for enumeration: the same ELBO with the model's sites summed out, not
     sampled from the prior, and the guide's summed over their values weighted by q, not sampled from q
-    (the estimator of ``enum``; on a pair with nothing to enumerate it would only be slower)."""
+    (the estimator of ``enum``; on a pair with nothing to enumerate it would only be slower).
+
+    Likewise ``TraceGraph_ELBO`` when the guide declares score-function baselines of its own
+    (``infer={"baseline": ...}``, AIR's ``nn_baseline`` for z_pres): the same ELBO and its gradient,
+    reparameterized where a site allows it and by the score function with the program's baselines
+    and Rao-Blackwellized costs where it does not, as Pyro trains such a program."""
     loss = getattr(objective, "loss", None)
-    if type(loss) is not Trace_ELBO or not (enumerated_sites(model_trace, guide_trace)
-                                            or guide_enumerated_sites(guide_trace)):
+    if type(loss) is not Trace_ELBO:
+        return objective
+    if enumerated_sites(model_trace, guide_trace) or guide_enumerated_sites(guide_trace):
+        kinds = (TraceEnum_ELBO, JitTraceEnum_ELBO)
+    elif declared_baselines(guide_trace):
+        kinds = (TraceGraph_ELBO, JitTraceGraph_ELBO)
+    else:
         return objective
 
     def like_loss(kind, **options):
         return kind(num_particles=loss.num_particles, vectorize_particles=loss.vectorize_particles,
                     max_plate_nesting=loss.max_plate_nesting, **options)
 
-    return dataclasses.replace(objective, loss=like_loss(TraceEnum_ELBO),
-                               jit=lambda: like_loss(JitTraceEnum_ELBO, ignore_jit_warnings=True))
+    return dataclasses.replace(objective, loss=like_loss(kinds[0]),
+                               jit=lambda: like_loss(kinds[1], ignore_jit_warnings=True))
+
+
+def declared_baselines(guide_trace) -> list[str]:
+    """The guide's latent sites that declare a score-function baseline (``infer={"baseline": ...}``)."""
+    return [name for name, site in sample_sites(guide_trace, False).items() if site["infer"].get("baseline")]
 
 
 def nested(objective, nesting: int):
@@ -162,10 +181,18 @@ def sequential(objective):
     return dataclasses.replace(objective, loss=loss, vectorized=False, jit=None)
 
 
-def first_batch(data, inputs: dict, n: int = 2):
-    """(x, idx, named inputs) of the first ``n`` training points, binarized as training sees them."""
-    x = data.train_epoch(0)[:n]
-    return x, torch.arange(x.shape[0], device=x.device), batch_inputs(inputs, slice(0, n))
+def first_batch(data, inputs: dict, n: int = 2, given: bool | None = None):
+    """(x, idx, named inputs) of the first ``n`` training points, binarized as training sees them; with
+    ``given`` (semi-supervised data, :func:`~ppl_vae.data.given_rows`), of the first ``n`` that have
+    (True) or lack (False) the partial inputs."""
+    x = data.train_epoch(0)
+    rows = torch.arange(x.shape[0], device=x.device)
+    if given is None and given_rows(inputs) is not None:  # labelled points, where there are some
+        given = bool(given_rows(inputs).any())
+    if given is not None:
+        rows = rows[given_rows(inputs).to(x.device) == given]
+    rows = rows[:n]
+    return x[rows], rows, batch_inputs(inputs, rows)
 
 
 def first_traces(model, guide, data, inputs: dict, n: int = 2, batch=None):
@@ -198,21 +225,23 @@ def global_sites(model_trace, guide_trace) -> list[str]:
     return [name for name, site in latents.items() if not in_plate(site, plate)]
 
 
-def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | None = None) -> Prepared:
+def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | None = None,
+             full_batch: bool = False, step_inputs: dict | None = None) -> Prepared:
     """The objective as it trains this pair (:func:`summing_out`), or a :class:`UsageError` saying why
     it cannot (:func:`refusal`) — before any work, on the first two training points. A pair that
     fails there (a shape error, a plate that collides with the particles' dim=-2, ...) is refused
     with what failed, not left to fail mid-training: the (eager) training loss and the test bound are
     each evaluated once, in a param-store scope of their own and with the random stream put back.
-    A refusal's advice names only the objectives that these same checks accept for the pair."""
+    A refusal's advice names only the objectives that these same checks accept for the pair.
+    ``step_inputs``: the pair's per-step arguments at the first step, with which training calls it."""
     try:
-        return checked(objective, model, guide, data, inputs, test_inputs)
+        return checked(objective, model, guide, data, inputs, test_inputs, full_batch, step_inputs)
     except Refusal as refused:
         def accepts(name: str) -> bool:
             try:
                 with pyro.get_param_store().scope():
                     checked(objectives.make(name, particles=objective.particles), model, guide, data, inputs,
-                            test_inputs)
+                            test_inputs, full_batch, step_inputs)
                 return True
             except UsageError:
                 return False
@@ -221,17 +250,46 @@ def prepared(objective, model, guide, data, inputs: dict, test_inputs: dict | No
                                            if name != objective.name and accepts(name)])) from None
 
 
-def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | None) -> Prepared:
-    """:func:`prepared` without the review of a refusal's advice."""
-    batch = first_batch(data, inputs)
-    with user_code("the model and guide fail on two training points"):
+def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | None,
+            full_batch: bool = False, step_inputs: dict | None = None) -> Prepared:
+    """:func:`prepared` without the review of a refusal's advice. On semi-supervised data both of the
+    program's paths are checked, unlabelled batches first: what they need (the enumeration of the
+    label in the guide) is what the objective does on every batch."""
+    def batch(given=None):
+        x, idx, named = first_batch(data, inputs, data.x_train.shape[0] if full_batch else 2, given)
+        return x, idx, {**named, **(step_inputs or {})}
+
+    given = given_rows(inputs)
+    if given is None:
+        return checked_on(batch(), objective, model, guide, data, inputs, test_inputs, full_batch=full_batch)
+    labelled = bool(given.any())
+    unlabelled = checked_on(batch(False), objective, model, guide, data, inputs, None if labelled else test_inputs,
+                            " without a label")
+    if not labelled:
+        return unlabelled
+    found = checked_on(batch(True), unlabelled.objective, model, guide, data, inputs, test_inputs,
+                       enumerated_elsewhere=unlabelled.objective is not objective)
+    found.one_at_a_time = found.one_at_a_time or unlabelled.one_at_a_time
+    found.own_scales = {**unlabelled.own_scales, **found.own_scales}
+    return found
+
+
+def some_points(n: int, split: str) -> str:
+    return f"{'two' if n == 2 else n} {split} points"
+
+
+def checked_on(batch, objective, model, guide, data, inputs: dict, test_inputs: dict | None,
+               which: str = "", enumerated_elsewhere: bool = False, full_batch: bool = False) -> Prepared:
+    """:func:`checked` on one batch of training points (two; all of them for a full-batch run)."""
+    points = some_points(batch[0].shape[0], "training")
+    with user_code(f"the model and guide fail on {points}{which}"):
         model_tr, guide_tr = first_traces(model, guide, data, inputs, batch=batch)
     objective = nested(summing_out(objective, model_tr, guide_tr), plate_nesting(model_tr, guide_tr))
-    refused = refusal(objective, model_tr, guide_tr)
+    refused = refusal(objective, model_tr, guide_tr, enumerated_elsewhere, full_batch)
     if refused is not None:
         raise refused
-    n, said = data.x_train.shape[0], round(data_scale(model_tr) * min(2, data.x_train.shape[0]))
-    if data_scale(model_tr) != 1 and said != n:
+    n, said = data.x_train.shape[0], data_size(model_tr)
+    if said is not None and said != n:
         plate = data_plate(model_tr)
         raise UsageError(f"pyro.plate({plate!r}) says the data set has {said} points and the training set has {n}, "
                          f"so every bound would be scaled by {said}/{n}; write pyro.plate({plate!r}, {n}, "
@@ -242,9 +300,10 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
     has_test = test_inputs is not None and data.x_test is not None
     with pyro.get_param_store().scope(), forked_rng(x), torch.no_grad():
         if has_test:  # as the trainer calls it: test points, no idx
-            xt, nt = data.x_test[:2], batch_inputs(test_inputs, slice(0, 2))
-            with user_code("the model and guide run on two training points with their idx but fail on two test "
-                           "points, where they get idx=None"):
+            rows = slice(0, None if full_batch else 2)
+            xt, nt = data.x_test[rows], batch_inputs(test_inputs, rows)
+            with user_code(f"the model and guide run on {points} with their idx but fail on "
+                           f"{some_points(xt.shape[0], 'test')}, where they get idx=None"):
                 first_traces(model, guide, data, test_inputs, batch=(xt, None, nt))
         # every test bound, the weighted losses and Pyro's vectorized ELBOs draw K particles at once, if it can
         why = vectorizable(model, guide, x, idx, max_plate_nesting=nesting, **named) or (
@@ -253,13 +312,13 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
             objective = sequential(objective)
         loss = getattr(objective, "loss", None)
         if loss is not None:
-            with user_code(f"the {objective.name} objective fails on two training points"):
+            with user_code(f"the {objective.name} objective fails on {points}{which}"):
                 loss.loss(model, guide, x, idx, **named)
             if isinstance(loss, WeightedLoss) and loss.splits_params:  # θ and φ by what the computation uses
                 with torch.enable_grad():
                     loss.check_roles(loss.draw(model, guide, x, idx, **named))
         if has_test:
-            with user_code(f"the {objective.name} objective's test bound fails on two test points"):
+            with user_code(f"the {objective.name} objective's test bound fails on {some_points(xt.shape[0], 'test')}"):
                 objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
     return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr), why and one_at_a_time(why))
 
@@ -304,15 +363,21 @@ def describe(model, guide, data) -> list[str]:
     return lines
 
 
-def check(model, guide, data, names=None, particles: int = 2) -> dict[str, str]:
+def check(model, guide, data=None, names=None, particles: int = 2, batch_size: int | None = None) -> dict[str, str]:
     """A one-batch dry run of each objective on a pair: {objective: "ok" or "refused: why"}.
 
-    ``model``/``guide`` as :func:`ppl_vae.fit` takes them; ``data`` a Dataset or a tensor [N, D];
-    ``names`` the objectives (default: every one). Nothing is trained: each objective goes through
+    ``model``/``guide`` as :func:`ppl_vae.fit` takes them (or ``check(Pair(...), data)``); ``data`` a Dataset
+    or a tensor [N, ...]; ``names`` the objectives (default: every one); ``batch_size``: the training's, where
+    it takes the whole data set (a full-batch program). Nothing is trained: each objective goes through
     :func:`prepared` (its refusals, one evaluation of its loss and its test bound), without gradients,
     in a param-store scope of its own and with the random stream put back.
     """
+    if isinstance(model, Pair):
+        (model, guide), data, names = model.programs(), guide, data if names is None else names
+    pair = pair_of(model)  # a Pair's program is checked as training calls it at its first step
+    steps = {name: schedule(0) for name, schedule in pair.step_inputs.items()} if pair else {}
     data = data if isinstance(data, Dataset) else Dataset.from_tensors(data)
+    full_batch = batch_size is not None and batch_size >= data.x_train.shape[0]
     inputs = named_inputs(model, guide, data)
     own_test_bound = getattr(owning_module(guide), "test_bound", None) is not None  # refits q per test point
     test_inputs = None if own_test_bound else named_inputs(model, guide, data, "test")
@@ -322,7 +387,7 @@ def check(model, guide, data, names=None, particles: int = 2) -> dict[str, str]:
         objective = objectives.make(name, particles=particles)
         try:
             with pyro.get_param_store().scope():  # the parameters it creates are nobody's
-                prepared(objective, model, guide, data, inputs, test_inputs)
+                prepared(objective, model, guide, data, inputs, test_inputs, full_batch, steps)
             why = None
         except UsageError as e:
             why = str(e).rstrip(".")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -54,17 +55,18 @@ from ppl_vae.io import checkpoint
 
 from ppl_vae.inference import objectives
 from ppl_vae.device import resolve_device
-from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, steps_per_epoch
+from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, epoch_steps, given_rows
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
 from ppl_vae.inference.checks import prepared
 from ppl_vae.inference.validation import valid_data
 from ppl_vae.inference.jit import compiled
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
-from ppl_vae.inference.optim import Optimizer
+from ppl_vae.inference.extras import WithLosses
+from ppl_vae.inference.optim import Optimizer, takes_lr
 from ppl_vae.inference.vem import VEMStep
-from ppl_vae.inference.weights import data_scale, describe_scale
-from ppl_vae.pair import callables, eval_mode, named_inputs, owning_module, unused_input
+from ppl_vae.inference.weights import data_size, describe_scale
+from ppl_vae.pair import Pair, callables, eval_mode, named_inputs, owning_module, pair_of, unused_input
 from ppl_vae.inference.outputs import Progress, run_files
 from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
 from ppl_vae.text import count
@@ -168,7 +170,10 @@ def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None
         config = Config.from_dict(config, "fit()'s config")
     settings = (config.training if config is not None else TrainingConfig())
     settings = Config.from_dict({**dataclasses.asdict(settings), **training}, "fit()'s keyword arguments").training
-    if is_data(guide) or guide is None and is_data(data):  # fit(make_pair, data, ...): a fresh pair
+    if isinstance(model, Pair):  # fit(Pair(model, guide, ...), data, objective, ...)
+        data, objective = guide, objective if data is None else data
+        model, guide = model.programs()
+    elif is_data(guide) or guide is None and is_data(data):  # fit(make_pair, data, ...): a fresh pair
         make = model
         data, objective = (as_dataset(guide), objective if data is None else data) if is_data(guide) else \
             (as_dataset(data), objective)
@@ -244,6 +249,7 @@ class EpochProgress:
     loss: float = 0.0
     count: int = 0
     seconds: float = 0.0
+    extra: float = 0.0  # Σ of a Pair's extra losses
 
 
 class JointStep:
@@ -251,7 +257,10 @@ class JointStep:
 
     def build(self, trainer) -> None:
         """(Re)build the SVI on the trainer's optimizer; called again after every rollback."""
-        self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=trainer.objective.loss,
+        loss = trainer.objective.loss
+        if trainer.pair is not None and trainer.pair.losses:
+            loss = trainer.extra_losses = WithLosses(loss, trainer.pair)
+        self.svi = GuardedSVI(trainer.model, trainer.guide, trainer.optim, loss=loss,
                               eager=trainer.eager_loss, sync=trainer.step_sync)
 
     def __call__(self, x, idx, **inputs) -> float:
@@ -272,6 +281,14 @@ class Trainer:
             if module is not None:
                 module.to(self.device)
         self.model, self.guide = callables(model, guide)
+        self.pair = pair_of(model)  # a Pair's extras: per-batch arguments, extra losses, step inputs, a hook
+        self.extra_losses: WithLosses | None = None
+        if self.pair is not None and self.pair.losses and not isinstance(step or JointStep(), JointStep):
+            raise UsageError("a Pair's extra losses train with --schedule joint (variational EM steps the model "
+                             "and the guide apart); drop them or train jointly.")
+        if self.pair is not None and self.pair.losses and self.world.parallel:
+            raise UsageError("a Pair's extra losses train in one process (each rank would report its own share); "
+                             "run without torchrun, or drop the extra losses.")
         data = as_dataset(data)
         unused = unused_input(model, guide, data.inputs_train)
         if unused is not None:
@@ -279,6 +296,7 @@ class Trainer:
                              f"so neither would see it; name it as their parameter is named, or leave it out.")
         self.data = data.to(self.device)
         self.inputs = {split: named_inputs(model, guide, self.data, split) for split in ("train", "test")}
+        self.given = given_rows(self.inputs["train"])  # semi-supervised: the points that have every input
         self.objective, self.training = objective, training
         self.step_rule = step or JointStep()
         self.eager_loss = None  # the objective's eager loss, once a JIT-compiled one trains (diagnoses faults)
@@ -308,6 +326,9 @@ class Trainer:
             pyro.set_rng_seed(training.seed)
             self.lr = lr_at(0, **self.schedule)
             self._new_optimizer()
+            if not takes_lr(self.optim.kind) and self.progress and self.world.main:
+                tqdm.write(f"{training.optimizer} has no learning rate, so --lr and its schedule do not apply: its "
+                           f"step size is its own (--optim-args {json.dumps(training.optim_args)})", file=sys.stderr)
             self._create_params()
             self.world.broadcast_params()  # every rank starts from rank 0's weights
             first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the JIT check
@@ -343,7 +364,8 @@ class Trainer:
         return self.agreed_stop if self.world.parallel else self.stop_request.signum
 
     def _new_optimizer(self) -> None:
-        self.optim = Optimizer(self.lr, self.lr_factor, self.training.adam_eps)
+        self.optim = Optimizer(self.lr, self.lr_factor, self.training.adam_eps, self.training.optimizer,
+                               self.training.optim_args)
         self.step_rule.build(self)
 
     # -- run directory and checkpoints ---------------------------------------------------
@@ -421,7 +443,9 @@ class Trainer:
         """Run guide and model once so every Pyro parameter exists with its constraint, and check on
         that batch that the objective can train them (:mod:`ppl_vae.inference.checks`)."""
         found = prepared(self.objective, self.model, self.guide, self.data, self.inputs["train"],
-                         None if self.own_test_bound else self.inputs["test"])
+                         None if self.own_test_bound else self.inputs["test"],
+                         full_batch=self.training.batch_size >= self.data.x_train.shape[0],
+                         step_inputs=self.step_inputs(0))
         model_tr, self.global_sites = found.model_trace, found.global_sites
         self.scaled = describe_scale(found.own_scales) if found.own_scales else None
         if found.one_at_a_time and self.progress and self.world.main:
@@ -430,12 +454,20 @@ class Trainer:
             tqdm.write(f"the program scales its own log-densities ({self.scaled}, poutine.scale): the training bound "
                        f"is of the scaled program, not a bound on log p(x); the test bound and evaluate are of the "
                        f"unscaled program", file=sys.stderr)
+        if self.given is not None and self.progress and self.world.main:
+            names = ", ".join(k for k, v in self.inputs["train"].items() if hasattr(v, "given"))
+            tqdm.write(f"{names} given for {int(self.given.sum())} of {self.given.numel()} training points: labelled and "
+                       f"unlabelled points train in batches apart (the program gets {names}=None for the unlabelled), "
+                       f"so the training bound mixes bounds on log p(x, {names}) and on log p(x)", file=sys.stderr)
+        if self.pair is not None and self.pair.step_inputs and self.progress and self.world.main:
+            tqdm.write(f"the program gets {', '.join(self.pair.step_inputs)} at every training step from the pair's "
+                       f"schedule: the training bound is of the program called so; the test bound and evaluate call "
+                       f"it with its own defaults", file=sys.stderr)
         if found.objective is not self.objective:  # elbo on a model with enumerated sites: they are summed out
             self.objective = found.objective
             self.step_rule.build(self)
         # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
-        scale = data_scale(model_tr)
-        self.full_size = scale * min(2, self.data.x_train.shape[0]) if scale != 1 else None
+        self.full_size = data_size(model_tr)
         if self.world.parallel:
             why = parallel.refusal(self.objective, self.modules["guide"], model_tr, self.training,
                                    self.data.x_train.shape[0], self.world.size)
@@ -454,7 +486,8 @@ class Trainer:
         first, second = (torch.arange(start, start + min(n, b), device=x.device) for start in (0, b if n >= 2 * b else 0))
         self.eager_loss = self.objective.loss
         self.objective, why = compiled(self.objective, self.model, self.guide, (x[first], first), (x[second], second),
-                                       named_inputs=bool(self.inputs["train"]), schedule=self.training.schedule,
+                                       named_inputs=bool(self.inputs["train"] or self.step_inputs()),
+                                       schedule=self.training.schedule,
                                        sizes=sizes)
         if why is not None and self.progress and self.world.main:
             tqdm.write(f"{self.objective.name} trains eagerly, not JIT-compiled: {why}.", file=sys.stderr)
@@ -487,7 +520,15 @@ class Trainer:
 
         Raises :class:`NonFinite` (parameters unchanged) when the loss or a gradient is not finite.
         """
-        return self.step_rule(x, idx, **batch_inputs(self.inputs["train"], idx))
+        loss = self.step_rule(x, idx, **batch_inputs(self.inputs["train"], idx), **self.step_inputs())
+        if self.pair is not None and self.pair.after_step is not None:
+            self.pair.after_step()
+        return loss
+
+    def step_inputs(self, step: int | None = None) -> dict:
+        """The pair's per-step arguments at ``step`` (default: this one, counted from 0), e.g. a KL annealing factor."""
+        step = self.step if step is None else step
+        return {name: schedule(step) for name, schedule in self.pair.step_inputs.items()} if self.pair else {}
 
     def train_epoch(self) -> float:
         """The epoch's remaining steps; returns the mean training bound per data point."""
@@ -495,7 +536,8 @@ class Trainer:
         n = self.data.x_train.shape[0]
         x = self.data.train_epoch(self.epoch)
         order = epoch_generator(self.training.seed, self.epoch, self.device, "permute")
-        chunks = batches(n, self.training.batch_size, order, device=self.device, drop_last=self.training.drop_last)
+        chunks = batches(n, self.training.batch_size, order, device=self.device, drop_last=self.training.drop_last,
+                         given=self.given)
         done = self.in_epoch
         for idx in chunks[done.steps:]:
             start = time.perf_counter()
@@ -506,6 +548,8 @@ class Trainer:
                 raise NonFinite("the loss was not finite")
             done.loss += loss * idx.numel() / self.full_size if self.full_size else loss  # per point, not × N/B
             done.count += idx.numel()
+            if self.extra_losses is not None:
+                done.extra += self.extra_losses.take_total()
             done.steps += 1
             done.seconds += time.perf_counter() - start
             self.step += 1
@@ -573,6 +617,13 @@ class Trainer:
             metrics["test_bound_given"] = self.global_sites
         if self.scaled:  # the train bound is the scaled program's loss
             metrics["train_bound_scaled"] = self.scaled
+        if self.given is not None:  # the mean of labelled points' bounds and unlabelled points' bounds
+            metrics["train_bound_labelled"] = f"{int(self.given.sum())} of {self.given.numel()}"
+        if self.pair is not None and self.pair.step_inputs:  # the train bound is of the program called with these
+            metrics["train_bound_given"] = {k: v.item() if torch.is_tensor(v) else v
+                                            for k, v in self.step_inputs(self.step - 1).items()}
+        if self.extra_losses is not None:  # beside the bound, not in it
+            metrics["train_extra_loss"] = self.in_epoch.extra / max(1, self.in_epoch.count)
         self.in_epoch = EpochProgress()
         self.history.append(metrics)
         for output in self.outputs:
@@ -582,7 +633,8 @@ class Trainer:
 
     def run(self) -> list[dict]:
         """Train up to ``epochs``, from wherever the trainer stands; returns every epoch's metrics."""
-        per_epoch = steps_per_epoch(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last)
+        per_epoch = epoch_steps(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last,
+                                self.given)
         main = self.world.main  # the files and the bar are rank 0's
         self.bar = Progress(self.progress if main else False, self.epochs * per_epoch, self.step, self.epochs,
                             self.objective.name)

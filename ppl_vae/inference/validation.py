@@ -14,7 +14,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from ppl_vae.data import batch_inputs
+from ppl_vae.data import batch_inputs, given_rows
 from ppl_vae.device import forked_rng
 from ppl_vae.errors import user_code
 
@@ -35,12 +35,15 @@ def valid_points(model, guide, x, inputs: dict, split: str, with_idx: bool = Fal
     """:func:`valid_data` for the points ``x`` (and their named inputs; ``with_idx``: the model and guide
     get their indices, as in training): a :class:`UsageError` naming the points and what failed.
     Without gradients, with the random stream put back."""
+    given = given_rows(inputs)
+    groups = [torch.arange(x.shape[0], device=x.device)] if given is None else \
+        [torch.nonzero(given.to(x.device) == flag).squeeze(1) for flag in (True, False)]  # labelled, unlabelled
     with torch.no_grad(), forked_rng(x), pyro.validation_enabled(True):
-        for start in range(0, x.shape[0], VALIDATED_POINTS):
-            part = slice(start, start + VALIDATED_POINTS)
-            xb, ib = x[part], batch_inputs(inputs, part)
-            args = (xb, torch.arange(start, start + xb.shape[0], device=xb.device)) if with_idx else (xb,)
-            with user_code(f"the model and guide fail Pyro's checks on {split} points {start}–"
-                           f"{start + xb.shape[0] - 1}", "; fix the data or the program"):
+        for rows in (part for group in groups for part in group.split(VALIDATED_POINTS)):
+            xb, ib = x[rows], batch_inputs(inputs, rows)
+            args = (xb, rows) if with_idx else (xb,)
+            first, last = int(rows[0]), int(rows[-1])
+            with user_code(f"the model and guide fail Pyro's checks on {split} points {first}–{last}",
+                           "; fix the data or the program"):
                 guide_tr = poutine.trace(guide).get_trace(*args, **ib)
                 poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(*args, **ib).log_prob_sum()

@@ -179,6 +179,28 @@ def data_scale(trace, plate: str | None = None) -> float:
     return 1.0
 
 
+def enumerated_plates(trace, plate: str) -> tuple[int, ...]:
+    """The dims of the plates nested inside the data plate ``plate`` that the trace's enumerated sites sit in
+    (the same for every one), or () when they sit directly in the data plate or there are none."""
+    found = {tuple(sorted(f.dim for f in site["cond_indep_stack"] if f.name not in (plate, "particles")))
+             for name, site in trace.nodes.items() if site["type"] == "sample" and "_enumerate_dim" in site["infer"]}
+    if len(found) > 1:
+        raise ValueError(f"enumerated sites sit in different plates nested inside pyro.plate({plate!r}); they are "
+                         f"summed out only when they share their plates")
+    return found.pop() if found else ()
+
+
+def data_size(trace, plate: str | None = None) -> int | None:
+    """N of a subsampled data plate (``pyro.plate("data", N, subsample=idx)``, or a plate that subsamples
+    itself, as lda.py's guide does), else None."""
+    plate = plate or data_plate(trace)
+    for site in trace.nodes.values():
+        frame = data_frame(site, plate) if site["type"] == "sample" else None
+        if frame is not None and frame.full_size is not None and frame.full_size != frame.size:
+            return frame.full_size
+    return None
+
+
 def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observed: bool = True,
               given_globals: bool = False, plate: str = "data") -> torch.Tensor:
     """Σ over the trace's sample sites of log p(site), reduced to shape [particles, n] (n points in the data
@@ -190,6 +212,11 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
     trace.compute_log_prob()
     total = 0.0
     inner = tuple(range(-max_plate_nesting, -1))  # plates nested between the particle and data dims
+    # enumerated sites in nested plates (lda.py's word_topics in words in documents): each plate element's
+    # values are summed out apart, log Σ_k, before its plate is summed, Σ_w; the terms with enumerated dims
+    # keep those plates' dims until then (every enumerated site must sit in the same nested plates)
+    per_element = enumerated_plates(trace, plate)
+    enumerated = 0.0
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site) or (site["is_observed"] and not observed):
             continue
@@ -199,9 +226,6 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
         if plate not in plates:
             raise ValueError(f"sample site {name!r} is outside pyro.plate({plate!r}); per-data-point "
                              f"importance weights need every latent variable to be local")
-        if "_enumerate_dim" in site["infer"] and plates - {plate, "particles"}:
-            raise ValueError(f"enumerated site {name!r} sits in a plate nested inside pyro.plate({plate!r}); "
-                             f"only sites directly in the data plate are summed out")
         if "_enumerate_dim" in site["infer"]:
             # unmasked, as in TraceEnum_ELBO: a point whose value is observed (obs_mask) sums the site's
             # normalized p over its support to 1; masked to 0, the sum would count each value once, log C
@@ -209,7 +233,14 @@ def per_point(trace, particles: int, n: int, max_plate_nesting: int = 1, observe
         else:  # masked; without the data plate's N/B and without any scale the program sets itself
             lp = scale_and_mask(site["unscaled_log_prob"], subsample_scale(site, skip=(plate,)), site["mask"])
         nested = tuple(d for d in inner if lp.dim() >= -d)  # with no particle dim (one at a time) they may be fewer
+        if per_element and lp.dim() > max_plate_nesting + 1:  # it has enumerated dims: sum them out first
+            now = tuple(d for d in nested if d not in per_element)
+            enumerated = enumerated + (lp.sum(now, keepdim=True) if now else lp)
+            continue
         total = total + (lp.sum(nested) if nested else lp)
+    if torch.is_tensor(enumerated):
+        enumerated = enumerated.flatten(0, -(max_plate_nesting + 2)).logsumexp(0)  # [particles, inner..., n]
+        total = total + enumerated.sum(inner)
     if not torch.is_tensor(total):  # no sites, e.g. a guide that samples nothing: log 1
         return total
     if total.dim() > 2:

@@ -73,7 +73,8 @@ def reconstructions(model, guide, data, path: str, n: int = 10, inputs: dict | N
     x, given = data.x_test[idx], batch_inputs(inputs, idx)
     if x.shape[0] < 2 * n:
         raise UsageError(f"the test set has {x.shape[0]} images; the reconstruction figure needs {2 * n}.")
-    recon = latents.decode(model, latents.posterior_means(guide, x, inputs=given), data.x_dim, given)
+    recon = latents.decode(model, latents.posterior_means(guide, x, inputs=given), data.x_shape, given)
+    x, recon = x.flatten(1), recon.flatten(1)  # for the mosaic, whatever shape the program takes
     rows = torch.stack([x[:n], recon[:n], x[n:], recon[n:]])
     fig, ax = figures.figure(*SIZES["reconstructions"])
     figures.show_mosaic(ax, figures.mosaic(_grid(rows, 4, n), data.image_shape),
@@ -86,12 +87,12 @@ def reconstructions(model, guide, data, path: str, n: int = 10, inputs: dict | N
 def prior_samples(model, data, path: str, n: int = 10, inputs: dict | None = None) -> str:
     """An n × n grid of E[x | z] for z ~ p(z); with ``inputs``, row i given those of one test image
     (the labels cycle through the classes)."""
-    like = data.x_test[:1].expand(n * n, -1)
+    like = data.x_test[:1].expand(n * n, *data.x_shape)
     rows = examples(data, n).to(data.device).repeat_interleave(n) if inputs else None
     given = batch_inputs(inputs, rows) if inputs else None
     p = latents.prior(model, like, given)
     z = p.sample() if p.batch_shape == (n * n,) else p.sample((n * n,))  # batch shape [N] or []
-    images = latents.decode(model, z, data.x_dim, given)
+    images = latents.decode(model, z, data.x_shape, given)
     fig, ax = figures.figure(*SIZES["prior_samples"])
     names = ", ".join(inputs or ())
     title = (f"E[x | z, {names}] for {n * n} draws z ~ p(z), each row's {names} a test image's" if inputs
@@ -163,7 +164,7 @@ def manifold(model, guide, data, path: str, n: int = 15, lo: float = 0.05, hi: f
     z = loc.repeat(n * n, 1)
     z[:, a] = (loc[a] + scale[a] * q).repeat(n)                     # left to right
     z[:, b] = (loc[b] + scale[b] * q.flip(0)).repeat_interleave(n)  # bottom to top
-    images = latents.decode(model, z, data.x_dim)
+    images = latents.decode(model, z, data.x_shape)
     fig, ax = figures.figure(*SIZES["manifold"])
     figures.show_mosaic(ax, figures.mosaic(_grid(images, n, n), data.image_shape),
                         title=f"E[x | z] over prior quantiles {lo:.0%}…{hi:.0%}")
@@ -257,7 +258,8 @@ def interpolations(model, guide, data, path: str, pairs: int = 6, steps: int = 1
     start, end = m[0::2], m[1::2]
     t = torch.linspace(0, 1, steps, device=m.device)[None, :, None]
     z = (1 - t) * start[:, None] + t * end[:, None]                   # [pairs, steps, d]
-    decoded = latents.decode(model, z.reshape(pairs * steps, -1), data.x_dim).reshape(pairs, steps, -1)
+    decoded = latents.decode(model, z.reshape(pairs * steps, -1), data.x_shape).reshape(pairs, steps, -1)
+    x = x.flatten(1)
     blank = torch.zeros_like(x[0::2, None])  # sets the test images apart from the decoded ones
     rows = torch.cat([x[0::2, None], blank, decoded, blank, x[1::2, None]], 1)
     fig, ax = figures.figure(*SIZES["interpolations"])

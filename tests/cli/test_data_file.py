@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import ppl_vae
 from helpers import one_line_error, run_cli
 
 PAIR = '''
@@ -24,12 +25,15 @@ class CVAE(nn.Module):
 
     def model(self, x, y):
         pyro.module("cvae", self)
+        assert x.shape[1:] == (8, 8), x.shape  # as the file holds them, not flattened
+        x = x.reshape(x.shape[0], -1)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
             onehot = nn.functional.one_hot(y, 10).to(x).expand(*z.shape[:-1], 10)
             pyro.sample("x", dist.Bernoulli(logits=self.decoder(torch.cat([z, onehot], -1))).to_event(1), obs=x)
 
     def guide(self, x, y):
+        x = x.reshape(x.shape[0], -1)
         with pyro.plate("data", x.shape[0]):
             loc, log_scale = self.encoder(x).chunk(2, -1)
             pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
@@ -63,6 +67,8 @@ def test_a_pair_trains_evaluates_and_reports_on_a_data_file(files, capsys):
     assert code == 0 and "test NLL = −log p(x | y)" in out and "12 test points" in out, err  # a fifth of 60
     code, _, err = run_cli(["report", run], capsys)
     assert code == 0, err
+    (run / "report.md").unlink()
+    assert ppl_vae.report(run) == str(run / "report.md") and (run / "report.md").is_file()  # the same from Python
 
     torch.save({"x": torch.rand(60, 8, 8), "y": torch.zeros(60, dtype=torch.long)}, files / "digits.pt")
     line = one_line_error(*run_cli(["evaluate", run], capsys)[::2])

@@ -170,8 +170,17 @@ def test_programs_without_per_point_bounds_are_refused_before_training(make, obj
     ppca, guide = ppca.float(), guide.float()
     before = {k: v.clone() for k, v in ppca.state_dict().items()}
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        fit(*make(ppca, guide), Dataset.from_tensors(x), objective, epochs=1, progress=False, device="cpu")
+        fit(*make(ppca, guide), Dataset.from_tensors(x), objective, epochs=1, batch_size=N // 2, progress=False,
+            device="cpu")
     assert all(torch.equal(v, ppca.state_dict()[k]) for k, v in before.items())  # no step was taken
+
+
+def test_a_global_latent_trains_without_subsampling_when_every_step_sees_the_whole_data_set():
+    """sparse_gamma_def.py's protocol: pyro.plate('data', x.shape[0]) is the data set's size when the batch is."""
+    ppca, guide, x = setup()
+    history = fit(*global_latent_pair(ppca.float(), guide.float()), Dataset.from_tensors(x, x), "elbo", epochs=1,
+                  batch_size=N, progress=False, device="cpu")
+    assert history[-1]["test_bound_given"] == ["mu"]
 
 
 def test_an_enumerated_site_is_summed_out_by_the_importance_weighted_objectives():

@@ -64,6 +64,8 @@ class ScoreFunction(Messenger):
         if msg["is_observed"] or site_is_subsample(msg):
             return
         msg["fn"] = without_rsample(msg["fn"])
+        if "baseline" in msg["infer"]:  # the program declares its own, as TraceGraph_ELBO would use it
+            return
         options = self.baseline(msg) if self.baseline is not None else None
         if options is not None:
             msg["infer"] = {**msg["infer"], "baseline": options}
@@ -76,7 +78,10 @@ class ScoreELBO(TraceGraph_ELBO):
     b̄ ← β b̄ + (1 − β) cost, kept per mini-batch position; or ``"nn"``, that average plus a
     network b_ψ(x) per site (one hidden layer) trained by Pyro on (cost − b̄ − b_ψ(x))²
     alongside θ and φ: the network learns what the average misses, as in NVIL's centred
-    learning signal (Mnih & Gregor 2014).
+    learning signal (Mnih & Gregor 2014); a global site (outside the data plate) keeps the average
+    alone. A site whose program declares its own baseline
+    (``infer={"baseline": {...}}``, e.g. AIR's ``nn_baseline`` for z_pres) keeps it, as
+    ``TraceGraph_ELBO`` would.
     """
 
     def __init__(self, baseline: str | None = None, beta: float | None = None, **kwargs):
@@ -107,7 +112,10 @@ class ScoreELBO(TraceGraph_ELBO):
         return {"use_decaying_avg_baseline": True, "baseline_beta": self.beta}
 
     def _network(self, msg, x):
+        if not any(f.dim == -1 and f.size == x.shape[0] for f in msg["cond_indep_stack"]):
+            return self._average(msg)  # a global site: one value for the batch, no per-point input to learn from
         key = msg["name"].replace(".", "_")
+        x = x.reshape(x.shape[0], -1).float()  # one vector per data point, whatever the data's shape and dtype
         if key not in self.nets:
             with torch.random.fork_rng(devices=[]):  # leave the run's random stream as it was
                 torch.manual_seed(0)

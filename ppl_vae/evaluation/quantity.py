@@ -13,7 +13,9 @@ whatever it holds, so the number they estimate is named from the program itself,
   which of them the value came from cannot be told.
 
 Observed sites are named by their site names, except the one whose value is the data tensor (in
-any shape: ``obs=x.reshape(-1, 784)`` counts), which is ``x``.
+any shape: ``obs=x.reshape(-1, 784)`` counts), which is ``x``, and sites whose values are parts of
+the data tensor that together make all of it (dmm.py observes ``mini_batch[:, t - 1, :]`` at each
+time step t), which are ``x`` too.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ def same_values(a, b) -> bool:
             and torch.equal(a.detach().reshape(-1).double(), b.detach().reshape(-1).double()))
 
 
+def positions_in(value, x: torch.Tensor) -> torch.Tensor | None:
+    """The flat positions in ``x`` (contiguous) of the elements ``value`` views — ``x[:, t]`` is a part of
+    x — or None when ``value`` is not a view into x's memory."""
+    if not (torch.is_tensor(value) and torch.is_tensor(x) and x.is_contiguous() and value.numel()
+            and value.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()):
+        return None
+    offsets = torch.zeros(value.shape, dtype=torch.long)
+    for d, (size, stride) in enumerate(zip(value.shape, value.stride())):
+        offsets += (torch.arange(size) * stride).view([-1 if i == d else 1 for i in range(value.dim())])
+    found = offsets.reshape(-1) + (value.storage_offset() - x.storage_offset())
+    return found if bool(((found >= 0) & (found < x.numel())).all()) else None
+
+
 def observed_quantity(model, guide, x, inputs: dict | None = None, model_fn=None) -> dict:
     """{"quantity": "log p(x, y | c)", "observed": {site: what it holds}, "given": [names]} for the pair
     (Pyro callables called the trainer's way, ``model(x, **inputs)``) on the first points of ``x``.
@@ -44,11 +59,19 @@ def observed_quantity(model, guide, x, inputs: dict | None = None, model_fn=None
     with torch.no_grad(), forked_rng(x):
         guide_tr = poutine.trace(guide).get_trace(xb, **ib)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(xb, **ib)
+    sites = [(name, site) for name, site in model_tr.nodes.items()
+             if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)]
+    parts = {name: positions_in(site["value"], xb) for name, site in sites}
+    covered = torch.zeros(xb.numel(), dtype=torch.bool)
+    for found in parts.values():
+        if found is not None:
+            covered[found] = True
+    whole = bool(covered.all())  # the parts make all of x (one site per time step)
     observed, labels = {}, []
-    for name, site in model_tr.nodes.items():
-        if site["type"] != "sample" or not site["is_observed"] or site_is_subsample(site):
-            continue
-        if same_values(site["value"], xb):
+    for name, site in sites:
+        if whole and parts[name] is not None and not same_values(site["value"], xb):
+            observed[name], label = "part of the data x", "x"
+        elif same_values(site["value"], xb):
             observed[name], label = "the data x", "x"
         else:
             source = next((k for k, v in ib.items() if same_values(site["value"], v)), None)

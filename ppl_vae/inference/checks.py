@@ -217,6 +217,7 @@ class Prepared:
     global_sites: list
     own_scales: dict  # sites the program scales itself (poutine.scale), beyond subsampling
     one_at_a_time: str | None = None  # why particles are drawn one pass each, if they are
+    enumerates: bool = False  # whether the program marks sites for enumeration (on this batch's path)
 
 
 def global_sites(model_trace, guide_trace) -> list[str]:
@@ -268,7 +269,7 @@ def checked(objective, model, guide, data, inputs: dict, test_inputs: dict | Non
     if not labelled:
         return unlabelled
     found = checked_on(batch(True), unlabelled.objective, model, guide, data, inputs, test_inputs,
-                       enumerated_elsewhere=unlabelled.objective is not objective)
+                       enumerated_elsewhere=unlabelled.enumerates)
     found.one_at_a_time = found.one_at_a_time or unlabelled.one_at_a_time
     found.own_scales = {**unlabelled.own_scales, **found.own_scales}
     return found
@@ -320,7 +321,9 @@ def checked_on(batch, objective, model, guide, data, inputs: dict, test_inputs: 
         if has_test:
             with user_code(f"the {objective.name} objective's test bound fails on {some_points(xt.shape[0], 'test')}"):
                 objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
-    return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr), why and one_at_a_time(why))
+    enumerates = bool(enumerated_sites(model_tr, guide_tr) or guide_enumerated_sites(guide_tr))
+    return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr), why and one_at_a_time(why),
+                    enumerates)
 
 
 def has_closed_form_kl(q, p) -> bool:

@@ -87,3 +87,20 @@ def test_log_p_of_y_is_subtracted_only_where_it_depends_on_no_latent():
     pair = Dependent("joint")
     result = evaluate(pair, pair, x, particles=3, inputs={"ys": ys})
     assert result["quantity"] == "log p(x, y)" and "conditional_quantity" not in result
+
+
+@pytest.mark.parametrize("steps, quantity", [(2, "log p(x)"), (1, "log p(obs_0 | x)")])
+def test_time_steps_observed_one_site_each_are_the_data_when_together_they_are_all_of_it(steps, quantity):
+    """dmm.py observes mini_batch[:, t - 1, :] at each time step: all of them together are x."""
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(D), 1.0).to_event(1))
+            for t in range(steps):
+                pyro.sample(f"obs_{t}", dist.Normal(z, 1.0).to_event(1), obs=x[:, t, :])
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x.new_zeros(D), 1.0).to_event(1))
+
+    result = evaluate(model, guide, torch.randn(N, 2, D), particles=10)
+    assert result["quantity"] == quantity

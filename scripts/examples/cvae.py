@@ -28,6 +28,7 @@ class Decoder(nn.Module):
 
     def model(self, x, y):
         pyro.module("decoder", self)
+        x = x.reshape(x.shape[0], -1)  # images as vectors, whether the data holds them so or [N, 8, 8]
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", dist.Normal(x.new_zeros(self.z_dim), 1.0).to_event(1))
             label = F.one_hot(y, CLASSES).to(x).expand(*z.shape[:-1], CLASSES)  # [particles, batch, classes]
@@ -43,6 +44,7 @@ class Encoder(nn.Module):
 
     def guide(self, x, y):
         pyro.module("encoder", self)
+        x = x.reshape(x.shape[0], -1)
         with pyro.plate("data", x.shape[0]):
             loc, log_scale = self.net(torch.cat([x, F.one_hot(y, CLASSES).to(x)], -1)).chunk(2, -1)
             pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))

@@ -167,6 +167,8 @@ def main(argv=None) -> dict:
     if args.save:
         torch.save({**{f"train/{k}": v for k, v in train.items()}, **{f"test/{k}": v for k, v in test.items()}},
                    args.save)
+        print(f"wrote {args.save}: x [N, T, D] and lengths [N], {len(train['x'])} training and {len(test['x'])} "
+              f"test sequences")
         return {"saved": args.save}
     history = fit(make_pair, Dataset.from_tensors(train, test), "elbo", epochs=args.epochs, batch_size=20,
                   lr=3e-3, optimizer="ClippedAdam", optim_args={"clip_norm": 10.0, "lrd": 0.9999}, seed=args.seed,

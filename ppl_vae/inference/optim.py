@@ -34,17 +34,19 @@ from ppl_vae.errors import UsageError
 
 FORMAT = 2  # 1: pyro.optim's {name: one torch optimizer's state}; 2: this module's
 PYRO_OPTIMIZERS = {"ClippedAdam": ClippedAdam, "AdagradRMSProp": AdagradRMSProp}  # torch optimizers Pyro defines
+UNFIT = ("SparseAdam", "LBFGS")  # sparse gradients only (the local guide's table has its own); needs a closure
 
 
 def optimizer_class(name: str, args: dict | None = None) -> type:
     """The torch optimizer class named ``name`` (``torch.optim``'s, or Pyro's :data:`PYRO_OPTIMIZERS`), once
     its constructor is known to take ``args``; else one sentence saying what to pass."""
     found = PYRO_OPTIMIZERS.get(name) or getattr(torch.optim, name, None)
-    if name == "SparseAdam" or not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+    if name in UNFIT or not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
         known = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type)
-                       and issubclass(c, torch.optim.Optimizer) and c not in (torch.optim.Optimizer, torch.optim.SparseAdam))
-        raise UsageError(f"--optimizer {name!r} is not a torch.optim optimizer nor one of Pyro's; choose one of "
-                         f"{', '.join(sorted(PYRO_OPTIMIZERS) + known)}.")
+                       and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer and n not in UNFIT)
+        what = "needs what one step cannot give it (sparse gradients; a closure)" if name in UNFIT else \
+            "is not a torch.optim optimizer nor one of Pyro's"
+        raise UsageError(f"--optimizer {name!r} {what}; choose one of {', '.join(sorted(PYRO_OPTIMIZERS) + known)}.")
     args = dict(args or {})
     if "lr" in args:
         raise UsageError(f"--optim-args sets lr, which is the run's --lr (with its schedule); pass --lr instead.")

@@ -42,6 +42,7 @@ def test_other_optimizers_train(images, name, args):
 
 @pytest.mark.parametrize("settings, message", [
     (dict(optimizer="Adamm"), "is not a torch.optim optimizer nor one of Pyro's"),
+    (dict(optimizer="LBFGS"), "needs what one step cannot give it"),
     (dict(optim_args={"lr": 0.1}), "pass --lr instead"),
     (dict(optimizer="SGD", optim_args={"clip_norm": 1.0}), "do not fit SGD's constructor"),
 ])

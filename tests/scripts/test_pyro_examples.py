@@ -236,3 +236,33 @@ def test_the_dmm_example_saves_its_sequences_for_the_command_line(tmp_path):
     example("dmm")["main"](["--save", str(path)])
     saved = torch.load(path, weights_only=True)
     assert set(saved) == {"train/x", "train/lengths", "test/x", "test/lengths"} and saved["train/x"].shape[1:] == (12, 6)
+
+
+def annealed_model(x, factor=1.0):
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", pyro.distributions.Normal(x.new_zeros(1), 1.0).to_event(1))
+        with poutine.scale(scale=factor):
+            pyro.sample("x", pyro.distributions.Normal(z, 1.0).to_event(1), obs=x)
+
+
+def shifted_guide(x, factor=1.0):
+    loc = pyro.param("loc", torch.zeros(1))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", pyro.distributions.Normal(x + loc, 1.0).to_event(1))
+
+
+def make_annealed(data):
+    penalty = lambda model, guide, x: pyro.param("loc").square().sum() * x.shape[0]  # noqa: E731
+    return Pair(annealed_model, shifted_guide, step_inputs={"factor": lambda step: min(1.0, 0.5 + 0.1 * step)},
+                losses=[penalty])
+
+
+def test_a_pair_with_step_inputs_and_an_extra_loss_resumes_exactly(tmp_path):
+    x = torch.randn(12, 1, generator=torch.Generator().manual_seed(0))
+    data, settings = Dataset.from_tensors(x, x), dict(batch_size=4, lr=0.1, progress=False, device="cpu")
+    whole = fit(make_annealed, data, epochs=2, **settings)
+    fit(make_annealed, data, epochs=1, out=str(tmp_path / "run"), **settings)
+    resumed = fit(make_annealed, data, epochs=2, out=str(tmp_path / "run"), resume=True, **settings)
+    assert resumed[-1] == {**whole[-1], "seconds": resumed[-1]["seconds"]}
+    assert whole[-1]["train_bound_given"] == {"factor": 1.0} and whole[0]["train_bound_given"] == {"factor": 0.7}
+    assert whole[-1]["train_extra_loss"] > 0

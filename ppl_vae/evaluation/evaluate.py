@@ -201,7 +201,7 @@ def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_el
     n = int(x.shape[0])
     if hasattr(module, "log_marginal"):
         with torch.no_grad():
-            ll_mean, ll_se = mean_and_se(module.log_marginal(x))
+            ll_mean, ll_se = mean_and_se(module.log_marginal(x, **(inputs or {})))  # the LGSSM's takes lengths
         return {"estimate": "exact", "test_log_px": ll_mean, "test_nll": -ll_mean, "test_nll_se": ll_se, "n": n}
     valid_points(model, guide, x, inputs or {}, "test")  # once, so that the K particles run without the checks
     point_masses, globals_, nesting = latent_sites(model, guide, x, inputs)

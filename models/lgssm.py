@@ -15,7 +15,9 @@ and the posterior factorizes backwards in time (the smoother's backward kernel),
     J_t = P_{t|t} Aᵀ P_{t+1|t}⁻¹,   p(z_L | x_{1:L}) = N(m_{L|L}, P_{L|L}).
 
 ``model`` is the Pyro program (a data plate over sequences, ``pyro.markov`` over time, masks past
-each length). ``exact_guide`` samples that posterior, so its ELBO is log p(x) for every draw;
+each length); ``init`` and ``step`` are the same model one time step at a time, the form Pyro's
+``SMCFilter`` and the SMC bounds (:mod:`ppl_vae.inference.smc`) take, with :class:`Bootstrap` (the
+transition as proposal) and :class:`LinearProposal` (a learned q(z_t | z_{t−1}, x_t)) as guides. ``exact_guide`` samples that posterior, so its ELBO is log p(x) for every draw;
 ``marginal_guide`` samples the smoothing marginals p(z_t | x_{1:L}) independently across time, a
 guide whose ELBO falls short of log p(x) by the mutual information it ignores. ``log_marginal`` is
 what ``ppl_vae.evaluate`` reports as exact.
@@ -59,6 +61,20 @@ class LGSSM(nn.Module):
                 scale = x.new_full((self.A.shape[0],), self.init_scale) if z is None else q
                 z = pyro.sample(f"z_{t}", dist.Normal(loc, scale).to_event(1).mask(mask[:, t]))
                 pyro.sample(f"x_{t}", dist.Normal(z @ self.C.T, r).to_event(1).mask(mask[:, t]), obs=x[:, t])
+
+    def init(self, state: dict, x) -> None:
+        state["z"] = None
+
+    def step(self, state: dict, x_t) -> None:
+        """One time step of ``model``: z_t | z_{t−1} and x_t | z_t for a batch of sequences, z_{t−1} from ``state``."""
+        pyro.module("lgssm", self)
+        z_prev = state["z"]
+        loc = x_t.new_zeros(self.A.shape[0]) if z_prev is None else z_prev @ self.A.T
+        scale = x_t.new_full((self.A.shape[0],), self.init_scale) if z_prev is None else self.log_q.exp()
+        with pyro.plate("sequences", x_t.shape[0]):
+            z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.C.T, self.log_r.exp()).to_event(1), obs=x_t)
+        state["z"] = z
 
     # -- exact answers -------------------------------------------------------------------
 
@@ -143,3 +159,41 @@ class LGSSM(nn.Module):
             for t in range(x.shape[1]):
                 pyro.sample(f"z_{t}", dist.MultivariateNormal(means[:, t], covariance_matrix=covs[:, t])
                             .mask(mask[:, t]))
+
+
+class Bootstrap:
+    """The bootstrap particle filter's proposal (Gordon et al. 1993): z_t from the model's own transition,
+    so each incremental weight is p(x_t | z_t)."""
+
+    def __init__(self, lgssm: LGSSM):
+        self.lgssm = lgssm
+
+    def init(self, state: dict, x) -> None:
+        pass
+
+    def step(self, state: dict, x_t) -> None:
+        m, z_prev = self.lgssm, state["z"]
+        loc = x_t.new_zeros(m.A.shape[0]) if z_prev is None else z_prev @ m.A.T
+        scale = x_t.new_full((m.A.shape[0],), m.init_scale) if z_prev is None else m.log_q.exp()
+        with pyro.plate("sequences", x_t.shape[0]):
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+
+class LinearProposal(nn.Module):
+    """A learned proposal q_φ(z_t | z_{t−1}, x_t) = N(W z_{t−1} + V x_t + c, diag σ²) (z_0 = 0)."""
+
+    def __init__(self, x_dim: int, z_dim: int):
+        super().__init__()
+        self.W, self.V = nn.Linear(z_dim, z_dim, bias=False), nn.Linear(x_dim, z_dim)
+        self.log_scale = nn.Parameter(torch.zeros(z_dim))
+
+    def init(self, state: dict, x) -> None:
+        pass
+
+    def step(self, state: dict, x_t) -> None:
+        pyro.module("proposal", self)
+        z_prev = state["z"]
+        loc = self.V(x_t) + (0 if z_prev is None else self.W(z_prev))
+        with pyro.plate("sequences", x_t.shape[0]):
+            pyro.sample("z", dist.Normal(loc, self.log_scale.exp()).to_event(1))
+

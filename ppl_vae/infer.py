@@ -22,6 +22,8 @@ class                         estimator                                         
 :class:`STL`                  the ELBO, path derivative only                          Roeder et al. 2017
 :class:`DReG`                 L_K, doubly-reparameterized guide gradient             Tucker et al. 2019
 :class:`ScoreFunctionELBO`    the ELBO by the score function, optional baselines      Ranganath et al. 2014
+:class:`FIVO`                 E log p̂_K(x_{1:T}) of a particle filter, resampling    Maddison et al. 2017;
+                              every step (models in SMCFilter's step form)           Le et al. 2018
 ============================  ====================================================  =====================
 
 w_k = p_θ(x, z_k) / q_φ(z_k | x) per data point, K = ``num_particles`` drawn at once in a plate left of
@@ -37,6 +39,9 @@ log-densities (a scale has no meaning inside the non-linear bounds), a latent si
 
 from __future__ import annotations
 
+import pyro
+import torch
+
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.dreg import DReGLoss
 from ppl_vae.inference.objectives.iwae import IWAELoss
@@ -44,6 +49,7 @@ from ppl_vae.inference.objectives.renyi import RenyiLoss
 from ppl_vae.inference.objectives.rws import RWSLoss
 from ppl_vae.inference.objectives.score import ScoreELBO
 from ppl_vae.inference.objectives.stl import STLLoss
+from ppl_vae.inference.smc import smc_log_marginal
 
 
 def _particles(num_particles: int) -> int:
@@ -108,3 +114,31 @@ class ScoreFunctionELBO(ScoreELBO):
 
 
 __all__ = ["DReG", "IWAE", "RWS", "Renyi", "STL", "ScoreFunctionELBO"]
+
+
+class FIVO(pyro.infer.ELBO):
+    """The filtering variational objective (FIVO; AESMC, Le et al. 2018; Naesseth et al. 2018): the log of a
+    particle filter's unbiased estimate of p(x_{1:T}), K = ``num_particles`` particles resampled after every
+    step, trained by its reparameterized gradient with the resampling terms dropped
+    (:func:`ppl_vae.inference.smc.smc_log_marginal`). The model and guide come in the step form of Pyro's
+    ``SMCFilter`` (objects with ``init(state, x)`` and ``step(state, x_t)``); called as
+    ``svi.step(x, lengths)`` with x [B, T, ...]. The loss is −Σ over the batch's sequences."""
+
+    def __init__(self, num_particles: int = 1):
+        super().__init__(num_particles=_particles(num_particles))
+
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError("FIVO traces one time step at a time (ppl_vae.inference.smc)")
+
+    def differentiable_loss(self, model, guide, x, lengths=None):
+        return -smc_log_marginal(model, guide, x, self.num_particles, lengths).sum()
+
+    def loss(self, model, guide, x, lengths=None) -> float:
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, x, lengths).item()
+
+    def loss_and_grads(self, model, guide, x, lengths=None) -> float:
+        loss = self.differentiable_loss(model, guide, x, lengths)
+        loss.backward()
+        return loss.item()
+

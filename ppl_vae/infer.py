@@ -21,6 +21,7 @@ class                         estimator                                         
 :class:`RWS`                  L_K for θ, wake-φ Σ_k w̃_k ∇_φ log q_φ(z_k | x) for φ    Bornschein & Bengio 2015
 :class:`STL`                  the ELBO, path derivative only                          Roeder et al. 2017
 :class:`DReG`                 L_K, doubly-reparameterized guide gradient             Tucker et al. 2019
+:class:`VIMCO`                L_K, leave-one-out score function for the guide        Mnih & Rezende 2016
 :class:`ScoreFunctionELBO`    the ELBO by the score function, optional baselines      Ranganath et al. 2014
 :class:`FIVO`                 E log p̂_K(x_{1:T}) of a particle filter, resampling    Maddison et al. 2017;
                               every step (models in SMCFilter's step form)           Le et al. 2018
@@ -49,6 +50,7 @@ from ppl_vae.inference.objectives.renyi import RenyiLoss
 from ppl_vae.inference.objectives.rws import RWSLoss
 from ppl_vae.inference.objectives.score import ScoreELBO
 from ppl_vae.inference.objectives.stl import STLLoss
+from ppl_vae.inference.objectives.vimco import VIMCOLoss
 from ppl_vae.inference.smc import smc_log_marginal
 
 
@@ -82,6 +84,17 @@ class RWS(RWSLoss):
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, vectorize_particles: bool = True):
         super().__init__(_particles(num_particles), max_plate_nesting, vectorize_particles)
+
+
+class VIMCO(VIMCOLoss):
+    """:class:`~ppl_vae.inference.objectives.vimco.VIMCOLoss` (the IWAE bound with the leave-one-out score
+    function for the guide; any guide, discrete latents included) with Pyro's constructor conventions."""
+
+    def __init__(self, num_particles: int = 2, max_plate_nesting: int = 1, vectorize_particles: bool = True):
+        if _particles(num_particles) < 2:
+            raise UsageError(f"VIMCO's baseline for each particle is built from the others, so it needs "
+                             f"num_particles ≥ 2, got {num_particles}.")
+        super().__init__(num_particles, max_plate_nesting, vectorize_particles)
 
 
 class STL(STLLoss):

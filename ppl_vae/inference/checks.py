@@ -91,7 +91,7 @@ def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = Fa
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return Refusal(f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective "
                        f"does not do: it would sample the site from the prior instead of summing it out",
-                       ("elbo", "iwae", "renyi", "rws", "stl", "dreg"), because=", which sum it out")
+                       ("elbo", "iwae", "renyi", "rws", "stl", "dreg", "vimco"), because=", which sum it out")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
             if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):

@@ -91,11 +91,11 @@ def binary_guide(x, idx=None):
 @pytest.mark.parametrize("name", ["iwae", "renyi", "stl", "dreg"])
 def test_objectives_that_need_rsample_refuse_a_guide_without_it(name):
     _, _, x = setup()
-    with pytest.raises(UsageError, match=f"objective '{name}'.*site 'z'.*use rws or score instead"):
+    with pytest.raises(UsageError, match=f"objective '{name}'.*site 'z'.*use rws, vimco or score instead"):
         make(name, particles=3).loss.loss_and_grads(binary_model, binary_guide, x)
 
 
-@pytest.mark.parametrize("name", ["rws", "score", "score-avg", "score-nn"])
+@pytest.mark.parametrize("name", ["rws", "vimco", "score", "score-avg", "score-nn"])
 def test_rws_and_score_function_train_a_discrete_user_guide(name):
     _, _, x = setup()
     svi = pyro.infer.SVI(binary_model, binary_guide, pyro.optim.Adam({"lr": 0.05}), loss=make(name, particles=3).loss)

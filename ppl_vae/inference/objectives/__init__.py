@@ -23,6 +23,7 @@ from ppl_vae.inference.objectives.renyi import renyi
 from ppl_vae.inference.objectives.rws import rws
 from ppl_vae.inference.objectives.score import score, score_avg, score_nn
 from ppl_vae.inference.objectives.stl import stl
+from ppl_vae.inference.objectives.vimco import vimco
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "elbo": elbo,
@@ -35,13 +36,15 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "rws": rws,
     "stl": stl,
     "dreg": dreg,
+    "vimco": vimco,
     "enum": enum,
     "mmd": mmd,
 }
 # The inference methods for continuous latents that `ppl-vae compare` runs by default, each a bound on
-# log p(x); `enum` sums discrete latents out exactly and is the Gaussian mixture's objective, and `mmd`
-# is not a bound (it compares the aggregate posterior with the prior).
-COMPARED = tuple(name for name in OBJECTIVES if name not in ("enum", "mmd"))
+# log p(x); `enum` sums discrete latents out exactly and is the Gaussian mixture's objective, `mmd`
+# is not a bound (it compares the aggregate posterior with the prior), and `vimco`, the score function
+# of the IWAE bound, is for discrete latents (`--objectives vimco` runs it).
+COMPARED = tuple(name for name in OBJECTIVES if name not in ("enum", "mmd", "vimco"))
 
 
 def options_of(name: str) -> tuple[str, ...]:

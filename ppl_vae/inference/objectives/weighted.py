@@ -182,7 +182,7 @@ class Particles:
             if not site["fn"].has_rsample:
                 raise Refusal(f"objective {objective!r} differentiates through the guide's samples, but site {name!r} "
                               f"draws from {type(site['fn']).__name__}, which has no reparameterized sampler",
-                              ("rws", "score"), because=" instead")
+                              ("rws", "vimco", "score"), because=" instead")
 
 
 class WeightedLoss(ELBO):

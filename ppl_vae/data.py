@@ -35,7 +35,8 @@ Semi-supervised data: a named input may be missing for some training points — 
 input as a tensor for a labelled batch and as ``None`` for an unlabelled one, as Pyro's
 semi-supervised VAE (``ss_vae_M2.py``, ``model(xs, ys=None)``) expects; each epoch visits every
 point once, its labelled batches spread evenly among the unlabelled ones (the data's own
-proportion). The test split is given whole.
+proportion). The test split has the input for every point or for none (then every test batch
+gets None), so that its numbers are of one quantity.
 
 The epoch's permutation and its binarization come from generators seeded by (seed, epoch),
 so the data a step sees is a pure function of the seed, the epoch and the step: a run

@@ -74,8 +74,8 @@ class Pair:
                 pass
 
     def programs(self):
-        """(model, guide) as training calls them: through :class:`Adapted` when ``arguments`` is set, or when
-        there are extras for the trainer to find (:func:`pair_of`)."""
+        """(model, guide) as training calls them, each an :class:`Adapted` that applies ``arguments`` and
+        through which the trainer finds the other extras (:func:`pair_of`)."""
         return Adapted(self.model, "model", self), Adapted(self.guide, "guide", self)
 
 

@@ -620,7 +620,8 @@ class Trainer:
         if self.given is not None:  # the mean of labelled points' bounds and unlabelled points' bounds
             metrics["train_bound_labelled"] = f"{int(self.given.sum())} of {self.given.numel()}"
         if self.pair is not None and self.pair.step_inputs:  # the train bound is of the program called with these
-            metrics["train_bound_given"] = {k: v.item() if torch.is_tensor(v) else v
+            metrics["train_bound_given"] = {k: v.item() if torch.is_tensor(v) and v.numel() == 1 else
+                                            v if isinstance(v, (bool, int, float, str)) else repr(v)
                                             for k, v in self.step_inputs(self.step - 1).items()}
         if self.extra_losses is not None:  # beside the bound, not in it
             metrics["train_extra_loss"] = self.in_epoch.extra / max(1, self.in_epoch.count)

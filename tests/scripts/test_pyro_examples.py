@@ -179,7 +179,7 @@ def test_sparse_gamma_def_py(digits):
     assert_same_elbo(ours, (full[0] - globals_[0], math.hypot(full[1], globals_[1])), 30, "test_objective")
 
 
-def test_air():
+def test_air(tmp_path):
     """examples/air: model(data, batch_size, **kwargs), a guide that subsamples itself, discrete z_pres with a
     baseline the guide declares, masks, spatial transformers, the prior annealed per step."""
     air = example("air")
@@ -188,7 +188,9 @@ def test_air():
     accepted = trains_with_what_check_accepts(air["make_pair"], data, batch_size=40)
     assert "iwae" not in accepted  # z_pres cannot be reparameterized
     pyro.set_rng_seed(1)
-    history = fit(air["make_pair"], data, "elbo", epochs=3, batch_size=40, progress=False, device="cpu")
+    history = fit(air["make_pair"], data, "elbo", epochs=3, batch_size=40, progress=False, device="cpu",
+                  out=str(tmp_path / "air"))
+    assert history[-1]["train_bound_given"]["z_pres_prior_p"].startswith("functools.partial")  # in metrics.jsonl
     ours = evaluate(history.model, history.guide, data.x_test, particles=EVAL_PARTICLES)
     assert ours["one_at_a_time"] and ours["quantity"] == "log p(x)"
     program = history.model.program.__self__

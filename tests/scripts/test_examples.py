@@ -32,3 +32,9 @@ def test_the_plain_svi_loop_example_trains_with_a_drop_in_loss_and_evaluates(mon
     first, second = capsys.readouterr().out.splitlines()
     assert first.startswith("RWS(num_particles=3) in a plain SVI loop, 2 epochs")
     assert second.startswith("test ELBO ") and "test NLL = −log p(x) " in second
+
+
+def test_the_lgssm_example_fits_toward_the_truth_and_orders_its_bounds_below_kalman(capsys):
+    result = spec.factory(f"{ROOT / 'scripts' / 'examples' / 'lgssm.py'}:main")(["--epochs", "3", "--particles", "4"])
+    assert result["elbo"] < result["iwae"] < result["kalman_true"] and result["fivo"] < result["kalman_true"]
+    assert "Kalman log p(x)" in capsys.readouterr().out

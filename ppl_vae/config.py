@@ -50,7 +50,7 @@ class DataConfig:
     data_sha256: str | None = None  # that file when the run was trained
     data_dir: str = "data"
     download: bool = False
-    binarize: str | None = None  # None: the model's (dynamic for the VAEs, none for ppca and gmm)
+    binarize: str | None = None  # None: the model's (dynamic for the VAEs, none for ppca, gmm and --data files)
     dequantize: bool = False
     pad: int | None = None
 

@@ -49,4 +49,7 @@ def user_code(what: str, then: str = ""):
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 — a user's program can fail in any way; say how
+        if "support (Boolean())" in str(e):  # the commonest: grey levels under a Bernoulli likelihood
+            then = (f"{then}; a Bernoulli likelihood takes 0s and 1s, so binarize the data (--binarize dynamic "
+                    f"or static) or give the model a likelihood for what it holds")
         raise UsageError(f"{what} ({failure(e)}){then}") from None

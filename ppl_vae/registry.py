@@ -87,7 +87,8 @@ def resolve_pair(config: Config) -> Config:
             raise UsageError(f"{flag} sets up a built-in model or guide, and --pair {p.pair} builds its own; drop "
                              f"{flag} (the factory decides its networks).")
     d = config.data
-    binarize = d.binarize or ("none" if d.dequantize else PAIR_DEFAULTS["binarize"])
+    # a data file is the user's data, given to the program as it is unless --binarize says otherwise
+    binarize = d.binarize or ("none" if d.dequantize or d.data_file else PAIR_DEFAULTS["binarize"])
     return config.replace(model=None, guide=None, binarize=binarize,
                           objective=config.inference.objective or PAIR_DEFAULTS["objective"])
 

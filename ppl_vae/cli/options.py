@@ -96,7 +96,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--dataset", "digits needs no files or network", choices=data.DATASETS)
     setting(g, "--data", "your own data instead: a .pt, .npz or .safetensors file of named tensors, 'x' the "
                          "observed one, the rest named inputs for the pair; 'train/NAME' and 'test/NAME' give the "
-                         "split, else a seeded fifth is held out (recorded with its sha256)", dest="data_file",
+                         "split, else a seeded fifth is held out (recorded with its sha256); given to the pair as it is, "
+                         "unless --binarize says otherwise", dest="data_file",
             metavar="FILE")
     setting(g, "--data-dir", "folder holding the torchvision datasets")
     setting(g, "--download", "download a torchvision dataset that is missing", action="store_true")

@@ -59,6 +59,10 @@ def test_a_pair_trains_evaluates_and_reports_on_a_data_file(files, capsys):
     run = files / "run"
     code, _, err = run_cli(["train", "--pair", f"{files / 'pair.py'}:make_pair", "--data", files / "digits.pt",
                             "--epochs", "2", "--batch-size", "16", "--out", run, "--no-progress"], capsys)
+    assert code == 2 and "binarize the data (--binarize dynamic or static)" in err  # grey levels, as given
+    code, _, err = run_cli(["train", "--pair", f"{files / 'pair.py'}:make_pair", "--data", files / "digits.pt",
+                            "--binarize", "dynamic", "--epochs", "2", "--batch-size", "16", "--out", run,
+                            "--no-progress"], capsys)
     assert code == 0, err
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["dataset"] == "file" and recorded["data_file"] == str(files / "digits.pt")

@@ -89,6 +89,7 @@ class Dataset:
     levels: int | None = None  # L grey levels when dequantized, else None
     inputs_train: dict = field(default_factory=dict)
     inputs_test: dict = field(default_factory=dict)
+    source: tuple[str, str] | None = None  # (path, sha256) of the file load_file read, so a run can name it
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -387,7 +388,8 @@ def load_file(path: str, *, binarize: str = "none", seed: int = 0, device="cpu")
                 raise UsageError(f"--data {path}: tensor {k!r} has shape {tuple(v.shape)}, not one row per data point "
                                  f"({n}); give every tensor a first dimension of {n}.")
         train, test = ({k: v[rows] for k, v in tensors.items()} for rows in (kept, held))
-    return Dataset.from_tensors(train, test, name=FILE, binarize=binarize, seed=seed).to(device)
+    data = Dataset.from_tensors(train, test, name=FILE, binarize=binarize, seed=seed).to(device)
+    return replace(data, source=(os.path.abspath(path), file_digest(path)))
 
 
 def _binarized(ds: Dataset) -> Dataset:

@@ -152,16 +152,20 @@ def recorded(make, data, seed: int) -> dict:
     """The settings a run of the factory ``make`` on ``data`` records in config.json, so that the CLI can
     rebuild it: the factory's spec and sha256, and the data set — unless the data is not what
     ``ppl_vae.data.load(name)`` gives again (tensors from Python, named inputs, another seed's static
-    draw), which is recorded as custom and which no command loads."""
-    from ppl_vae.data import CUSTOM, DATASETS
+    draw), which is recorded as custom and which no command loads; a data file read by
+    ``ppl_vae.data.load_file`` is recorded with its path and sha256, as ``--data`` records it."""
+    from ppl_vae.data import CUSTOM, DATASETS, FILE
 
     named = of(make)
     if named:  # the caller runs this factory: its file is theirs to run again
         trust(named)
     pristine = data.name in DATASETS and not data.inputs_train and data.seed == seed
-    return {"pair": named, "pair_sha256": named and digest(named), "model": None, "guide": None,
-            "dataset": data.name if pristine else CUSTOM, "binarize": data.binarize,
-            "dequantize": data.levels is not None}
+    recorded = {"pair": named, "pair_sha256": named and digest(named), "model": None, "guide": None,
+                "dataset": data.name if pristine else CUSTOM, "binarize": data.binarize,
+                "dequantize": data.levels is not None}
+    if data.source is not None and (data.binarize != "static" or data.seed == seed):  # load_file's: read again
+        recorded.update(dataset=FILE, data_file=data.source[0], data_sha256=data.source[1])
+    return recorded
 
 
 def build(make, data, where: str = "the pair factory"):

@@ -92,3 +92,14 @@ def test_a_data_file_that_is_not_plain_named_tensors_is_refused_before_any_work(
                                     "--out", files / "x"], capsys)[::2])
     assert words in line, line
     assert not (files / "x").exists()
+
+
+def test_a_run_trained_from_python_on_a_data_file_is_evaluated_by_the_command_line(files, capsys):
+    make_pair = ppl_vae.spec.factory(f"{files / 'pair.py'}:make_pair")
+    data = ppl_vae.data.load_file(str(files / "digits.pt"), binarize="dynamic")
+    ppl_vae.fit(make_pair, data, epochs=1, batch_size=16, out=str(files / "py-run"), progress=False, device="cpu")
+    recorded = json.loads((files / "py-run" / "config.json").read_text())
+    assert recorded["dataset"] == "file" and recorded["data_file"] == str(files / "digits.pt")
+    code, out, err = run_cli(["evaluate", files / "py-run", "-k", "10"], capsys)
+    assert code == 0 and "12 test points" in out, err
+

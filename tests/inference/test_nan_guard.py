@@ -144,7 +144,9 @@ def test_out_of_support_data_anywhere_is_refused_before_training_with_the_site_n
         fit(module, module, x, epochs=1, progress=False)
     message = str(refused.value)
     assert message.startswith("the model and guide fail Pyro's checks on training points 1000–1499 ("), message
-    assert "support" in message and message.endswith("; fix the data or the program"), message
+    assert "support" in message and "; fix the data or the program" in message, message
+    assert message.endswith("binarize the data (--binarize dynamic or static) or give the model a likelihood for what "
+                            "it holds"), message  # grey levels under a Bernoulli likelihood: the usual cause
 
 
 @pytest.mark.parametrize("validate", [False, True])

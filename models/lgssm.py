@@ -82,8 +82,7 @@ class LGSSM(nn.Module):
         """The Kalman filter: (log p(x_{1:L}) [B], filtered means [B, T, k] and covariances [B, T, k, k])."""
         k = self.A.shape[0]
         mask = step_mask(x, lengths)
-        A, C = self.A.to(x), self.C.to(x)
-        Q, R = torch.diag(self.log_q.to(x).exp() ** 2), torch.diag(self.log_r.to(x).exp() ** 2)
+        A, C, Q, R = self.A.to(x), self.C.to(x), self.noise(self.log_q, x), self.noise(self.log_r, x)
         m = x.new_zeros(x.shape[0], k)
         P = (self.init_scale ** 2 * torch.eye(k, dtype=x.dtype, device=x.device)).expand(x.shape[0], k, k)
         log_px, means, covs = x.new_zeros(x.shape[0]), [], []
@@ -102,32 +101,37 @@ class LGSSM(nn.Module):
             covs.append(0.5 * (P + P.transpose(-1, -2)))
         return log_px, torch.stack(means, 1), torch.stack(covs, 1)
 
+    @staticmethod
+    def noise(log_scale, x) -> torch.Tensor:
+        """diag σ² of a noise's log σ, in x's dtype and device."""
+        return torch.diag(log_scale.to(x).exp() ** 2)
+
     def log_marginal(self, x, lengths=None) -> torch.Tensor:
         """log p(x_{1:L}) per sequence [B], by the Kalman filter."""
         return self.filter(x, lengths)[0]
 
     def backward_kernels(self, x, lengths=None):
-        """(filtered means m_{t|t} [B, T, k], covariances P_{t|t}, gains J_t [B, T, k, k], the backward kernels'
-        covariances P_{t|t} − J_t P_{t+1|t} J_tᵀ), for the smoother and the exact guide."""
+        """(filtered means m_{t|t} [B, T, k], covariances P_{t|t}, predicted covariances P_{t+1|t}, gains
+        J_t [B, T, k, k], the backward kernels' covariances P_{t|t} − J_t P_{t+1|t} J_tᵀ), for the smoother and
+        the exact guide."""
         _, m, P = self.filter(x, lengths)
-        A, Q = self.A.to(x), torch.diag(self.log_q.to(x).exp() ** 2)
-        predicted = A @ P @ A.T + Q                                           # P_{t+1|t}
+        A = self.A.to(x)
+        predicted = A @ P @ A.T + self.noise(self.log_q, x)                   # P_{t+1|t}
         J = torch.linalg.solve(predicted, A @ P).transpose(-1, -2)             # P_{t|t} Aᵀ P_{t+1|t}⁻¹
         cov = P - J @ predicted @ J.transpose(-1, -2)
-        return m, P, J, 0.5 * (cov + cov.transpose(-1, -2))
+        return m, P, predicted, J, 0.5 * (cov + cov.transpose(-1, -2))
 
     def smoother(self, x, lengths=None):
         """The Rauch–Tung–Striebel smoother: the posterior marginals' means [B, T, k] and covariances
         [B, T, k, k] (past a sequence's length: its last filtered ones, which nothing uses)."""
-        m, P, J, _ = self.backward_kernels(x, lengths)
+        m, P, predicted, J, _ = self.backward_kernels(x, lengths)
         A = self.A.to(x)
         last = step_mask(x, lengths).sum(1) - 1
         means, covs = [m[:, -1]], [P[:, -1]]
         for t in range(x.shape[1] - 2, -1, -1):
             inside = (t < last)[:, None]
             mean = m[:, t] + (J[:, t] @ (means[0] - m[:, t] @ A.T)[..., None])[..., 0]
-            predicted = A @ P[:, t] @ A.T + torch.diag(self.log_q.to(x).exp() ** 2)
-            cov = P[:, t] + J[:, t] @ (covs[0] - predicted) @ J[:, t].transpose(-1, -2)
+            cov = P[:, t] + J[:, t] @ (covs[0] - predicted[:, t]) @ J[:, t].transpose(-1, -2)
             means.insert(0, torch.where(inside, mean, m[:, t]))
             covs.insert(0, torch.where(inside[..., None], 0.5 * (cov + cov.transpose(-1, -2)), P[:, t]))
         return torch.stack(means, 1), torch.stack(covs, 1)
@@ -137,7 +141,7 @@ class LGSSM(nn.Module):
         mask = step_mask(x, lengths)
         last = mask.sum(1) - 1
         with torch.no_grad():
-            m, P, J, cov = self.backward_kernels(x, lengths)
+            m, P, _, J, cov = self.backward_kernels(x, lengths)
         A = self.A.detach().to(x)
         z = None
         with pyro.plate("sequences", x.shape[0]):

@@ -197,11 +197,6 @@ class Partial:
 
     def __init__(self, name: str, values: torch.Tensor, given: torch.Tensor):
         self.name, self.values, self.given = name, values, given  # given: bool [N], on the values' device
-        self.shape, self.dtype = values.shape, values.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.values.device
 
     def to(self, device) -> "Partial":
         return Partial(self.name, self.values.to(device), self.given.to(device))

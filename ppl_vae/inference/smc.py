@@ -15,7 +15,8 @@ Resampling must happen between time steps, so the program comes in the step form
 ``SMCFilter`` uses: a model and a guide with ``init(state, x)`` and ``step(state, x_t)``, each step a
 Pyro program over the batch of sequences (``pyro.plate`` over them) that reads and writes ``state``,
 a dict of tensors whose leading dimension is the particles'. The sites of one step are traced, the
-model replayed on the guide's; their log-densities, summed per particle and sequence, are log w_t.
+model replayed on the guide's; their log-densities per particle and sequence
+(:func:`~ppl_vae.inference.weights.per_point`, the plate of sequences read from the step) are log w_t.
 """
 
 from __future__ import annotations
@@ -25,26 +26,11 @@ import math
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.errors import UsageError
+from ppl_vae.inference.weights import data_plate, per_point
 
 PARTICLE_DIM = -2  # particles left of the plate of sequences (dim −1)
-
-
-def _per_particle(trace, k: int, b: int) -> torch.Tensor:
-    """Σ of the trace's sample-site log-densities as [K, B] (observed sites included)."""
-    trace.compute_log_prob()
-    total = torch.zeros(k, b)
-    for name, site in trace.nodes.items():
-        if site["type"] == "sample" and not site_is_subsample(site):
-            lp = site["log_prob"]
-            if lp.dim() > 2 or (lp.dim() >= 1 and lp.shape[-1] not in (1, b)):
-                raise UsageError(f"step site {name!r} has log-density shape {tuple(lp.shape)}, not one value per "
-                                 f"particle and sequence ([{k}, {b}]); put the step's sites in pyro.plate over "
-                                 f"the sequences and their event dims in .to_event().")
-            total = total.to(lp) + lp
-    return total.expand(k, b)
 
 
 def _resampled(state: dict, ancestors: torch.Tensor) -> dict:
@@ -81,7 +67,9 @@ def smc_log_marginal(model, guide, x: torch.Tensor, particles: int, lengths: tor
         with pyro.plate("particles", k, dim=PARTICLE_DIM):
             guide_tr = poutine.trace(guide.step).get_trace(state, x[:, t])
             model_tr = poutine.trace(poutine.replay(model.step, trace=guide_tr)).get_trace(state, x[:, t])
-        log_w = (_per_particle(model_tr, k, b) - _per_particle(guide_tr, k, b)) * alive[:, t]
+        plate = data_plate(model_tr)
+        log_w = (per_point(model_tr, k, b, plate=plate) - per_point(guide_tr, k, b, observed=False, plate=plate)) \
+            * alive[:, t]
         if resample:
             log_p = log_p + (torch.logsumexp(log_w, 0) - math.log(k)) * alive[:, t]
             with torch.no_grad():

@@ -55,7 +55,7 @@ from ppl_vae.io import checkpoint
 
 from ppl_vae.inference import objectives
 from ppl_vae.device import resolve_device
-from ppl_vae.data import Dataset, batch_inputs, batches, epoch_generator, epoch_steps, given_rows
+from ppl_vae.data import Dataset, Partial, batch_inputs, batches, epoch_generator, epoch_steps, given_rows
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
 from ppl_vae.inference.checks import prepared
@@ -455,7 +455,7 @@ class Trainer:
                        f"is of the scaled program, not a bound on log p(x); the test bound and evaluate are of the "
                        f"unscaled program", file=sys.stderr)
         if self.given is not None and self.progress and self.world.main:
-            names = ", ".join(k for k, v in self.inputs["train"].items() if hasattr(v, "given"))
+            names = ", ".join(k for k, v in self.inputs["train"].items() if isinstance(v, Partial))
             tqdm.write(f"{names} given for {int(self.given.sum())} of {self.given.numel()} training points: labelled and "
                        f"unlabelled points train in batches apart (the program gets {names}=None for the unlabelled), "
                        f"so the training bound mixes bounds on log p(x, {names}) and on log p(x)", file=sys.stderr)

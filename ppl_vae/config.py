@@ -78,7 +78,7 @@ class PairConfig:
 class InferenceConfig:
     objective: str | None = None  # None: the model's (elbo; enum for gmm)
     particles: int = 1
-    jit: bool = True  # where the run allows it (ppl_vae.inference.jit), else eager with a line saying why
+    jit: bool = True  # record the step where the run allows it (ppl_vae.inference.record), else eager with a line saying why
     alpha: float = 0.5
     baseline_beta: float = 0.9
     baseline_lr_factor: float = 10.0

@@ -4,7 +4,7 @@ Every variant trains the same networks (built by the registry from the same seed
 same mini-batches with Adam at the same learning rate:
 
 - the step ``ppl_vae.fit`` takes (``GuardedSVI``, the run's one torch Adam, Pyro's distribution
-  checks off; the JIT-compiled loss for the objectives that have one) for each objective in
+  checks off; the step recorded and replayed for the objectives whose step is recordable) for each objective in
   :data:`ppl_vae.inference.objectives.OBJECTIVES` with K particles per data point, reported as
   ms/step and as a multiple of ``elbo``'s;
 - the ``iwae`` step for K = 1, 5, 50, against ``torch-iwae``, the same IWAE step written
@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import statistics
-import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -101,13 +100,13 @@ def torch_dreg_step_fn(model, guide, particles: int, lr: float):
     return step
 
 
-def fit_step_fn(model, guide, objective, lr: float):
-    """The step ``ppl_vae.fit`` takes for ``objective`` (see :func:`bench_train.pyro_step_fn`)."""
-    return guarded_step(model, guide, objective.jit() if objective.jit else objective.loss, lr)
+def fit_step_fn(model, guide, objective, lr: float, name: str):
+    """The step ``ppl_vae.fit`` takes for ``objective`` (see :func:`bench_train.pyro_step_fn`): recorded at
+    the variant ``name``'s first step where the objective's step is recordable."""
+    return guarded_step(model, guide, objective.loss, lr, recorded=name if objective.recordable else None)
 
 
 def main():
-    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     args = parse_args()
     device, data, config, batches = setup(args)
     x = data.x_train
@@ -118,15 +117,16 @@ def main():
         return registry.build(config, data)
 
     names = [n.strip() for n in args.objectives.split(",") if n.strip()]
-    zoo = {name: fit_step_fn(*networks(), objectives.make(name, particles=args.particles), 1e-3) for name in names}
+    zoo = {name: fit_step_fn(*networks(), objectives.make(name, particles=args.particles), 1e-3, name) for name in names}
     zoo_times = time_interleaved(zoo, x, batches, args, device)
     zoo_ms = {name: statistics.median(t) for name, t in zoo_times.items()}
 
     scaling = {}
     for k in IWAE_K:
-        scaling[f"iwae-{k}"] = fit_step_fn(*networks(), objectives.make("iwae", particles=k), 1e-3)
+        scaling[f"iwae-{k}"] = fit_step_fn(*networks(), objectives.make("iwae", particles=k), 1e-3, f"iwae-{k}")
         scaling[f"torch-iwae-{k}"] = torch_iwae_step_fn(*networks(), k, 1e-3)
-    scaling[f"dreg-{DREG_K}"] = fit_step_fn(*networks(), objectives.make("dreg", particles=DREG_K), 1e-3)
+    scaling[f"dreg-{DREG_K}"] = fit_step_fn(*networks(), objectives.make("dreg", particles=DREG_K), 1e-3,
+                                            f"dreg-{DREG_K}")
     scaling[f"torch-dreg-{DREG_K}"] = torch_dreg_step_fn(*networks(), DREG_K, 1e-3)
     scaling_times = time_interleaved(scaling, x, batches, args, device)
     scaling_ms = {name: statistics.median(t) for name, t in scaling_times.items()}

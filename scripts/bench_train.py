@@ -5,14 +5,23 @@ built by the same classes from the same initial weights) on the same mini-batche
 at the same learning rate, and estimate the same single-sample reparameterized ELBO:
 
 - ``pyro``: ``SVI(vae.model, encoder.guide, pyro.optim.Adam, Trace_ELBO())``;
-- ``pyro-jit``: the same with ``JitTrace_ELBO``;
+- ``pyro-jit``: the same with Pyro's ``JitTrace_ELBO`` (TorchScript; for comparison only, ``fit`` no
+  longer uses it);
 - ``fit``: the step ``ppl_vae.fit`` takes by default — ``GuardedSVI`` (the loss and every gradient
-  checked for NaN/inf before the optimizer moves, one read-back) with ``JitTrace_ELBO`` and the
-  run's one torch Adam over all parameters (``ppl_vae.inference.optim.Optimizer``), without Pyro's
-  per-distribution checks (they run once over the data before training);
-- ``fit-eager``: the same with ``Trace_ELBO`` (``--no-jit``);
+  checked for NaN/inf before the optimizer moves, one read-back) replaying the step ``Trace_ELBO``
+  recorded once as a graph of torch ops (``ppl_vae.inference.record``; the recording's time is printed)
+  and the run's one torch Adam over all parameters (``ppl_vae.inference.optim.Optimizer``), without
+  Pyro's per-distribution checks (they run once over the data before training);
+- ``fit-eager``: the same with ``Trace_ELBO`` run eagerly (``--no-jit``);
 - ``torch``: the ELBO written by hand, −Σ_n [log p(x_n|z_n) + log p(z_n) − log q(z_n|x_n)],
   with one ``torch.optim.Adam`` over all parameters.
+
+With ``--conditional``, the pair is the conditional VAE of ``scripts/examples/cvae.py`` (the digits'
+labels y reach model and guide as a named input, an input of the recorded graph), against the same
+networks written by hand; ``pyro`` and ``pyro-jit`` are left out. With ``--device cuda``, two more
+variants: ``torch-graph`` and ``fit-graph``, the hand-written step and ``fit``'s replay, each with a
+capturable torch Adam, captured once as a CUDA graph and replayed (no guard check in either: it reads
+the loss back, which a captured graph cannot).
 
 Rounds are interleaved (each round times every variant for ``--steps`` steps, in rotating
 order), so drift in the machine's speed hits all variants alike; the medians over rounds
@@ -32,11 +41,13 @@ scaling efficiency = samples/s at N / (N × samples/s at 1).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -50,6 +61,7 @@ from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
 from ppl_vae.inference.guard import GuardedSVI
 from ppl_vae.inference.optim import Optimizer
+from ppl_vae.inference.record import record
 from ppl_vae.memory import keep_freed_memory
 
 
@@ -63,6 +75,7 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per variant first (JIT tracing)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--conditional", action="store_true", help="the conditional VAE with labels as a named input")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--nproc", type=int, default=None, help="measure data-parallel scaling on 1 and N processes")
     p.add_argument("--epochs", type=int, default=6, help="epochs of each --nproc run (the first is not timed)")
@@ -70,10 +83,10 @@ def parse_args():
     return p.parse_args()
 
 
-def torch_step_fn(model, guide, lr):
+def torch_step_fn(model, guide, lr, capturable: bool = False):
     """A hand-written VAE training step with the same networks and estimator as Trace_ELBO."""
     params = [*model.parameters(), *guide.parameters()]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.Adam(params, lr=lr, capturable=capturable)
 
     def step(x):
         loc, scale = guide(x)
@@ -89,26 +102,104 @@ def torch_step_fn(model, guide, lr):
     return step
 
 
+def torch_cvae_step_fn(model, guide, lr, capturable: bool = False):
+    """The conditional VAE's step written by hand: the networks of ``scripts/examples/cvae.py``, its ELBO."""
+    opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr, capturable=capturable)
+
+    def step(x, y):
+        label = F.one_hot(y, 10).to(x)
+        loc, log_scale = guide.net(torch.cat([x, label], -1)).chunk(2, -1)
+        scale = log_scale.exp()
+        z = loc + scale * torch.randn_like(loc)
+        logits = model.net(torch.cat([z, label], -1))
+        log_lik = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
+        loss = -(log_lik + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - log_q).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 VARIANTS = ("torch", "pyro", "pyro-jit", "fit", "fit-eager")
+RECORDED: dict[str, float] = {}  # variant: the seconds its recording took
 
 
 def pyro_step_fn(model, guide, lr, variant):
     """``SVI.step`` with Pyro's Adam; ``fit``: the step ``ppl_vae.fit`` takes, whose
     ``GuardedSVI`` checks the loss and gradients before the optimizer moves, with Pyro's checks off."""
-    loss = JitTrace_ELBO(ignore_jit_warnings=True) if variant in ("pyro-jit", "fit") else Trace_ELBO()
+    loss = JitTrace_ELBO(ignore_jit_warnings=True) if variant == "pyro-jit" else Trace_ELBO()
     if variant.startswith("fit"):
-        return guarded_step(model, guide, loss, lr)
+        return guarded_step(model, guide, Trace_ELBO(), lr, recorded=variant if variant == "fit" else None)
     return SVI(model.model, guide.guide, pyro.optim.Adam({"lr": lr}), loss=loss).step
 
 
-def guarded_step(model, guide, loss, lr):
-    """The trainer's step: ``GuardedSVI`` with the run's one Adam, Pyro's distribution checks off."""
+def guarded_step(model, guide, loss, lr, recorded: str | None = None):
+    """The trainer's step: ``GuardedSVI`` with the run's one Adam, Pyro's distribution checks off;
+    ``recorded``: the variant's name, whose first step records ``loss`` as ``fit`` does before training
+    (the seconds it took go to :data:`RECORDED`), and whose later steps replay it."""
     svi = GuardedSVI(model.model, guide.guide, Optimizer(lr, lambda name: 1.0), loss=loss)
 
-    def step(x):
+    def step(x, **inputs):
         with pyro.validation_enabled(False):
-            return svi.step(x)
+            if recorded is not None and recorded not in RECORDED:
+                start = time.perf_counter()
+                svi.loss = record(loss, model.model, guide.guide, (x,), inputs)
+                RECORDED[recorded] = time.perf_counter() - start
+            return svi.step(x, **inputs)
     return step
+
+
+def graphed(step, x, inputs: dict):
+    """``step`` (a function of a mini-batch that neither syncs nor allocates its optimizer state anew)
+    captured once as a CUDA graph on ``x`` and ``inputs``; the function returned copies a mini-batch into
+    the captured one's memory and replays the graph (PyTorch's recipe for whole-network capture)."""
+    static_x, static = x.clone(), {k: v.clone() for k, v in inputs.items()}
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up outside the capture: the optimizer's state exists before it
+            step(static_x, **static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(static_x, **static)
+
+    def replay(x, **inputs):
+        static_x.copy_(x)
+        for k, v in inputs.items():
+            static[k].copy_(v)
+        graph.replay()
+    return replay
+
+
+def replay_step_fn(model, guide, loss, lr, x, inputs: dict):
+    """``fit``'s recorded step without the guard, for a CUDA graph: the replay's gradients, then a
+    capturable torch Adam over the parameters it reads."""
+    with pyro.validation_enabled(False):
+        recorded = record(loss, model.model, guide.guide, (x,), inputs)
+    params = recorded.params()
+    opt = torch.optim.Adam(params, lr=lr, capturable=True)
+
+    def step(x, **inputs):
+        for p in params:
+            p.grad = None
+        recorded.backward(model.model, guide.guide, x, **inputs)
+        opt.step()
+    return step
+
+
+def networks(config, data, conditional: bool):
+    """(model, guide): the registry's VAE for ``config``, or with ``conditional`` the pair of
+    ``scripts/examples/cvae.py`` (Decoder, Encoder) built as its ``make_pair`` builds it."""
+    if not conditional:
+        return registry.build(config, data)
+    spec = importlib.util.spec_from_file_location("cvae_example", Path(__file__).parent / "examples" / "cvae.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    model, guide = example.make_pair(data)
+    return model.to(data.x_train.device), guide.to(data.x_train.device)
 
 
 def cpu_name() -> str:
@@ -130,13 +221,14 @@ def setup(args):
     return device, data, config, datasets.batches(data.x_train.shape[0], args.batch_size, g, device=device)
 
 
-def time_interleaved(variants: dict, x, batches, args, device) -> dict[str, list[float]]:
-    """ms per step of each variant (a function of a mini-batch), one entry per round.
+def time_interleaved(variants: dict, x, batches, args, device, inputs: dict | None = None) -> dict[str, list[float]]:
+    """ms per step of each variant (a function of a mini-batch and its named ``inputs``), one entry per round.
 
     ``args.warmup`` untimed steps first, then ``args.rounds`` rounds of ``args.steps`` steps per
     variant in rotating order. Each Pyro variant keeps its own param store, swapped in around its steps.
     """
     stores = {name: None for name in variants}
+    inputs = inputs or {}
 
     def run(name, n, offset):
         store = pyro.get_param_store()
@@ -145,7 +237,8 @@ def time_interleaved(variants: dict, x, batches, args, device) -> dict[str, list
         else:
             pyro.clear_param_store()
         for i in range(n):
-            variants[name](x[batches[(offset + i) % len(batches)]])
+            idx = batches[(offset + i) % len(batches)]
+            variants[name](x[idx], **{k: v[idx] for k, v in inputs.items()})
         if device.type == "cuda":
             torch.cuda.synchronize()
         stores[name] = store.get_state()
@@ -266,34 +359,50 @@ def main():
     device, data, config, batches = setup(args)
     x = data.x_train
 
+    inputs = {"y": data.y_train} if args.conditional else {}
+    first = batches[0]
+    example = (x[first], {k: v[first] for k, v in inputs.items()})
+    names = [n for n in VARIANTS if not (args.conditional and n.startswith("pyro"))]
+    if device.type == "cuda":
+        names += ["torch-graph", "fit-graph"]
     variants = {}
-    for name in VARIANTS:
+    for name in names:
         pyro.clear_param_store()
         torch.manual_seed(0)
-        model, guide = registry.build(config, data)
-        if name == "torch":
-            variants[name] = torch_step_fn(model, guide, 1e-3)
+        model, guide = networks(config, data, args.conditional)
+        if name.startswith("torch"):
+            hand_written = torch_cvae_step_fn if args.conditional else torch_step_fn
+            step = hand_written(model, guide, 1e-3, capturable=name == "torch-graph")
+        elif name == "fit-graph":
+            step = replay_step_fn(model, guide, Trace_ELBO(), 1e-3, *example)
         else:
             # each Pyro variant keeps its own param store, swapped in around its steps
-            variants[name] = pyro_step_fn(model, guide, 1e-3, name)
+            step = pyro_step_fn(model, guide, 1e-3, name)
+        variants[name] = graphed(step, *example) if name.endswith("-graph") else step
 
-    times = time_interleaved(variants, x, batches, args, device)
+    times = time_interleaved(variants, x, batches, args, device, inputs)
     names = list(variants)
     median = {name: statistics.median(t) for name, t in times.items()}
-    shape = "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim]))
+    shape = "cvae-64+10-200-8 relu (scripts/examples/cvae.py), labels as a named input" if args.conditional else \
+        "-".join(map(str, [data.x_dim, *config.pair.hidden, config.pair.latent_dim])) + f" {config.pair.activation}"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{cpu_name()}, {torch.get_num_threads()} threads"
-    print(f"{args.dataset}, encoder {shape} {config.pair.activation}, batch {args.batch_size}, device {device} ({where})")
+    reference = {name: "torch-graph" if name.endswith("-graph") else "torch" for name in names}
+    ratios = {name: paired_ratio(times, name, reference[name]) for name in names}
+    print(f"{args.dataset}, encoder {shape}, batch {args.batch_size}, device {device} ({where})")
     print(f"torch {torch.__version__}, pyro {pyro.__version__}; median of {args.rounds} rounds × {args.steps} steps "
-          f"(× torch: the median of the rounds' ratios)")
-    print(f"{'variant':<10}{'ms/step':>10}{'× torch':>10}")
+          f"(× torch: the median of the rounds' ratios to the hand-written step, captured as a CUDA graph for "
+          f"the -graph variants)")
+    print(f"{'variant':<12}{'ms/step':>10}{'× torch':>10}")
     for name in names:
-        print(f"{name:<10}{median[name]:>10.2f}{paired_ratio(times, name, 'torch'):>10.2f}")
+        print(f"{name:<12}{median[name]:>10.2f}{ratios[name]:>10.2f}")
+    print("recorded in " + ", ".join(f"{s:.2f} s ({name})" for name, s in RECORDED.items()) +
+          " (the first recording in a process includes loading torch's tracer)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "where": where, "dataset": args.dataset, "network": shape,
                        "batch_size": args.batch_size, "median_ms": median, "rounds_ms": times,
-                       "ratio_to_torch": {name: paired_ratio(times, name, "torch") for name in names},
+                       "ratio_to_torch": ratios, "record_s": RECORDED,
                        "torch": torch.__version__, "pyro": pyro.__version__}, f, indent=2)
 
 

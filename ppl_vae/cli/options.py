@@ -139,8 +139,9 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--objective", "the training objective (default: elbo; enum for gmm)",
             choices=list(objectives.OBJECTIVES))
     setting(g, "--particles", "particles K per data point", type=positive_int)
-    setting(g, "--jit", "train elbo and the importance-weighted objectives with a JIT-compiled loss where the run "
-                        "allows it and it matches the eager loss (on unless --no-jit)",
+    setting(g, "--jit", "train elbo and the importance-weighted objectives with their step recorded once as a graph of "
+                        "torch ops and replayed, where the run is long enough to pay for it and the replay matches "
+                        "the eager step (on unless --no-jit)",
             action=argparse.BooleanOptionalAction)
     add_objective_options(g)
 

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import (JitTraceEnum_ELBO, JitTraceGraph_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO,
-                        TraceMeanField_ELBO)
+from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -128,18 +127,15 @@ def summing_out(objective, model_trace, guide_trace):
     if type(loss) is not Trace_ELBO:
         return objective
     if enumerated_sites(model_trace, guide_trace) or guide_enumerated_sites(guide_trace):
-        kinds = (TraceEnum_ELBO, JitTraceEnum_ELBO)
+        kind = TraceEnum_ELBO
     elif declared_baselines(guide_trace):
-        kinds = (TraceGraph_ELBO, JitTraceGraph_ELBO)
+        kind = TraceGraph_ELBO
     else:
         return objective
-
-    def like_loss(kind, **options):
-        return kind(num_particles=loss.num_particles, vectorize_particles=loss.vectorize_particles,
-                    max_plate_nesting=loss.max_plate_nesting, **options)
-
-    return dataclasses.replace(objective, loss=like_loss(kinds[0]),
-                               jit=lambda: like_loss(kinds[1], ignore_jit_warnings=True))
+    like = kind(num_particles=loss.num_particles, vectorize_particles=loss.vectorize_particles,
+                max_plate_nesting=loss.max_plate_nesting)
+    # the score-function ELBO's running-average baselines update outside torch's ops: not recordable
+    return dataclasses.replace(objective, loss=like, recordable=kind is TraceEnum_ELBO)
 
 
 def declared_baselines(guide_trace) -> list[str]:
@@ -148,37 +144,32 @@ def declared_baselines(guide_trace) -> list[str]:
 
 
 def nested(objective, nesting: int):
-    """``objective`` with its loss (and the JIT form it makes) told that the program nests ``nesting`` plates
+    """``objective`` with its loss told that the program nests ``nesting`` plates
     (:func:`~ppl_vae.inference.weights.plate_nesting`; lda.py's words inside documents: 2), so that particles
     and enumerated values go left of them all. Pyro's ELBOs and the weighted losses read
     ``max_plate_nesting`` when they run."""
     if nesting <= objective.nesting:
         return objective
 
-    def deeper(loss):
-        for part in (loss, getattr(loss, "eager", None)):  # CompiledWeighted runs its eager loss's draw
-            if part is not None and hasattr(part, "max_plate_nesting"):
-                # Pyro's own vectorized particle plate counts as one more plate (pyro.infer.ELBO.__init__)
-                vectorized = getattr(part, "vectorize_particles", False) and part.num_particles > 1
-                part.max_plate_nesting = nesting + vectorized
-        return loss
-
-    jit = objective.jit
-    return dataclasses.replace(objective, loss=deeper(objective.loss), nesting=nesting,
-                               jit=jit and (lambda: deeper(jit())))
+    loss = objective.loss
+    if hasattr(loss, "max_plate_nesting"):
+        # Pyro's own vectorized particle plate counts as one more plate (pyro.infer.ELBO.__init__)
+        vectorized = getattr(loss, "vectorize_particles", False) and loss.num_particles > 1
+        loss.max_plate_nesting = nesting + vectorized
+    return dataclasses.replace(objective, loss=loss, nesting=nesting)
 
 
 def sequential(objective):
     """``objective`` drawing its K particles in K passes with no particle dimension (Pyro's default), for a
     program that does not broadcast over one (cvae.py indexes its batch with a boolean mask): the weighted
-    losses and the test bound loop, Pyro's ELBOs stop vectorizing; no JIT form (it records one pass)."""
+    losses and the test bound loop, Pyro's ELBOs stop vectorizing (a recorded step holds the K passes unrolled)."""
     loss = objective.loss
     if isinstance(loss, WeightedLoss):
         loss.at_once = False
     elif getattr(loss, "vectorize_particles", False):
         loss.max_plate_nesting -= loss.num_particles > 1  # Pyro counted its particle plate (ELBO.__init__)
         loss.vectorize_particles = False
-    return dataclasses.replace(objective, loss=loss, vectorized=False, jit=None)
+    return dataclasses.replace(objective, loss=loss, vectorized=False)
 
 
 def first_batch(data, inputs: dict, n: int = 2, given: bool | None = None):

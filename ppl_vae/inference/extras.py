@@ -16,7 +16,7 @@ from ppl_vae.pair import Pair, passing
 
 
 class WithLosses:
-    """``loss`` (an objective's ``loss``, eager or compiled) with the pair's extra losses added to its gradients."""
+    """``loss`` (an objective's ``loss``, eager or recorded) with the pair's extra losses added to its gradients."""
 
     def __init__(self, loss, pair: Pair):
         self.loss, self.pair = loss, pair
@@ -31,6 +31,10 @@ class WithLosses:
                 term.backward()
             self.total = self.total + (term.detach() if torch.is_tensor(term) else float(term))
         return value
+
+    def params(self) -> list:
+        """The parameters a recorded step reads (see :class:`~ppl_vae.inference.record.Recorded`), else none."""
+        return self.loss.params() if hasattr(self.loss, "params") else []
 
     def take_total(self) -> float:
         total, self.total = self.total, 0.0

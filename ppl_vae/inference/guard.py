@@ -6,7 +6,7 @@ A fault raises :class:`NonFinite`; the trainer (:mod:`ppl_vae.inference.trainer`
 last checkpoint with a smaller learning rate.
 
 The check is one reduction over all gradients, read back together with the loss where the loss
-stays on the device (a JIT-compiled ELBO, the importance-weighted objectives): one host sync per
+stays on the device (a recorded step, the importance-weighted objectives): one host sync per
 step, the one that reading the loss costs anyway. Training steps run without Pyro's distribution
 checks (they cost a sync per distribution); when a step is not finite, the guard reruns its loss
 eagerly with them on, so the fault is reported at the site where it arose.
@@ -21,7 +21,6 @@ import re
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO
 from pyro.infer.util import is_validation_enabled
 
 
@@ -54,7 +53,7 @@ class GuardedSVI:
     the set of parameters the loss touched: a ``pyro.optim.PyroOptim``, or the run's one
     :class:`~ppl_vae.inference.optim.Optimizer`. After the step every gradient is None, so
     an optimizer over more parameters moves only these. ``eager``: the loss to diagnose a
-    fault with, when ``loss`` is JIT-compiled (default: ``loss``). ``sync(params, loss)``: in a
+    fault with, when ``loss`` is a recorded step (default: ``loss``). ``sync(params, loss)``: in a
     data-parallel run, sums the ranks' gradients (in place) and losses before the check
     (:meth:`ppl_vae.parallel.World.sum_step`), and returns the summed loss.
     """
@@ -76,6 +75,8 @@ class GuardedSVI:
                     raise
                 early, loss = str(e), float("nan")  # the other ranks still wait for this rank's sum
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        if hasattr(self.loss, "params"):  # a recorded step reads its parameters without pyro.param
+            params.update(self.loss.params())
         if self.sync is not None:  # data-parallel: the ranks' sums, and every rank sees the same verdict
             if early is not None:
                 params = self.touched or {p for _, p in pyro.get_param_store().named_parameters()}
@@ -129,28 +130,8 @@ class GuardedSVI:
 
 def backward(loss, model, guide, *args, **kwargs):
     """``loss.loss_and_grads``, returning the loss as a tensor on the device where the loss allows it, so
-    the guard reads it back with the gradients' check in one sync (Pyro's own return ``.item()``).
-
-    A JIT-compiled loss replays its graph with the graph executor's optimizations off: optimized, the
-    executor differentiates the graph as one node that computes every input's gradient however few a
-    backward pass asks for (RWS's and DReG's two surrogates each paid for both) and ReLU's in three
-    ops; unoptimized, each recorded op keeps its eager autograd formula, so the gradients are the eager
-    ones, and the replay still skips Python's tracing (``benchmarks/RESULTS.md``: DReG at K = 50
-    1.53× the hand-written step before, IWAE and the MNIST ELBO faster too)."""
-    with torch.jit.optimized_execution(False):
-        return _backward(loss, model, guide, *args, **kwargs)
-
-
-def _backward(loss, model, guide, *args, **kwargs):
-    if isinstance(loss, JitTrace_ELBO):
-        value, surrogate = loss.loss_and_surrogate_loss(model, guide, *args, **kwargs)
-        surrogate.backward()
-        return value.detach()
-    if isinstance(loss, JitTraceEnum_ELBO):
-        value = loss.differentiable_loss(model, guide, *args, **kwargs)
-        value.backward()
-        return value.detach()
-    if hasattr(loss, "backward"):  # the importance-weighted objectives (WeightedLoss)
+    the guard reads it back with the gradients' check in one sync (Pyro's own return ``.item()``)."""
+    if hasattr(loss, "backward"):  # a recorded step, the importance-weighted objectives (WeightedLoss)
         return loss.backward(model, guide, *args, **kwargs)
     return loss.loss_and_grads(model, guide, *args, **kwargs)
 

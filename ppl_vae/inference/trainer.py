@@ -60,7 +60,7 @@ from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
 from ppl_vae.inference.checks import prepared
 from ppl_vae.inference.validation import valid_data
-from ppl_vae.inference.jit import compiled
+from ppl_vae.inference.record import recorded
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
 from ppl_vae.inference.extras import WithLosses
 from ppl_vae.inference.optim import Optimizer, takes_lr
@@ -150,8 +150,8 @@ def fit(model, guide=None, data=None, objective="elbo", *, particles: int | None
     per batch; ``vem``: variational EM, ``e_steps`` steps on the guide, then one on the model),
     ``validate`` (Pyro's distribution checks at every step; by default they run in one pass over
     the data before training, and a numerical fault is diagnosed with them).
-    ``jit``: train with the objective's JIT-compiled loss where the run allows it
-    (:mod:`ppl_vae.inference.jit`), else eagerly with a line saying why; default: the config's, True.
+    ``jit``: train with the objective's step recorded once as a graph of torch ops and replayed, where the
+    run allows it (:mod:`ppl_vae.inference.record`), else eagerly with a line saying why; default: the config's, True.
     ``out``: run directory for ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``;
     ``config``: the whole run's :class:`~ppl_vae.config.Config`, recorded there (the CLI's).
     ``resume``: continue the run in ``out`` from its checkpoint, up to ``epochs`` in total.
@@ -299,7 +299,7 @@ class Trainer:
         self.given = given_rows(self.inputs["train"])  # semi-supervised: the points that have every input
         self.objective, self.training = objective, training
         self.step_rule = step or JointStep()
-        self.eager_loss = None  # the objective's eager loss, once a JIT-compiled one trains (diagnoses faults)
+        self.eager_loss = None  # the objective's eager loss, once a recorded one trains (diagnoses faults)
         self.epochs = training.epochs
         self.schedule = dict(lr=training.lr, milestones=tuple(training.lr_milestones), gamma=training.lr_gamma)
         self.out, self.progress = out, progress
@@ -318,7 +318,7 @@ class Trainer:
         self.history: list[dict] = []
 
         # torch's threads: the cores other processes leave free, from the first torch-heavy work on (the data
-        # checks and the JIT check run full passes), and glibc set to reuse torch's large buffers
+        # checks and the recording's check run full passes), and glibc set to reuse torch's large buffers
         self.governor = Governor.start()
         keep_freed_memory()
         try:
@@ -331,11 +331,10 @@ class Trainer:
                            f"step size is its own (--optim-args {json.dumps(training.optim_args)})", file=sys.stderr)
             self._create_params()
             self.world.broadcast_params()  # every rank starts from rank 0's weights
-            first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the JIT check
+            first_epoch = self.data.train_epoch(0)  # binarized once for the data checks and the recording's check
             valid_data(self.model, self.guide, self.data, self.inputs["train"],
                        None if self.own_test_bound else self.inputs["test"], first_epoch)
-            if jit:
-                self._compile(first_epoch)
+            self.to_record = first_epoch if jit else None  # recorded when training starts (record_step)
         except BaseException:
             self.release()
             raise
@@ -479,18 +478,33 @@ class Trainer:
         """Whether the guide computes its own test bound (a non-amortized guide refits q per test point)."""
         return getattr(self.modules["guide"], "test_bound", None) is not None
 
-    def _compile(self, x: torch.Tensor) -> None:
-        """Train with the objective's JIT-compiled loss where it equals the eager one (:mod:`ppl_vae.inference.jit`)."""
+    def record_step(self) -> None:
+        """Train with the objective's recorded step where it equals the eager one (:mod:`ppl_vae.inference.record`),
+        once, when asked to (``jit``); :meth:`run` calls it first, after every refusal a run can meet."""
+        if self.to_record is None:
+            return
+        x, self.to_record = self.to_record, None
         n, b = self.data.x_train.shape[0], self.training.batch_size
         sizes = {min(n, b)} | ({n % b} if not self.training.drop_last and n > b and n % b else set())
-        first, second = (torch.arange(start, start + min(n, b), device=x.device) for start in (0, b if n >= 2 * b else 0))
+        batch = [self.world.shard(torch.arange(start, start + min(n, b), device=x.device))  # this rank's share
+                 for start in (0, b if n >= 2 * b else 0)]
+        step_inputs = self.step_inputs(0)
+        partial = [k for k, v in self.inputs["train"].items() if isinstance(v, Partial)]
+        inputs = {} if partial else self.inputs["train"]  # (a partial input is not recorded: recorded() says why)
+        first, second = (((x[idx], idx), {**batch_inputs(inputs, idx), **step_inputs}) for idx in batch)
+        if self.epoch >= self.epochs:
+            return  # nothing left to train
+        # the whole run's steps, not those left: a resumed run takes the path the first took, so it stays bit-identical
+        steps = self.epochs * epoch_steps(n, b, self.training.drop_last, self.given)
         self.eager_loss = self.objective.loss
-        self.objective, why = compiled(self.objective, self.model, self.guide, (x[first], first), (x[second], second),
-                                       named_inputs=bool(self.inputs["train"] or self.step_inputs()),
-                                       schedule=self.training.schedule,
-                                       sizes=sizes)
-        if why is not None and self.progress and self.world.main:
-            tqdm.write(f"{self.objective.name} trains eagerly, not JIT-compiled: {why}.", file=sys.stderr)
+        self.objective, said = recorded(self.objective, self.model, self.guide, first, second,
+                                        schedule=self.training.schedule, sizes=sizes, steps=steps,
+                                        not_tensors=[k for k, v in step_inputs.items() if not torch.is_tensor(v)],
+                                        partial=partial)
+        if said is not None and self.progress and self.world.main:
+            done = self.objective.loss is not self.eager_loss
+            tqdm.write(f"{self.objective.name}: training step {said}." if done else
+                       f"{self.objective.name} trains eagerly, not recorded: {said}.", file=sys.stderr)
         self.step_rule.build(self)
 
     def save(self) -> None:
@@ -637,6 +651,7 @@ class Trainer:
         per_epoch = epoch_steps(self.data.x_train.shape[0], self.training.batch_size, self.training.drop_last,
                                 self.given)
         main = self.world.main  # the files and the bar are rank 0's
+        self.record_step()
         self.bar = Progress(self.progress if main else False, self.epochs * per_epoch, self.step, self.epochs,
                             self.objective.name)
         self.outputs = [self.bar, *run_files(self.out if main else None)]

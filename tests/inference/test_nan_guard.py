@@ -35,7 +35,7 @@ class Poisoned(Trace_ELBO):
 
 
 def poisoned(bad):
-    return dataclasses.replace(objectives.make("elbo"), loss=Poisoned(bad), jit=None)  # trained as written
+    return dataclasses.replace(objectives.make("elbo"), loss=Poisoned(bad))  # trained as written
 
 
 def params():

@@ -22,10 +22,9 @@ class Objective:
     mini-batch, so the trainer reports −loss / batch size as the training bound.
     ``bound`` maps per-data-point log weights [K, N] to the bound per data point [N].
     ``lr_factor(param_name)`` scales the learning rate of a parameter, e.g. a learned
-    baseline that trains on its own rate. ``jit``, where the estimator has one, makes a fresh
-    JIT-compiled form of ``loss`` (same estimator, static shapes only), which the trainer uses
-    when the run allows it (:mod:`ppl_vae.inference.jit`); a fresh one per run, since Pyro caches
-    a compiled graph by the id of the model and guide, and ids are reused.
+    baseline that trains on its own rate. ``recordable``: the training step of ``loss`` can be
+    recorded as a graph of torch ops and replayed (same estimator, static shapes only), which the
+    trainer does when the run allows it (:mod:`ppl_vae.inference.record`).
     """
 
     name: str
@@ -33,7 +32,7 @@ class Objective:
     particles: int  # particles per data point, in training and in the test bound
     bound: Callable[[torch.Tensor], torch.Tensor]
     lr_factor: Callable[[str], float] = same_lr
-    jit: Callable[[], object] | None = None
+    recordable: bool = False
     nesting: int = 1  # plates the program nests, the data plate included (checks.nested sets it)
     vectorized: bool = True  # particles drawn at once; False: one pass each (checks.sequential sets it)
 

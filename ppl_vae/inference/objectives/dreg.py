@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.inference.objectives.base import Objective
-from ppl_vae.inference.objectives.weighted import CompiledWeighted, WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 class DReGLoss(WeightedLoss):
@@ -30,5 +30,4 @@ class DReGLoss(WeightedLoss):
 
 
 def dreg(particles: int = 1) -> Objective:
-    return Objective("dreg", DReGLoss(particles), particles, iwae_bound,
-                     jit=lambda: CompiledWeighted(DReGLoss(particles)))
+    return Objective("dreg", DReGLoss(particles), particles, iwae_bound, recordable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.inference.objectives.base import Objective
-from ppl_vae.inference.objectives.weighted import CompiledWeighted, WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 class IWAELoss(WeightedLoss):
@@ -29,5 +29,4 @@ class IWAELoss(WeightedLoss):
 
 
 def iwae(particles: int = 1) -> Objective:
-    return Objective("iwae", IWAELoss(particles), particles, iwae_bound,
-                     jit=lambda: CompiledWeighted(IWAELoss(particles)))
+    return Objective("iwae", IWAELoss(particles), particles, iwae_bound, recordable=True)

@@ -10,7 +10,7 @@ import torch
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.base import Objective
 from ppl_vae.config import default
-from ppl_vae.inference.objectives.weighted import CompiledWeighted, WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 def renyi_bound(log_w: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -46,5 +46,4 @@ def renyi(particles: int = 1, *, alpha: float = default("alpha")) -> Objective:
     if alpha == 1 or not math.isfinite(alpha):
         raise UsageError(f"--alpha must be a finite number other than 1 (α = 1 is the ELBO: use --objective "
                          f"elbo), got {alpha}.")
-    return Objective("renyi", RenyiLoss(particles, alpha), particles, partial(renyi_bound, alpha=alpha),
-                     jit=lambda: CompiledWeighted(RenyiLoss(particles, alpha)))
+    return Objective("renyi", RenyiLoss(particles, alpha), particles, partial(renyi_bound, alpha=alpha), recordable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.inference.objectives.base import Objective
-from ppl_vae.inference.objectives.weighted import CompiledWeighted, WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 class RWSLoss(WeightedLoss):
@@ -33,5 +33,4 @@ class RWSLoss(WeightedLoss):
 
 
 def rws(particles: int = 1) -> Objective:
-    return Objective("rws", RWSLoss(particles), particles, iwae_bound,
-                     jit=lambda: CompiledWeighted(RWSLoss(particles)))
+    return Objective("rws", RWSLoss(particles), particles, iwae_bound, recordable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ppl_vae.inference.weights import elbo_bound
 from ppl_vae.inference.objectives.base import Objective
-from ppl_vae.inference.objectives.weighted import CompiledWeighted, WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
 class STLLoss(WeightedLoss):
@@ -28,5 +28,4 @@ class STLLoss(WeightedLoss):
 
 
 def stl(particles: int = 1) -> Objective:
-    return Objective("stl", STLLoss(particles), particles, elbo_bound,
-                     jit=lambda: CompiledWeighted(STLLoss(particles)))
+    return Objective("stl", STLLoss(particles), particles, elbo_bound, recordable=True)

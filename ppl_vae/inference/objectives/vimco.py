@@ -8,7 +8,7 @@ import torch
 
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.base import Objective
-from ppl_vae.inference.objectives.weighted import CompiledWeighted, WeightedLoss
+from ppl_vae.inference.objectives.weighted import WeightedLoss
 from ppl_vae.inference.weights import iwae_bound
 
 
@@ -52,5 +52,4 @@ def vimco(particles: int = 2) -> Objective:
     if particles < 2:
         raise UsageError(f"vimco's baseline for each particle is built from the other particles, so it needs "
                          f"--particles 2 or more, got {particles}.")
-    return Objective("vimco", VIMCOLoss(particles), particles, iwae_bound,
-                     jit=lambda: CompiledWeighted(VIMCOLoss(particles)))
+    return Objective("vimco", VIMCOLoss(particles), particles, iwae_bound, recordable=True)

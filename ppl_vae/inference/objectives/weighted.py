@@ -29,7 +29,6 @@ import contextlib
 import functools
 
 import pyro
-import pyro.ops.jit
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
@@ -252,59 +251,15 @@ class WeightedLoss(ELBO):
 
     def backward(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """:meth:`loss_and_grads` with the loss left on the device, a 0-dim tensor."""
+        value, terms = self.terms(model, guide, *args, **kwargs)
+        for i, (surrogate, params) in enumerate(terms):
+            torch.autograd.backward(surrogate, inputs=params, retain_graph=i < len(terms) - 1)
+        return value
+
+    def terms(self, model, guide, *args, **kwargs) -> tuple[torch.Tensor, list]:
+        """(−(N/B) Σ_n B(x_n) without gradient, [(−(N/B) × a surrogate, the parameters it trains)]) of one draw."""
         p = self.draw(model, guide, *args, **kwargs)
         self.check_roles(p)
-        pairs = [(s, p.params[group]) for s, group in self.surrogates(p)]
-        pairs = [(s, params) for s, params in pairs if params and s.requires_grad]
-        for i, (surrogate, params) in enumerate(pairs):
-            torch.autograd.backward(-p.scale * surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
-        return -p.scale * self.bound(p.log_w.detach()).sum()
-
-
-class CompiledWeighted:
-    """A :class:`WeightedLoss` whose draw, bound and surrogates run as one graph recorded by Pyro's
-    ``pyro.ops.jit.trace`` (the machinery of ``JitTrace_ELBO``): the same estimator without Python's
-    cost of tracing the model and guide at every step. Which parameters each surrogate trains (θ, φ
-    or both) is read once from an eager draw, by name, and the gradients are taken outside the graph
-    as :meth:`WeightedLoss.loss_and_grads` takes them. Static shapes only; the trainer uses it where
-    :mod:`ppl_vae.inference.jit` allows, after checking it against the eager loss."""
-
-    def __init__(self, eager: WeightedLoss):
-        self.eager = eager
-        self.compiled = None
-        self.groups: list[list[str]] | None = None  # per surrogate, the names of the parameters it trains
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        return self.eager.loss(model, guide, *args, **kwargs)
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        return self.backward(model, guide, *args, **kwargs).item()
-
-    def backward(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        if self.compiled is None:
-            self.compiled = self._compile(model, guide, kwargs)
-        value, *surrogates = self.compiled(*args)
-        store = pyro.get_param_store()
-        pairs = [(s, [store.get_param(name).unconstrained() for name in names])
-                 for s, names in zip(surrogates, self.groups) if names]
-        for i, (surrogate, params) in enumerate(pairs):
-            torch.autograd.backward(surrogate, inputs=params, retain_graph=i < len(pairs) - 1)
-        return value.detach()
-
-    def _compile(self, model, guide, kwargs):
-        eager = self.eager
-
-        def groups(p: Particles) -> list[list[str]]:
-            store = pyro.get_param_store()
-            chosen = [(s, p.params[group]) for s, group in eager.surrogates(p)]
-            return [[store.param_name(t) for t in params] if s.requires_grad else [] for s, params in chosen]
-
-        @pyro.ops.jit.trace(ignore_warnings=True)
-        def values(*args):
-            p = eager.draw(model, guide, *args, **kwargs)
-            if self.groups is None:
-                self.groups = groups(p)
-            return (-p.scale * eager.bound(p.log_w.detach()).sum(),
-                    *(-p.scale * s for s, _ in eager.surrogates(p)))
-
-        return values
+        terms = [(-p.scale * s, p.params[group]) for s, group in self.surrogates(p)]
+        return -p.scale * self.bound(p.log_w.detach()).sum(), [(s, params) for s, params in terms
+                                                                 if params and s.requires_grad]

@@ -22,11 +22,12 @@ demo: $(STAMP)
 	$(BIN)/ppl-vae report runs/demo
 	@echo "outputs in runs/demo: config.json, metrics.jsonl (one line per epoch), checkpoint.pt, eval.json, report.md, figures/"
 
+# two worker processes (pytest-xdist) with one torch thread each keep both cores busy without oversubscribing them
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py

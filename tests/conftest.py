@@ -7,7 +7,8 @@ import torch
 
 from helpers import train_tiny_run, write_idx
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one thread per pytest-xdist worker (`make test` runs two on the 2-core machine), else at most two
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session", autouse=True)

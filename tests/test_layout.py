@@ -1,6 +1,7 @@
 """The architecture as the README's Layout section states it: no import cycles, modules that import
 alone, an inference engine that loads no model, a library that never imports the CLI."""
 
+import pytest
 import ast
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def test_nothing_in_the_library_imports_the_cli():
             assert "ppl_vae.cli" not in path.read_text(), f"{name} imports the command line"
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_and_the_engine_loads_no_model():
     # One interpreter: before each module, every ppl_vae module is forgotten, so each is imported
     # on its own (torch and pyro stay loaded: they are not what could be out of order).

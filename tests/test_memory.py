@@ -39,11 +39,13 @@ def probe(**env) -> list[str]:
                           check=True).stdout.split()
 
 
+@pytest.mark.slow
 @glibc
 def test_a_4_mib_buffer_comes_from_the_heap_and_a_64_mib_one_is_still_mapped():
     assert probe() == ["True", "0", "1"]
 
 
+@pytest.mark.slow
 @glibc
 def test_a_users_malloc_setting_is_left_alone_and_glibcs_default_maps_4_mib():
     # mxfast=128 is glibc's own default: the environment names a malloc option but changes nothing

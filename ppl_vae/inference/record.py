@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import inspect
 import math
+import operator
 import time
 
 import pyro
@@ -113,7 +114,7 @@ def recorded(objective, model, guide, first: tuple, second: tuple, *, schedule: 
 class Recorded:
     """A training loss whose step replays a graph recorded by :func:`record`. ``eager``: the loss it
     was recorded from (``loss`` without gradients stays eager); ``names``: the parameters the graph
-    takes, in order; ``graph``: the ``torch.fx.GraphModule`` (params, args, kwargs) → (loss, grads)."""
+    takes, in order; ``graph``: the ``torch.fx.GraphModule`` (*params, *the step's tensors) → (loss, *grads)."""
 
     def __init__(self, eager, names: list[str], graph: torch.fx.GraphModule, signature: tuple):
         self.eager, self.names, self.graph, self.signature = eager, names, graph, signature
@@ -136,7 +137,7 @@ class Recorded:
             return backward(self.eager, model, guide, *args, **kwargs)
         params = self.params()
         with torch.no_grad():  # the graph holds the backward pass's ops too: autograd has nothing to record
-            value, grads = self.graph(params, args, kwargs)
+            value, *grads = self.graph(*params, *tensors_in(args, kwargs))
         for p, g in zip(params, grads):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
@@ -157,21 +158,29 @@ def record(loss, model, guide, args: tuple, kwargs: dict) -> Recorded:
             params.append(p)
     position = {id(p): i for i, p in enumerate(params)}
 
-    def step(params, args, kwargs):
-        value, terms = loss_terms(loss, model, guide, *args, **kwargs)
-        grads = [None] * len(params)
+    def step(*flat):  # flat: a tuple of tensors, which the graph takes without unpacking structures
+        ps, inputs = flat[:len(params)], iter(flat[len(params):])
+        a = tuple(next(inputs) if torch.is_tensor(v) else v for v in args)
+        k = {name: next(inputs) if torch.is_tensor(v) else v for name, v in kwargs.items()}
+        value, terms = loss_terms(loss, model, guide, *a, **k)
+        grads = [None] * len(ps)
         for i, (surrogate, wrt) in enumerate(terms):
-            wrt = params if wrt is None else wrt
+            wrt = ps if wrt is None else wrt
             found = torch.autograd.grad(surrogate, wrt, allow_unused=True, retain_graph=i < len(terms) - 1)
             for p, g in zip(wrt, found):
                 j = position[id(p)]
                 if g is not None:
                     grads[j] = g if grads[j] is None else grads[j] + g
-        return value, grads
+        return value, *grads
 
     with pyro.validation_enabled(False), tensors_not_items():
-        graph = make_fx(step, **READS_ALLOWED)(params, args, kwargs)
+        graph = make_fx(step, **READS_ALLOWED)(*params, *tensors_in(args, kwargs))
     return Recorded(loss, names, pruned(graph), signature(args, kwargs))
+
+
+def tensors_in(args: tuple, kwargs: dict) -> list:
+    """The tensors among a step's arguments, positional then named, as the recorded graph takes them."""
+    return [v for v in (*args, *kwargs.values()) if torch.is_tensor(v)]
 
 
 def signature(args: tuple, kwargs: dict) -> tuple:
@@ -186,14 +195,53 @@ IDENTITIES = (torch.ops.aten.alias.default, torch.ops.aten.detach.default)
 
 def pruned(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """``graph`` without what a replay under ``no_grad`` need not run: aliases and detaches (autograd's
-    bookkeeping, the identity on values) and ops whose results nothing uses."""
+    bookkeeping, the identity on values), a pure op computed again from the same inputs (the guide run
+    twice on the same x, as the path-derivative estimators' log q_φ(⊥z) does; a weight transposed in the
+    forward and again in the backward pass), and ops whose results nothing uses."""
+    seen = {}
     for node in list(graph.graph.nodes):
-        if node.op == "call_function" and node.target in IDENTITIES:
+        if node.op != "call_function":
+            continue
+        if node.target in IDENTITIES:
             node.replace_all_uses_with(node.args[0])
             graph.graph.erase_node(node)
+        elif pure(node):
+            key = frozen((node.target, node.args, node.kwargs))
+            if key is not None and key in seen:
+                node.replace_all_uses_with(seen[key])
+                graph.graph.erase_node(node)
+            elif key is not None:
+                seen[key] = node
     graph.graph.eliminate_dead_code()
     graph.recompile()
     return graph
+
+
+def pure(node: torch.fx.Node) -> bool:
+    """Whether ``node`` computes a value from its inputs alone: no random draw, no write to an input, and
+    nothing writes to its result (an ``empty`` that ``normal_`` fills is not a value to share)."""
+    def writes(target) -> bool:
+        return isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable
+    target = node.target
+    if target is operator.getitem:
+        return True
+    return (isinstance(target, torch._ops.OpOverload) and not writes(target)
+            and torch.Tag.nondeterministic_seeded not in target.tags
+            and not any(writes(user.target) for user in node.users))
+
+
+def frozen(value):
+    """``value`` (an op's arguments: nodes, numbers, lists, dicts) as a hashable key, or None."""
+    if isinstance(value, (list, tuple)):
+        items = [frozen(v) for v in value]
+        return None if any(i is None and v is not None for i, v in zip(items, value)) else (type(value), *items)
+    if isinstance(value, dict):
+        return frozen(sorted(value.items(), key=lambda kv: kv[0]))
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return value
 
 
 # a program may read a value while it runs (F.one_hot checks its labels' range, Pyro's ELBOs check for NaN):

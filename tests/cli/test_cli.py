@@ -51,6 +51,7 @@ def test_preset_and_explicit_flags(tmp_path, capsys):
     assert config["hidden"] == [200, 200] and config["activation"] == "tanh" and config["latent_dim"] == 3
 
 
+@pytest.mark.slow
 def test_console_entry_point_help_and_error():
     help_ = subprocess.run([sys.executable, "-m", "ppl_vae", "train", "--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "(default: digits)" in help_.stdout and "--resume" in help_.stdout

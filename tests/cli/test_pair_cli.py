@@ -222,6 +222,7 @@ GAPS_PAIRS = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_gaps_of_a_users_encoder_refine_its_own_pyro_params_and_a_global_latent_is_refused(tmp_path, capsys):
     path = tmp_path / "gaps_pairs.py"
     path.write_text(GAPS_PAIRS)

@@ -61,6 +61,7 @@ def test_running_average_baselines_refuse_uneven_batches(tmp_path, capsys):
     assert "--no-drop-last" in line and not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_compare_with_jobs_trains_in_parallel_processes_to_the_same_table(compared, tmp_path):
     """Each run is a function of its configuration, so --jobs 2 gives the sequential table; torch's thread
     count may differ between the two (1 per job), which moves float32 sums by rounding only."""

@@ -156,6 +156,7 @@ def k3_and_its_draws(ppca, guide, x, particles=20_000):
     return k3, log_w
 
 
+@pytest.mark.slow
 def test_perturbative_k3_lies_between_elbo_and_log_px_and_tightens_with_the_order(ppca_data):
     ppca, x, exact = ppca_data
     k3, log_w = k3_and_its_draws(ppca, shifted_guide(ppca, 0.4, 1.3), x)
@@ -195,6 +196,7 @@ def test_ais_converges_to_log_px(ppca_data):
     assert 0.5 < result["acceptance"] <= 1 and result["steps"] == 100 and result["chains"] == 4
 
 
+@pytest.mark.slow
 def test_bdmc_brackets_log_px_and_narrows_with_t():
     ppca = small_ppca()
     guide = shifted_guide(ppca, 1.0, 1.5)

@@ -47,6 +47,7 @@ def test_cli_writes_json_and_chart_and_refuses_other_guides(trained, tmp_path, c
     assert not (delta / "gaps.json").exists()
 
 
+@pytest.mark.slow
 def test_another_encoder_is_refined_per_point_and_agrees_with_the_table_for_the_diagonal_one(trained):
     """Refining a copy of the diagonal encoder's weights per point reaches the L[q*] the local table reaches
     (the same family), within the two estimates' error and a small optimization slack; both sit above L[q]."""
@@ -68,16 +69,18 @@ def test_another_encoder_is_refined_per_point_and_agrees_with_the_table_for_the_
     torch.testing.assert_close(run.guide.guide.__self__.head.weight, load_run(str(trained), "cpu").guide.head.weight)
 
 
+@pytest.mark.slow
 def test_gaps_of_a_flow_encoder(tmp_path, capsys):
     iaf = tmp_path / "iaf"
     assert run_cli(["train", "--out", iaf, "--guide", "iaf", *FAST], capsys)[0] == 0
-    code, out, err = run_cli(["gaps", iaf, "--points", "8", "--particles", "200", "--max-steps", "300"], capsys)
+    code, out, err = run_cli(["gaps", iaf, "--points", "8", "--particles", "200", "--max-steps", "100"], capsys)
     assert code == 0, err
     r = json.loads((iaf / "gaps.json").read_text())
     assert r["n"] == 8 and r["refined"] == "a copy per point"
     assert r["amortization_gap"] > -4 * r["amortization_gap_se"] and r["approximation_gap"] > -4 * r["approximation_gap_se"]
 
 
+@pytest.mark.slow
 def test_guide_table_script_end_to_end(tmp_path):
     """The whole ladder for one epoch: a row per rung, Δ NLL from each model's first rung, the gaps of
     every rung, the table printed as written, and the figure."""
@@ -87,7 +90,7 @@ def test_guide_table_script_end_to_end(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "scripts/guide_table.py", "--out", str(tmp_path), "--epochs", "1",
-                           "--particles", "20", "--points", "30", "--gap-points", "3", "--gap-steps", "100",
+                           "--particles", "20", "--points", "30", "--gap-points", "3", "--gap-steps", "20",
                            "--hidden", "16", "--latent-dim", "2", "--no-progress"],
                           capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr

@@ -123,6 +123,7 @@ def test_figures_draw_from_its_marginal_and_a_kl_it_cannot_know_is_not_printed(d
         latents.kl_per_point(model, guide, x)
 
 
+@pytest.mark.slow
 def test_on_a_correlated_ppca_posterior_it_beats_the_diagonal_guides_floor():
     """PPCA with nearly parallel columns of W (the Real NVP test's model): p(z | x) has correlation −0.83,
     so a diagonal q's gap log p(x) − ELBO stays ≥ −½ log(1 − ρ²) = 0.59 nats. The auxiliary guide's

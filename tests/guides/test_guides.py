@@ -109,6 +109,7 @@ def config(**kw):
 
 @pytest.mark.parametrize("guide", ["gaussian", "full-cov", "planar", "iaf", "realnvp", "delta", "local", "two-layer",
                                    "two-layer-mf"])
+@pytest.mark.slow
 def test_every_builtin_guide_trains_with_the_elbo(digits, guide):
     model = "two-layer" if guide.startswith("two-layer") else "vae"
     conf = config(guide=guide, model=model)

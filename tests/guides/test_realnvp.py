@@ -69,6 +69,7 @@ def test_it_refuses_the_analytic_kl_and_a_one_dimensional_z():
         RealNVPGaussian(*encoder_body(5, (16,), "tanh"), 1, "realnvp", 2)
 
 
+@pytest.mark.slow
 def test_on_a_correlated_ppca_posterior_it_closes_most_of_the_diagonal_guides_gap():
     """PPCA with nearly parallel columns of W has p(z | x) Gaussian with correlation −0.83, which a
     diagonal q cannot express (its gap log p(x) − ELBO stays ≥ −½ log(1 − ρ²) = 0.59 nats); coupling

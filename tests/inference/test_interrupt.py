@@ -117,6 +117,7 @@ def freeze_mid_epoch(child, path) -> dict:
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)],
                          ids=["SIGKILL", "SIGINT"])
+@pytest.mark.slow
 def test_a_process_signalled_mid_epoch_resumes_bit_identically(reference, tmp_path, capsys, sig, code):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the reference's threads

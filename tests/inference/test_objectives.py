@@ -151,6 +151,7 @@ def guide_variance(objective, ppca, guide, x, draws=100):
     return estimates(objective, ppca, guide, x, draws)[1][:, :N_GUIDE].var(0).sum().item()
 
 
+@pytest.mark.slow
 def test_score_function_is_noisier_than_reparameterized_and_baselines_reduce_it():
     import pyro.optim
     from pyro.infer import SVI

@@ -43,6 +43,7 @@ def test_many_particles_reach_the_kalman_log_likelihood(setting):
     assert abs(mean) < 4 * se + 1e-3, (mean, se)  # E log p̂ − log p ≈ −Var(p̂ / p) / 2: below 1e-3 nats here
 
 
+@pytest.mark.slow
 def test_the_bound_tightens_with_k_and_beats_the_sequences_iwae_bound(setting):
     m, x, lengths, exact = setting
     pyro.set_rng_seed(1)
@@ -55,6 +56,7 @@ def test_the_bound_tightens_with_k_and_beats_the_sequences_iwae_bound(setting):
     assert l10 - iwae > 4 * math.hypot(s10, s_iwae)  # resampling: tighter than IWAE for sequences
 
 
+@pytest.mark.slow
 def test_fivo_in_an_svi_loop_learns_a_proposal_that_tightens_the_bound(setting):
     m, x, lengths, exact = setting
     torch.set_default_dtype(torch.float64)

@@ -221,6 +221,7 @@ def test_config_with_no_components_is_refused():
         GMM(2, 0)
 
 
+@pytest.mark.slow
 def test_latent_gmm_example_draws_the_clusters(tmp_path, capsys):
     import subprocess
     import sys

@@ -80,6 +80,7 @@ def test_every_bound_of_the_exact_posterior_guide_is_log_p_x(name):
     assert torch.allclose(bound, m.log_marginal(x, lengths), atol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_guide_that_ignores_time_dependence_falls_short_its_iwae_bound_tightens_and_evaluate_finds_kalman():
     m = lgssm()
     x, lengths = sequences(m)

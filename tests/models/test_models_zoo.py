@@ -1,5 +1,6 @@
 """The convolutional and two-stochastic-layer VAEs, and the continuous-Bernoulli likelihood."""
 
+import pytest
 import json
 
 import pyro
@@ -59,6 +60,7 @@ def test_two_layer_vae_is_the_papers_network_and_trains(digits):
     assert bounds[-1] > bounds[0] + 1.0, bounds
 
 
+@pytest.mark.slow
 def test_two_layer_vae_under_vectorized_particles_estimates_what_one_particle_does(digits):
     """K particles broadcast through both stochastic layers: the K-particle ELBO (Pyro's vectorized
     particle plate) and its gradient have the 1-particle estimator's mean, within 4 standard errors

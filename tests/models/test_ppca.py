@@ -72,6 +72,7 @@ def test_em_climbs_to_the_closed_form(data):
     assert bounds[-1] <= best + 1e-9  # nothing beats the maximum
 
 
+@pytest.mark.slow
 def test_svi_with_the_linear_guide_reaches_the_closed_form(data):
     x = data.float()
     best = PPCA(D, Q).fit_closed_form(x).log_marginal(x).mean().item()

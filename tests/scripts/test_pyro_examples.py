@@ -105,6 +105,7 @@ def test_ss_vae_m2_py(digits):
     assert_same_elbo(ours, pyro_total, 30)
 
 
+@pytest.mark.slow
 def test_cvae_py(digits):
     """examples/cvae: images [B, 8, 8], a plate with no size, the likelihood on ys[xs == -1]."""
     cvae = example("cvae_quadrants")
@@ -121,6 +122,7 @@ def test_cvae_py(digits):
     assert_same_elbo(ours, pyro_elbo(Trace_ELBO(), net.model, net.guide, data.x_test, ys), 30)
 
 
+@pytest.mark.slow
 def test_dmm_py():
     """dmm.py: its own signature fed by a per-batch function, pyro.markov, masks, annealing per step, ClippedAdam."""
     dmm = example("dmm")
@@ -139,6 +141,7 @@ def test_dmm_py():
     assert_same_elbo(ours, pyro_elbo(Trace_ELBO(), program.model, program.guide, **arguments), 20)
 
 
+@pytest.mark.slow
 def test_lda_py():
     """lda.py: plate 'documents' with 'words' nested, integer words, word topics summed out, global topics."""
     lda = example("lda")
@@ -157,6 +160,7 @@ def test_lda_py():
     assert_same_elbo(ours, (full[0] - globals_[0], math.hypot(full[1], globals_[1])), 20, "test_objective")
 
 
+@pytest.mark.slow
 def test_sparse_gamma_def_py(digits):
     """sparse_gamma_def.py: the full data set every step, global weights, per-point guide parameters,
     AdagradRMSProp and a hook that clamps the parameters after every step."""
@@ -179,6 +183,7 @@ def test_sparse_gamma_def_py(digits):
     assert_same_elbo(ours, (full[0] - globals_[0], math.hypot(full[1], globals_[1])), 30, "test_objective")
 
 
+@pytest.mark.slow
 def test_air(tmp_path):
     """examples/air: model(data, batch_size, **kwargs), a guide that subsamples itself, discrete z_pres with a
     baseline the guide declares, masks, spatial transformers, the prior annealed per step."""

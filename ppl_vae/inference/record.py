@@ -55,10 +55,9 @@ from ppl_vae.inference.guard import backward
 # 10 RTOL |eager| + RTOL max |eager| for each gradient's entries
 RTOL = 1e-5
 
-# a run of fewer training steps trains eagerly: recording the step once (~0.1 s for the digits VAE once
-# torch's tracer is loaded, ~1 s for the first in a process) costs about as much as 2000 of its steps
-# save (0.6 ms each, benchmarks/RESULTS.md, "The recorded step")
-MIN_STEPS = 2000
+# a run of fewer training steps trains eagerly: recording costs 0.15-0.2 s and a replay saves 0.8-1.0 ms a step
+# on the digits and MNIST networks (benchmarks/RESULTS.md, "The recorded step"), so it pays from ~250 steps
+MIN_STEPS = 300
 
 
 def recorded(objective, model, guide, first: tuple, second: tuple, *, schedule: str, sizes: set[int],
@@ -89,6 +88,7 @@ def recorded(objective, model, guide, first: tuple, second: tuple, *, schedule: 
         return objective, (f"a run of {steps} steps is too short to pay for recording the step "
                            f"(it pays from about {MIN_STEPS}; --jit is on)")
     x = first[0][0]
+    import torch._dynamo  # noqa: F401 — torch's optimizers import it at their first step anyway: not recording's cost
     try:
         with forked_rng(x):
             torch.rand(1024, device=x.device)  # other draws than the check's, so that a branch on them shows

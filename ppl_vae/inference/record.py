@@ -86,7 +86,7 @@ def recorded(objective, model, guide, first: tuple, second: tuple, *, schedule: 
                            f"a recorded graph holds one; --drop-last (the default) keeps one")
     if steps < MIN_STEPS:
         return objective, (f"a run of {steps} steps is too short to pay for recording the step "
-                           f"(it pays from about {MIN_STEPS}; --jit is on)")
+                           f"(recording pays from about {MIN_STEPS} steps)")
     x = first[0][0]
     import torch._dynamo  # noqa: F401 — torch's optimizers import it at their first step anyway: not recording's cost
     try:
@@ -107,8 +107,7 @@ def recorded(objective, model, guide, first: tuple, second: tuple, *, schedule: 
         return objective, (f"recorded on one mini-batch, it computed {differs} on another, so the program takes a "
                            f"path the record does not hold")
     return dataclasses.replace(objective, loss=fast, recordable=False), (
-        f"recorded in {seconds:.2f} s ({len(fast.graph.graph.nodes)} ops; its replay matches the eager step on a "
-        f"second mini-batch)")
+        f"recorded in {seconds:.2f} s ({fast.ops} ops; its replay matches the eager step on a second mini-batch)")
 
 
 class Recorded:
@@ -118,6 +117,10 @@ class Recorded:
 
     def __init__(self, eager, names: list[str], graph: torch.fx.GraphModule, signature: tuple):
         self.eager, self.names, self.graph, self.signature = eager, names, graph, signature
+
+    @property
+    def ops(self) -> int:
+        return sum(node.op == "call_function" for node in self.graph.graph.nodes)
 
     def params(self) -> list[torch.Tensor]:
         """The parameters' unconstrained tensors now (a restored checkpoint replaces them)."""

@@ -206,7 +206,7 @@ def test_a_run_too_short_to_pay_for_recording_trains_eagerly_and_says_so(digits,
     assert type(trainer.objective.loss) is Trace_ELBO
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"elbo trains eagerly, not recorded: a run of 30 steps is too short to pay for recording the step "
-                   f"(it pays from about {record.MIN_STEPS}; --jit is on)."], err
+                   f"(recording pays from about {record.MIN_STEPS} steps)."], err
 
 
 def test_a_number_given_at_every_step_keeps_the_step_eager_and_a_tensor_records(digits, capsys, every_run_pays):

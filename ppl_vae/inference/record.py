@@ -13,7 +13,7 @@ A recorded graph holds one path through the program, so it is right only where e
 path with tensors of those shapes. :func:`recorded` uses it where the run allows and says why not:
 
 - the objective has a recorded form: ``elbo`` (with enumerated sites summed out too, Pyro's
-  ``TraceEnum_ELBO``) and the importance-weighted objectives. The score-function ELBOs have none:
+  ``TraceEnum_ELBO``), the importance-weighted objectives, and DisARM / ARM. The score-function ELBOs have none:
   Pyro's decaying-average baselines update outside torch's ops, which a replay would skip;
 - the schedule is joint SVI: variational EM hides one side's parameters from each half-step;
 - every named input is a tensor given for every point (a partial input calls the program with None

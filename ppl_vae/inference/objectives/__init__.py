@@ -14,6 +14,7 @@ from typing import Callable
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.base import Objective
 from ppl_vae.inference.objectives.analytic import elbo_analytic
+from ppl_vae.inference.objectives.disarm import arm, disarm
 from ppl_vae.inference.objectives.dreg import dreg
 from ppl_vae.inference.objectives.elbo import elbo
 from ppl_vae.inference.objectives.enum import enum
@@ -37,14 +38,17 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "stl": stl,
     "dreg": dreg,
     "vimco": vimco,
+    "disarm": disarm,
+    "arm": arm,
     "enum": enum,
     "mmd": mmd,
 }
 # The inference methods for continuous latents that `ppl-vae compare` runs by default, each a bound on
 # log p(x); `enum` sums discrete latents out exactly and is the Gaussian mixture's objective, `mmd`
 # is not a bound (it compares the aggregate posterior with the prior), and `vimco`, the score function
-# of the IWAE bound, is for discrete latents (`--objectives vimco` runs it).
-COMPARED = tuple(name for name in OBJECTIVES if name not in ("enum", "mmd", "vimco"))
+# of the IWAE bound, and `disarm` / `arm`, for Bernoulli latents, are for discrete latents
+# (`--objectives vimco,disarm` runs them).
+COMPARED = tuple(name for name in OBJECTIVES if name not in ("enum", "mmd", "vimco", "disarm", "arm"))
 
 
 def options_of(name: str) -> tuple[str, ...]:

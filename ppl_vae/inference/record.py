@@ -13,7 +13,7 @@ A recorded graph holds one path through the program, so it is right only where e
 path with tensors of those shapes. :func:`recorded` uses it where the run allows and says why not:
 
 - the objective has a recorded form: ``elbo`` (with enumerated sites summed out too, Pyro's
-  ``TraceEnum_ELBO``), the importance-weighted objectives, and DisARM / ARM. The score-function ELBOs have none:
+  ``TraceEnum_ELBO``), ``elbo-analytic``, the importance-weighted objectives, and DisARM / ARM. The score-function ELBOs have none:
   Pyro's decaying-average baselines update outside torch's ops, which a replay would skip;
 - the schedule is joint SVI: variational EM hides one side's parameters from each half-step;
 - every named input is a tensor given for every point (a partial input calls the program with None
@@ -43,6 +43,7 @@ import time
 
 import pyro
 import pyro.infer.trace_elbo
+import pyro.infer.trace_mean_field_elbo
 import pyro.infer.traceenum_elbo
 import torch
 from pyro import poutine
@@ -266,7 +267,8 @@ def loss_terms(loss, model, guide, *args, **kwargs):
 def tensors_not_items():
     """Pyro's ELBOs sum their value in Python floats (``torch_item``), which would record as constants; while
     recording, the value stays a (detached) tensor, so that the replay computes it."""
-    modules = [m for m in (pyro.infer.trace_elbo, pyro.infer.traceenum_elbo) if hasattr(m, "torch_item")]
+    modules = [m for m in (pyro.infer.trace_elbo, pyro.infer.trace_mean_field_elbo, pyro.infer.traceenum_elbo)
+               if hasattr(m, "torch_item")]
     saved = [m.torch_item for m in modules]
     try:
         for m in modules:

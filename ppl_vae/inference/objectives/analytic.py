@@ -19,6 +19,4 @@ def elbo_analytic(particles: int = 1) -> Objective:
     posterior; unlike log w, it is not constant when q is the exact posterior.
     """
     kwargs = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
-    # no JIT form: with Pyro's JitTraceMeanField_ELBO, scripts/bench_objectives.py gave this objective 10×
-    # elbo's step (benchmarks/RESULTS.md), so the trainer keeps it eager
-    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound)
+    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound, recordable=True)

@@ -40,6 +40,7 @@ from ppl_vae.config import PRESETS
 from ppl_vae.inference import objectives
 
 IWAE_K = (1, 5, 50)
+BERNOULLI_ONLY = ("disarm", "arm")  # estimators for Bernoulli latents: the benchmark's VAE has Gaussian ones
 DREG_K = 50
 
 
@@ -49,7 +50,8 @@ def parse_args():
     p.add_argument("--data-dir", default="data")
     p.add_argument("--preset", default=None, choices=list(PRESETS))
     p.add_argument("--particles", type=int, default=5, help="K for the table of all objectives")
-    p.add_argument("--objectives", default=",".join(objectives.OBJECTIVES))
+    p.add_argument("--objectives", default=",".join(n for n in objectives.OBJECTIVES if n not in BERNOULLI_ONLY),
+                   help="default: every objective that trains the Gaussian VAE (not disarm, arm)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--steps", type=int, default=20, help="steps per variant per round")
     p.add_argument("--rounds", type=int, default=20)

@@ -32,9 +32,10 @@ class WithLosses:
             self.total = self.total + (term.detach() if torch.is_tensor(term) else float(term))
         return value
 
-    def params(self) -> list:
-        """The parameters a recorded step reads (see :class:`~ppl_vae.inference.record.Recorded`), else none."""
-        return self.loss.params() if hasattr(self.loss, "params") else []
+    @property
+    def touched(self) -> list:
+        """The parameters a recorded step last read (:class:`~ppl_vae.inference.record.Recorded`), else none."""
+        return getattr(self.loss, "touched", [])
 
     def take_total(self) -> float:
         total, self.total = self.total, 0.0

@@ -75,8 +75,7 @@ class GuardedSVI:
                     raise
                 early, loss = str(e), float("nan")  # the other ranks still wait for this rank's sum
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
-        if hasattr(self.loss, "params"):  # a recorded step reads its parameters without pyro.param
-            params.update(self.loss.params())
+        params.update(getattr(self.loss, "touched", ()))  # a recorded step reads its parameters without pyro.param
         if self.sync is not None:  # data-parallel: the ranks' sums, and every rank sees the same verdict
             if early is not None:
                 params = self.touched or {p for _, p in pyro.get_param_store().named_parameters()}

@@ -118,6 +118,7 @@ class Recorded:
 
     def __init__(self, eager, names: list[str], graph: torch.fx.GraphModule, signature: tuple):
         self.eager, self.names, self.graph, self.signature = eager, names, graph, signature
+        self.touched: list[torch.Tensor] = []  # the parameters the last replay gave gradients to
 
     @property
     def ops(self) -> int:
@@ -145,6 +146,7 @@ class Recorded:
         for p, g in zip(params, grads):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
+        self.touched = params
         return value
 
 

@@ -170,7 +170,11 @@ def innermost(fn):
 
 def takes(fn) -> tuple[set[str], bool]:
     """(the parameter names ``fn`` takes by keyword, whether it takes ``**kwargs``), read from the
-    function its decorators wrap; a callable whose signature cannot be read takes everything."""
+    function its decorators wrap; a callable whose signature cannot be read takes everything. A
+    :class:`Pair`'s program takes what the program and the pair's ``arguments`` take."""
+    if isinstance(fn, Adapted):
+        parts = [takes(fn.fn)] + ([takes(fn.pair.arguments)] if fn.pair.arguments else [])
+        return set().union(*(names for names, _ in parts)), any(everything for _, everything in parts)
     try:
         params = inspect.signature(innermost(fn)).parameters.values()
     except (TypeError, ValueError):

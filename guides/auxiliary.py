@@ -38,7 +38,7 @@ from ppl_vae.errors import UsageError
 from ppl_vae.models.mlp import ACTIVATIONS
 
 from .features import encoder_features
-from .gaussian import loc_and_scale
+from ppl_vae.models.mlp import loc_and_scale
 
 
 def expand_to(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -82,10 +82,9 @@ class AuxiliaryGaussian(nn.Module):
     """``--guide auxiliary``: q(a | x) q(z | a, x), with the reverse model r(a | z, x) in :class:`ReverseModel`."""
 
     latent_sites = ("z",)  # the model's own; the auxiliary a is added to the model and the guide alike
-    refuses = {"elbo-analytic": "the reverse model r(a | z, x) depends on the sampled z, so no term of the bound has "
-                                "a closed-form KL; use elbo",
-               "mmd": "the MMD objective compares the guide's latents with draws from the prior, and the auxiliary "
-                      "a has no prior; use elbo or iwae"}
+    lacks = {"closed_form_kl": "the reverse model r(a | z, x) depends on the sampled z, so no term of the bound has "
+                               "a closed-form KL",
+             "prior_latents": "its auxiliary a has no prior to draw from"}
     point_mass = False
 
     @classmethod

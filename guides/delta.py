@@ -22,9 +22,8 @@ from torch import nn
 
 class DeltaEncoder(nn.Module):
     latent_sites = ("z",)
-    refuses = dict.fromkeys(("score", "score-avg", "score-nn", "iwae", "renyi", "rws", "stl", "dreg", "vimco"),
-                            "a point mass has no density to score or to importance-weight with, so it trains only "
-                            "with elbo or elbo-analytic (reconstruction + log p(z))")
+    lacks = {"density": "a point mass has no density to score or to importance-weight with (what trains is "
+                        "reconstruction + log p(z))"}
     point_mass = True  # what trains is log p(x | f(x)) + log p(f(x)), not a bound
 
     @classmethod

@@ -12,7 +12,7 @@ from torch import nn
 
 class Empty(nn.Module):
     latent_sites = ()
-    refuses: dict[str, str] = {}
+    lacks: dict[str, str] = {}
     point_mass = False
 
     @classmethod

@@ -14,7 +14,3 @@ def encoder_features(config, data):
 
     return encoder_body(data.x_dim, config.pair.hidden, config.pair.activation)
 
-
-# Objectives that need log q at a z the guide did not just draw, with φ held fixed
-# (the score function scores, RWS reweights, STL and DReG stop gradients through q).
-NEEDS_LOG_Q_AT_ANY_Z = ("score", "score-avg", "score-nn", "rws", "stl", "dreg", "vimco")

@@ -33,8 +33,8 @@ import torch
 from pyro.distributions import transforms as T
 from torch import nn
 
-from .features import NEEDS_LOG_Q_AT_ANY_Z, encoder_features
-from .gaussian import loc_and_scale
+from .features import encoder_features
+from ppl_vae.models.mlp import loc_and_scale
 
 from ppl_vae.errors import UsageError
 
@@ -43,11 +43,10 @@ FLOWS = ("planar", "iaf", "realnvp")
 
 class FlowGaussian(nn.Module):
     latent_sites = ("z",)
-    refuses = dict.fromkeys(("elbo-analytic", *NEEDS_LOG_Q_AT_ANY_Z),
-                            "a flow has no closed-form KL and its density is known only at its own samples, from "
-                            "values cached on the forward pass (the planar map has no inverse; Pyro scores IAF "
-                            "samples from cached values, not at a given z with the parameters held fixed), so it "
-                            "trains with elbo, iwae or renyi")
+    lacks = {"closed_form_kl": "a flow has no closed-form KL to the prior",
+             "log_q_at_any_z": "its density is known only at its own samples, from values cached on the forward pass "
+                               "(the planar map has no inverse; Pyro scores IAF samples from cached values, not at a "
+                               "given z with the parameters held fixed)"}
     point_mass = False
 
     @classmethod
@@ -104,8 +103,7 @@ class RealNVPGaussian(FlowGaussian):
     """``--guide realnvp``: the diagonal Gaussian through ``--flow-depth`` affine coupling layers; its log q is
     known at any z (see the module docstring), so it trains with every objective but ``elbo-analytic``."""
 
-    refuses = {"elbo-analytic": "a flow has no closed-form KL to the prior, so it trains with elbo (or any "
-                                "objective but elbo-analytic)"}
+    lacks = {"closed_form_kl": "a flow has no closed-form KL to the prior"}
 
     @classmethod
     def from_config(cls, config, data):

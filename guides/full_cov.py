@@ -20,12 +20,12 @@ import torch
 from torch import nn
 from torch.distributions import register_kl
 
-from .gaussian import loc_and_scale
+from ppl_vae.models.mlp import loc_and_scale
 
 
 class FullCovGaussian(nn.Module):
     latent_sites = ("z",)
-    refuses: dict[str, str] = {}
+    lacks: dict[str, str] = {}
     point_mass = False
 
     @classmethod

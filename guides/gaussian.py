@@ -11,26 +11,16 @@ of ``models/conv_vae.py``).
 from __future__ import annotations
 
 import pyro
-import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ppl_vae.models.mlp import encoder_body
-
-_MIN_SCALE = 1e-5
+from ppl_vae.models.mlp import GaussianNet
 
 
-def loc_and_scale(out: torch.Tensor):
-    """Split a head's output [..., 2q] into (μ, σ = softplus(s) + ε), each [..., q]."""
-    loc, raw_scale = out.chunk(2, dim=-1)
-    return loc, F.softplus(raw_scale) + _MIN_SCALE
-
-
-class DiagonalGaussian(nn.Module):
+class DiagonalGaussian(GaussianNet):
     # What the registry's compatibility check reads (ppl_vae.registry.check):
     latent_sites = ("z",)
-    refuses: dict[str, str] = {}  # objective -> why this guide cannot train with it
+    lacks: dict[str, str] = {}  # a capability objectives may need -> why this guide lacks it
     point_mass = False
 
     @classmethod
@@ -43,20 +33,8 @@ class DiagonalGaussian(nn.Module):
     def __init__(self, x_dim: int, latent_dim: int = 8, hidden=(200,), activation: str = "relu",
                  body: nn.Module | None = None, features: int | None = None):
         """``body``, if given, is h_φ with ``features`` outputs and replaces the MLP."""
-        super().__init__()
+        super().__init__(x_dim, latent_dim, hidden, activation, body, features)
         self.latent_dim = latent_dim
-        if body is None:
-            body, features = encoder_body(x_dim, hidden, activation)
-        self.body = body
-        self.head = nn.Linear(features, 2 * latent_dim)
-
-    def forward(self, x: torch.Tensor):
-        """(μ_φ(x), σ_φ(x)), each of shape [..., latent_dim]."""
-        return loc_and_scale(self.head(self.body(x)))
-
-    def dist(self, x: torch.Tensor) -> dist.Distribution:
-        loc, scale = self(x)
-        return dist.Normal(loc, scale).to_event(1)
 
     def guide(self, x: torch.Tensor, idx=None):
         pyro.module("encoder", self)

@@ -16,7 +16,7 @@ from torch import nn
 
 class LinearGaussian(nn.Module):
     latent_sites = ("z",)
-    refuses: dict[str, str] = {}
+    lacks: dict[str, str] = {}
     point_mass = False
 
     @classmethod

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppl_vae.errors import UsageError
-from ppl_vae.evaluation.evaluate import chunk_sizes
+from ppl_vae.inference.chunks import chunk_sizes
 from ppl_vae.inference.weights import log_weights
 
-from .gaussian import _MIN_SCALE
+from ppl_vae.models.mlp import MIN_SCALE as _MIN_SCALE
 
 _PRIOR_RAW_SCALE = math.log(math.e - 1)  # softplus⁻¹(1): rows start at the prior N(0, I)
 LR_FACTOR = 50.0
@@ -43,7 +43,7 @@ LR_FACTOR = 50.0
 
 class LocalGaussian(nn.Module):
     latent_sites = ("z",)
-    refuses: dict[str, str] = {}
+    lacks: dict[str, str] = {}
     point_mass = False
 
     @classmethod
@@ -97,7 +97,7 @@ class LocalGaussian(nn.Module):
     def test_bound(self, objective, model, x: torch.Tensor, refine_particles: int = 1) -> torch.Tensor:
         """``objective``'s bound per point of ``x`` [N], each under its own q refitted from the prior.
 
-        ``x`` is split in the chunks ``objective.test_bound`` uses (``ppl_vae.evaluation.evaluate``), and
+        ``x`` is split in the chunks ``objective.test_bound`` uses (:mod:`ppl_vae.inference.chunks`), and
         each chunk gets a fresh table, refined with θ fixed (one particle per step: this runs
         every epoch), as the guide of its points.
         """

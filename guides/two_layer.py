@@ -22,8 +22,8 @@ from .gaussian import DiagonalGaussian
 
 class TwoLayerGaussian(nn.Module):
     latent_sites = ("z1", "z2")
-    refuses = {"elbo-analytic": "q(z2 | z1) depends on the sampled z1, so the analytic KL of a mean-field "
-                                "guide does not apply"}
+    lacks = {"closed_form_kl": "q(z2 | z1) depends on the sampled z1, so the analytic KL of a mean-field guide "
+                               "does not apply"}
     point_mass = False
 
     @classmethod
@@ -54,5 +54,5 @@ class TwoLayerGaussian(nn.Module):
 class FactorizedTwoLayerGaussian(TwoLayerGaussian):
     """``--guide two-layer-mf``: q(z1 | x) q(z2 | x), the fully factorised rung below :class:`TwoLayerGaussian`."""
 
-    refuses: dict[str, str] = {}
+    lacks: dict[str, str] = {}
     factorized = True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {
@@ -52,3 +54,34 @@ def encoder_body(x_dim: int, hidden=(200,), activation: str = "relu") -> tuple[n
     """An encoder's feature network h(x) — the MLP x_dim → hidden..., activated — and its width."""
     sizes = [x_dim, *hidden]
     return Body(x_dim, *mlp(sizes, activation, final_activation=True)), sizes[-1]
+
+
+MIN_SCALE = 1e-5  # σ's floor: keeps log q finite where softplus(s) underflows
+
+
+def loc_and_scale(out: torch.Tensor):
+    """Split a head's output [..., 2q] into (μ, σ = softplus(s) + ε), each [..., q]."""
+    loc, raw_scale = out.chunk(2, dim=-1)
+    return loc, F.softplus(raw_scale) + MIN_SCALE
+
+
+class GaussianNet(nn.Module):
+    """A conditional diagonal Gaussian N(μ(h), diag σ(h)²): one network ``body`` (an MLP unless another
+    is given, with ``features`` outputs) shared by two linear heads for μ and s, σ = softplus(s) + ε.
+    The encoder q_φ(z | x) of ``guides/gaussian.py`` and the two-layer model's p_θ(z₁ | z₂) are one."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden=(200,), activation: str = "relu",
+                 body: nn.Module | None = None, features: int | None = None):
+        super().__init__()
+        if body is None:
+            body, features = encoder_body(in_dim, hidden, activation)
+        self.body = body
+        self.head = nn.Linear(features, 2 * out_dim)
+
+    def forward(self, h: torch.Tensor):
+        """(μ(h), σ(h)), each of shape [..., out_dim]."""
+        return loc_and_scale(self.head(self.body(h)))
+
+    def dist(self, h: torch.Tensor) -> dist.Distribution:
+        loc, scale = self(h)
+        return dist.Normal(loc, scale).to_event(1)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import pyro
 import torch
 
-from ppl_vae.guides.gaussian import DiagonalGaussian
-
-from .mlp import rows
+from .mlp import GaussianNet, rows
 from .vae import VAE
 
 
@@ -42,8 +40,7 @@ class TwoLayerVAE(VAE):
         super().__init__(x_dim, z1_dim, hidden, activation, likelihood)
         self.z1_dim = z1_dim
         self.latent_dim = z2_dim  # the top layer carries the prior N(0, I)
-        # a conditional diagonal Gaussian network, the same as the encoder's
-        self.top = DiagonalGaussian(z2_dim, z1_dim, hidden2, activation)
+        self.top = GaussianNet(z2_dim, z1_dim, hidden2, activation)  # the encoder's conditional Gaussian
 
     def decode(self, z2: torch.Tensor) -> torch.Tensor:
         """E[x | z₁ = μ_θ(z₂)]: the mean image with z₁ at its conditional mean."""

@@ -14,18 +14,24 @@ class UsageError(Exception):
 class Refusal(UsageError):
     """A refusal whose advice names other objectives: "<why>; use A or B<because>, or <otherwise>.".
 
-    The objectives the same checks also refuse for the pair are struck from the advice before it
-    reaches the user (:func:`ppl_vae.inference.checks.prepared`), so that the advice holds; with none
-    left, only ``otherwise`` (if any) is said.
+    ``alternatives`` says which objectives by what they declare: a predicate on an objective's
+    :class:`~ppl_vae.inference.objectives.base.Needs`. :func:`ppl_vae.inference.checks.prepared`
+    strikes from them those the same checks also refuse for the pair, so that the advice holds; with
+    none left, only ``otherwise`` (if any) is said.
     """
 
-    def __init__(self, why: str, alternatives=(), because: str = "", otherwise: str = ""):
-        self.why, self.alternatives, self.because, self.otherwise = why, tuple(alternatives), because, otherwise
+    def __init__(self, why: str, alternatives=None, because: str = "", otherwise: str = ""):
+        self.why, self.because, self.otherwise = why, because, otherwise
+        self.alternatives = ()
+        if alternatives is not None:  # read when refusing: the objectives sit above this module
+            from ppl_vae.inference.objectives import offering
+
+            self.alternatives = offering(alternatives)
         super().__init__(self.sentence(self.alternatives))
 
-    def sentence(self, accepted) -> str:
-        names = [a for a in self.alternatives if a in accepted]
-        advice = []
+    def sentence(self, names) -> str:
+        """The refusal with ``names`` (the alternatives that hold) as its advice."""
+        names, advice = list(names), []
         if names:
             listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
             advice.append(f"use {listed}{self.because}")

@@ -210,36 +210,3 @@ def local_rank() -> int:
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank r's own random stream (particles), r ≥ 1; rank 0 keeps the run's stream."""
     return ((seed * 1_000_003 + rank) * 7 + 5) % 2**32  # numpy takes 32-bit seeds
-
-
-def refusal(objective, guide_module, model_trace, training, n_train: int, size: int) -> str | None:
-    """Why this run cannot train data-parallel on ``size`` processes, or None; ``model_trace``: the
-    model's trace on a first batch."""
-    from ppl_vae.inference.checks import sample_sites
-    from ppl_vae.inference.weights import data_plate, data_scale, in_plate
-
-    plate = data_plate(model_trace)
-    outside = [n for n, site in sample_sites(model_trace, True).items() if not in_plate(site, plate)]
-    if outside and data_scale(model_trace, plate) == 1:
-        return (f"observed site or factor {outside[0]!r} lies outside pyro.plate({plate!r}), so its term counts once "
-                f"per mini-batch, and once per process when the batch is sharded; subsample the data plate "
-                f"(pyro.plate({plate!r}, N, subsample=idx)), which weights it right, or train without torchrun")
-    name = getattr(objective, "name", "")
-    if name in ("score-avg", "score-nn"):
-        return (f"{name}'s decaying-average baseline is a running state per mini-batch position that each process "
-                f"would keep for its own shard only, so the run would not equal one process's; use score, or "
-                f"train it without torchrun")
-    if name == "mmd":
-        return ("the mmd objective's MMD² compares the whole mini-batch's codes with prior draws, a statistic of the "
-                "batch that the shards' terms do not add up to; train it without torchrun")
-    if getattr(guide_module, "test_bound", None) is not None:
-        return (f"the {type(guide_module).__name__} guide keeps a table of variational parameters per data point, "
-                f"which every process would hold and only partly train; train it without torchrun")
-    b = training.batch_size
-    if b < size:
-        return f"--batch-size {b} is smaller than the {size} processes, so some would get no data; raise --batch-size"
-    last = n_train % b
-    if not training.drop_last and n_train > b and 0 < last < size:
-        return (f"the last mini-batch of each epoch has {last} points, fewer than the {size} processes; "
-                f"keep drop_last (the default) or choose a --batch-size that leaves at least {size}")
-    return None

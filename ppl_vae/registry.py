@@ -4,7 +4,7 @@ A factory is called as ``factory(config, data)`` with a :class:`~ppl_vae.config.
 :class:`~ppl_vae.data.Dataset`; the built-in ones are the classes' ``from_config``. What a
 model or guide can do is declared on its class (``latent_sites``, ``enumerated``,
 ``fit_methods``, ``objectives``, ``continuous_data``, ``defaults`` on models; ``latent_sites``,
-``refuses``, ``point_mass`` on guides), and :func:`check` is the one compatibility check
+``lacks``, ``point_mass`` on guides; an objective declares what it ``needs``), and :func:`check` is the one compatibility check
 that reads those declarations. A new model or guide becomes available to the CLI by adding
 one entry here.
 """
@@ -136,16 +136,21 @@ def check(config: Config) -> None:
                          f"(with --dequantize for grey levels).")
     if p.method != "svi":
         return
-    if i.objective == "enum" and not model.enumerated:
-        raise UsageError(f"--objective enum sums discrete latent variables out exactly, and --model {p.model} has "
-                         f"none (its latents are continuous), so it would train a plain ELBO under another "
-                         f"name; use --objective elbo.")
+    needs = objectives.declared(i.objective).needs
+    if needs.enumeration and not model.enumerated:
+        raise UsageError(f"--objective {i.objective} sums discrete latent variables out exactly, and --model {p.model} "
+                         f"has none (its latents are continuous), so it would train a plain ELBO under another "
+                         f"name; use --objective {model.defaults['objective']}.")
     if model.objectives is not None and i.objective not in model.objectives:
         raise UsageError(f"the {p.model} model trains with --objective {' or '.join(model.objectives)} only; "
                          f"pass {own} (its defaults).")
-    if i.objective in guide.refuses:
-        raise UsageError(f"--guide {p.guide} cannot train with --objective {i.objective}: "
-                         f"{guide.refuses[i.objective]}.")
+    lacking = [what for what in guide.lacks if what in needs.guide]
+    if lacking:
+        takes = [n for n in objectives.COMPARED if not objectives.declared(n).needs.guide & guide.lacks.keys()]
+        raise UsageError(f"--guide {p.guide} cannot train with --objective {i.objective}, which needs "
+                         f"{objectives.GUIDE_CAPABILITIES[lacking[0]]}: {guide.lacks[lacking[0]]}; it trains with "
+                         + (f"{', '.join(takes[:-1])} or {takes[-1]}." if len(takes) <= 3 else
+                            f"{', '.join(takes[:3])} and the other objectives that do not need that."))
 
 
 def is_point_mass(config: Config) -> bool:
@@ -154,10 +159,8 @@ def is_point_mass(config: Config) -> bool:
 
 
 def train_name(config: Config) -> str:
-    """What a run's train_bound is, in words: its objective's value, a bound unless said otherwise."""
-    if config.inference.objective == "mmd":
-        return "MMD objective (reconstruction − λ MMD², not a bound)"
-    return bound_name(config)
+    """What a run's train_bound is, in words: its objective's value, a bound unless it says otherwise."""
+    return objectives.declared(config.inference.objective).train_quantity or bound_name(config)
 
 
 def bound_name(config: Config) -> str:
@@ -166,7 +169,7 @@ def bound_name(config: Config) -> str:
         return "log p(x) (exact)"
     if is_point_mass(config):
         return "log p(x | z) + log p(z) (point-mass guide: not a bound)"
-    return "ELBO" if config.inference.objective == "mmd" else "bound"
+    return objectives.declared(config.inference.objective).test_quantity
 
 
 def build(config: Config, data: Dataset, trust_code: bool = False):
@@ -201,12 +204,13 @@ def build_objective(config: Config, strict: bool = False) -> objectives.Objectiv
                 raise UsageError(f"{flag} is an option of " + ", ".join(
                     name for name in objectives.OBJECTIVES if key in objectives.options_of(name))
                     + f", not of --objective {i.objective}; drop {flag}.")
-    if i.objective in ("score-avg", "score-nn") and not config.training.drop_last:
-        raise UsageError(f"{i.objective} keeps its running-average baseline per mini-batch position, so it "
-                         f"needs mini-batches of one size; drop --no-drop-last.")
-    if i.objective == "mmd" and config.training.batch_size < 2:
-        raise UsageError("the mmd objective compares each mini-batch's encoded points with prior draws, so it needs "
-                         "--batch-size 2 or more.")
+    needs = objectives.declared(i.objective).needs
+    if needs.running_state and not config.training.drop_last:
+        raise UsageError(f"{i.objective} keeps a {needs.running_state}, so it needs mini-batches of one size; "
+                         f"drop --no-drop-last.")
+    if config.training.batch_size < needs.min_batch:
+        raise UsageError(f"the {i.objective} objective's {needs.batch_statistic}, so it needs --batch-size "
+                         f"{needs.min_batch} or more.")
     options = {key: getattr(i, key) for key in objectives.options_of(i.objective)}
     objective = objectives.make(i.objective, particles=i.particles, **options)
     if i.test_bound == "iwae":

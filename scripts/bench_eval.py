@@ -30,7 +30,8 @@ from ppl_vae import data as datasets
 from ppl_vae import registry
 from ppl_vae.config import PRESETS, Config
 from ppl_vae.device import resolve_device
-from ppl_vae.evaluation.evaluate import chunk_sizes, evaluate, max_elements_for
+from ppl_vae.evaluation.evaluate import evaluate
+from ppl_vae.inference.chunks import chunk_sizes, max_elements_for
 from ppl_vae.memory import keep_freed_memory
 from bench_train import paired_ratio
 

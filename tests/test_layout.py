@@ -76,3 +76,56 @@ def test_every_module_imports_alone_and_the_engine_loads_no_model():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"the inference engine imports models: {result.stdout}"
+
+
+def imports_anywhere(path: Path, known) -> set[str]:
+    """Every ppl_vae module ``path`` imports, at its top or inside a function."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ppl_vae"):
+            out |= {node.module} | ({f"{node.module}.{a.name}" for a in node.names} & set(known))
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("ppl_vae")}
+    return out
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    """The inference engine never reaches up into evaluation; parallel.py is the bottom of data parallelism;
+    models and guides stand on pyro, torch and shared building blocks (models/mlp.py), not on each other,
+    the evaluation, the registry or the command line."""
+    above_models = ("ppl_vae.evaluation", "ppl_vae.registry", "ppl_vae.cli", "ppl_vae.run", "ppl_vae.inference.trainer")
+    known = modules()
+    for name, path in known.items():
+        found = imports_anywhere(path, known)
+        if name.startswith("ppl_vae.inference"):
+            assert not {m for m in found if m.startswith("ppl_vae.evaluation")}, f"{name} imports evaluation"
+        if name == "ppl_vae.parallel":
+            assert found <= {"ppl_vae.errors"}, f"parallel.py imports {found}"
+        if name.startswith(("ppl_vae.models", "ppl_vae.guides")):
+            bad = {m for m in found if m.startswith(above_models)}
+            if name.startswith("ppl_vae.models"):
+                bad |= {m for m in found if m.startswith("ppl_vae.guides")}
+            assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_no_rule_outside_an_objectives_module_compares_an_objective_name():
+    """What an objective can do is declared by it (objectives.base.Needs), and the registry, the checks, data
+    parallelism and the guides read the declarations: no `objective == "mmd"`, no `name in ("score-avg", ...)`."""
+    from ppl_vae.inference.objectives import OBJECTIVES
+
+    def names_in(node) -> set[str]:
+        if isinstance(node, ast.Constant) and node.value in OBJECTIVES:
+            return {node.value}
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return set().union(*map(names_in, node.elts)) if node.elts else set()
+        return set()
+
+    for name, path in modules().items():
+        # the CLI's choices name them; the log p(x) estimators have an "elbo" of their own
+        if name.startswith(("ppl_vae.inference.objectives", "ppl_vae.cli", "ppl_vae.evaluation.estimators")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            # test_bound = "iwae" names the yardstick compare reports, the IWAE bound, not an objective
+            if isinstance(node, ast.Compare) and getattr(node.left, "attr", None) != "test_bound":
+                named = set().union(names_in(node.left), *map(names_in, node.comparators))
+                assert not named, f"{name}, line {node.lineno}: a rule by objective name {sorted(named)}"

@@ -32,7 +32,8 @@ from ppl_vae import parallel, registry, spec
 from ppl_vae.config import Config
 from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
-from ppl_vae.evaluation.evaluate import bound, evaluate, mean_and_se
+from ppl_vae.evaluation.evaluate import evaluate, mean_and_se
+from ppl_vae.inference.chunks import bound
 from ppl_vae.data import batch_inputs
 from ppl_vae.inference.checks import check, first_traces, global_sites, prepared
 from ppl_vae.inference.diagnostics import gradient_stats, summarize

@@ -40,32 +40,10 @@ from ppl_vae.data import batch_inputs, split
 from ppl_vae.device import forked_rng
 from ppl_vae.evaluation.quantity import log_prob_of_inputs, observed_quantity
 from ppl_vae.pair import as_pyro_callable, callables, eval_mode, owning_module
+from ppl_vae.inference.chunks import chunk_sizes, max_elements_for
 from ppl_vae.inference.validation import valid_points
 from ppl_vae.inference.weights import (data_plate, in_plate, log_weights, one_at_a_time, plate_nesting,
                                        vectorizable)
-
-# particles × points × dims held at once on the CPU: 16 MiB of float32 per tensor. Larger chunks were
-# slower here (K = 5000 on the digits test set, 2 cores: 2.8 s at 2^22, 2.9 s at 2^24, 5.1 s at 2^26).
-MAX_ELEMENTS = 1 << 22
-CUDA_SHARE, CUDA_INTERMEDIATES = 4, 16  # a quarter of free GPU memory, for ~16 tensors of a chunk's size
-
-
-def max_elements_for(device) -> int:
-    """Elements per chunk on ``device``: :data:`MAX_ELEMENTS` on the CPU; on CUDA a quarter of the free
-    memory, shared by the forward pass's intermediate tensors, so K = 5000 runs in few large chunks."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return MAX_ELEMENTS
-    free, _ = torch.cuda.mem_get_info(device)
-    return max(MAX_ELEMENTS, free // (4 * CUDA_SHARE * CUDA_INTERMEDIATES))
-
-
-def chunk_sizes(n: int, dim: int, particles: int, max_elements: int = MAX_ELEMENTS) -> tuple[int, int]:
-    """(points per batch, particles per chunk) keeping particles × points × dim within max_elements."""
-    per_point = max(1, max_elements // max(dim, 1))
-    k_chunk = max(1, min(particles, per_point))
-    return max(1, min(n, per_point // k_chunk)), k_chunk
-
 
 class Draws(NamedTuple):
     """Per data point [N]: the ELBO and log p̂_K from the same K draws of q, and the Monte Carlo variance
@@ -120,17 +98,6 @@ def mc_se(variances: torch.Tensor) -> float:
     """The Monte Carlo standard error of a mean over N points of estimates with these variances, each
     point's particles drawn independently: √(Σ_n Var_n) / N."""
     return variances.sum().sqrt().item() / max(variances.numel(), 1)
-
-
-@torch.no_grad()
-def bound(model, guide, x, bound_fn, particles: int = 1, *, max_plate_nesting: int = 1,
-          inputs: dict | None = None, given_globals: bool = False, vectorized: bool = True) -> torch.Tensor:
-    """An objective's bound per data point, bound_fn(log w) with all K particles (drawn at once, or one
-    pass each when not ``vectorized``)."""
-    batch, _ = chunk_sizes(x.shape[0], x[0].numel() * particles, 1)
-    return torch.cat([bound_fn(log_weights(model, guide, xb, particles=particles, max_plate_nesting=max_plate_nesting,
-                                           given_globals=given_globals, vectorized=vectorized, **ib))
-                      for xb, ib in split(x, inputs, batch)])
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:

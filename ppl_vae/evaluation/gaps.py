@@ -46,7 +46,8 @@ from ppl_vae.inference.weights import log_weights
 
 from ppl_vae.viz import figures
 from ppl_vae.errors import UsageError
-from ppl_vae.evaluation.evaluate import chunk_sizes, latent_sites, mean_and_se, per_point
+from ppl_vae.evaluation.evaluate import latent_sites, mean_and_se, per_point
+from ppl_vae.inference.chunks import chunk_sizes
 
 
 LOCAL_LR, NETWORK_LR = 0.05, 3e-3  # Adam's rate for a table of (m, s), and for a copy of a network's weights

@@ -31,9 +31,9 @@ from ppl_vae.viz import figures
 
 from ppl_vae.evaluation import latents
 from ppl_vae.errors import UsageError
+from ppl_vae.inference.chunks import MAX_ELEMENTS
 
 MASKS = ("top-half", "random")
-MAX_ELEMENTS = 1 << 22  # particles × points × pixels held at once
 SIZE = (8.0, 5.4)  # inches of the figure; ×100 in pixels
 MISSING_COLOUR = (0.55, 0.75, 1.0)  # light blue: pixels the model must fill in
 

@@ -41,7 +41,6 @@ from ppl_vae.data import Dataset, batch_inputs, given_rows
 from ppl_vae.device import forked_rng
 from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
-from ppl_vae.inference.objectives.mmd import MMDLoss
 from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
 from ppl_vae.inference.weights import (data_plate, data_scale, data_size, in_plate, one_at_a_time, own_scales, plate_nesting,
                                        vectorizable)
@@ -68,12 +67,12 @@ def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = Fa
                           "with pyro.plate('data', x.shape[0]) (any name).")
     outside = [name for name, site in latents.items() if not in_plate(site, plate)]
     loss = getattr(objective, "loss", objective)
-    if outside and isinstance(loss, (WeightedLoss, MMDLoss)):
-        how = ("compares each point's code with prior draws" if isinstance(loss, MMDLoss)
-               else "weights particles per data point")
+    how = needs_of(objective).local_latents
+    if outside and how:
         return Refusal(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent variable, and "
                        f"the {objective.name} objective {how}, which needs every latent variable local",
-                       ("elbo", "elbo-analytic", "score"), because=", which train the full-data ELBO per point")
+                       lambda needs: needs.local_latents is None and not needs.enumeration,
+                       because=", which train the full-data ELBO per point")
     if outside and data_scale(model_trace, plate) == 1 and not full_batch:
         return UsageError(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent, whose "
                           f"log-density counts once for the whole data set, so the data plate must know the data "
@@ -84,20 +83,31 @@ def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = Fa
     if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide and not enumerated_elsewhere:
         return Refusal(f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and "
                        f"this pair has none (config_enumerate on the model or the guide), so it would train a plain "
-                       f"ELBO under another name", ("elbo",))
+                       f"ELBO under another name", plain_elbo)
     if in_guide and not isinstance(loss, TraceEnum_ELBO):
         return samples_enumerated(in_guide[0], objective.name)
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return Refusal(f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective "
                        f"does not do: it would sample the site from the prior instead of summing it out",
-                       ("elbo", "iwae", "renyi", "rws", "stl", "dreg", "vimco"), because=", which sum it out")
+                       lambda needs: needs.sums_out and not needs.enumeration, because=", which sum it out")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
             if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):
                 return Refusal(f"site {name!r} has no closed-form KL(q ‖ p) between {type(site['fn']).__name__} and "
                                f"{type(model_trace.nodes[name]['fn']).__name__}, so {objective.name} would estimate "
-                               f"it by Monte Carlo like elbo does", ("elbo",))
+                               f"it by Monte Carlo like elbo does", plain_elbo)
     return None
+
+
+def needs_of(objective) -> objectives.Needs:
+    """What an objective (or a bare loss) declares it needs (:class:`~ppl_vae.inference.objectives.base.Needs`)."""
+    return getattr(objective, "needs", None) or getattr(getattr(objective, "loss", None), "needs", None) \
+        or objectives.Needs()
+
+
+def plain_elbo(needs) -> bool:
+    """The advice for a pair that asked for more than it has: Pyro's ELBO, which sums out what is marked."""
+    return needs.enumerates_guide and not needs.enumeration
 
 
 def enumerated_sites(model_trace, guide_trace) -> list[str]:
@@ -306,7 +316,7 @@ def checked_on(batch, objective, model, guide, data, inputs: dict, test_inputs: 
         if loss is not None:
             with user_code(f"the {objective.name} objective fails on {points}{which}"):
                 loss.loss(model, guide, x, idx, **named)
-            if isinstance(loss, WeightedLoss) and loss.splits_params:  # θ and φ by what the computation uses
+            if isinstance(loss, WeightedLoss) and loss.needs.splits_roles:  # θ and φ by what the computation uses
                 with torch.enable_grad():
                     loss.check_roles(loss.draw(model, guide, x, idx, **named))
         if has_test:
@@ -387,3 +397,32 @@ def check(model, guide, data=None, names=None, particles: int = 2, batch_size: i
             why = str(e).rstrip(".")
         results[name] = "ok" if why is None else f"refused: {why}"
     return results
+
+
+def sharding_refusal(objective, guide_module, model_trace, training, n_train: int, size: int) -> str | None:
+    """Why this run cannot train data-parallel on ``size`` processes, or None; ``model_trace``: the
+    model's trace on a first batch."""
+    plate = data_plate(model_trace)
+    outside = [n for n, site in sample_sites(model_trace, True).items() if not in_plate(site, plate)]
+    if outside and data_scale(model_trace, plate) == 1:
+        return (f"observed site or factor {outside[0]!r} lies outside pyro.plate({plate!r}), so its term counts once "
+                f"per mini-batch, and once per process when the batch is sharded; subsample the data plate "
+                f"(pyro.plate({plate!r}, N, subsample=idx)), which weights it right, or train without torchrun")
+    needs, name = needs_of(objective), getattr(objective, "name", "this objective")
+    if needs.running_state:
+        return (f"{name} keeps a {needs.running_state}, which each process would keep for its own shard only, "
+                f"so the run would not equal one process's; train it without torchrun")
+    if needs.batch_statistic:
+        return (f"the {name} objective's {needs.batch_statistic}, a statistic of the batch that the shards' terms "
+                f"do not add up to; train it without torchrun")
+    if getattr(guide_module, "test_bound", None) is not None:
+        return (f"the {type(guide_module).__name__} guide keeps a table of variational parameters per data point, "
+                f"which every process would hold and only partly train; train it without torchrun")
+    b = training.batch_size
+    if b < size:
+        return f"--batch-size {b} is smaller than the {size} processes, so some would get no data; raise --batch-size"
+    last = n_train % b
+    if not training.drop_last and n_train > b and 0 < last < size:
+        return (f"the last mini-batch of each epoch has {last} points, fewer than the {size} processes; "
+                f"keep drop_last (the default) or choose a --batch-size that leaves at least {size}")
+    return None

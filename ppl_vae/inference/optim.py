@@ -49,7 +49,7 @@ def optimizer_class(name: str, args: dict | None = None) -> type:
         raise UsageError(f"--optimizer {name!r} {what}; choose one of {', '.join(sorted(PYRO_OPTIMIZERS) + known)}.")
     args = dict(args or {})
     if "lr" in args:
-        raise UsageError(f"--optim-args sets lr, which is the run's --lr (with its schedule); pass --lr instead.")
+        raise UsageError("--optim-args sets lr, which is the run's --lr (with its schedule); pass --lr instead.")
     try:
         inspect.signature(found).bind([], **args)
     except TypeError as e:

@@ -58,7 +58,7 @@ from ppl_vae.device import resolve_device
 from ppl_vae.data import Dataset, Partial, batch_inputs, batches, epoch_generator, epoch_steps, given_rows
 from ppl_vae.errors import UsageError
 from ppl_vae.config import CONFIG_VERSION, Config, TrainingConfig, default
-from ppl_vae.inference.checks import prepared
+from ppl_vae.inference.checks import prepared, sharding_refusal
 from ppl_vae.inference.validation import valid_data
 from ppl_vae.inference.record import recorded
 from ppl_vae.inference.guard import GuardedSVI, NonFinite, invalid_values_as_faults
@@ -468,7 +468,7 @@ class Trainer:
         # a model written with pyro.plate("data", N, subsample=idx): its losses are scaled by N / batch
         self.full_size = data_size(model_tr)
         if self.world.parallel:
-            why = parallel.refusal(self.objective, self.modules["guide"], model_tr, self.training,
+            why = sharding_refusal(self.objective, self.modules["guide"], model_tr, self.training,
                                    self.data.x_train.shape[0], self.world.size)
             if why is not None:
                 raise UsageError(f"this run cannot train on {self.world.size} processes: {why}.")

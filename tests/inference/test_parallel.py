@@ -350,7 +350,7 @@ def rank_0_of_2(monkeypatch):
 
 @pytest.mark.parametrize("argv, words", [
     (["--objective", "mmd"], "cannot train on 2 processes: the mmd objective's MMD² compares the whole mini-batch"),
-    (["--objective", "score-avg"], "score-avg's decaying-average baseline is a running state per mini-batch position"),
+    (["--objective", "score-avg"], "score-avg keeps a decaying-average baseline, a running state per mini-batch position, which each process"),
     (["--guide", "local"], "keeps a table of variational parameters per data point"),
     (["--batch-size", "1"], "--batch-size 1 is smaller than the 2 processes"),
 ])

@@ -13,7 +13,7 @@ from pyro.infer import TraceEnum_ELBO, Trace_ELBO
 
 from ppl_vae import Dataset, fit
 from ppl_vae.config import TrainingConfig
-from ppl_vae.inference import checks, objectives, record
+from ppl_vae.inference import objectives, record
 from ppl_vae.inference.record import Recorded, loss_and_gradients
 from ppl_vae.inference.trainer import Trainer
 from ppl_vae.pair import callables

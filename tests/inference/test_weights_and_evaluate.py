@@ -7,7 +7,8 @@ import torch
 
 from helpers import exact_guide, small_ppca
 from ppl_vae.guides.linear import LinearGaussian
-from ppl_vae.evaluation.evaluate import MAX_ELEMENTS, chunk_sizes, draws, evaluate, per_point
+from ppl_vae.evaluation.evaluate import draws, evaluate, per_point
+from ppl_vae.inference.chunks import MAX_ELEMENTS, chunk_sizes
 from ppl_vae.inference.weights import elbo_bound, iwae_bound, log_weights
 
 

@@ -12,7 +12,7 @@ from helpers import run_cli
 from ppl_vae.models.conv_vae import ConvEncoder, ConvVAE
 from ppl_vae.models.vae import VAE
 from ppl_vae import data, fit, registry
-from ppl_vae.evaluation.evaluate import bound
+from ppl_vae.inference.chunks import bound
 from ppl_vae.inference.weights import elbo_bound
 
 

@@ -18,7 +18,8 @@ import time
 import torch
 
 from ppl_vae.data import split
-from ppl_vae.evaluation.evaluate import Draws, chunk_sizes, draws, max_elements_for, mc_se
+from ppl_vae.evaluation.evaluate import Draws, draws, mc_se
+from ppl_vae.inference.chunks import chunk_sizes, max_elements_for
 from ppl_vae.evaluation.estimators.target import latent_space, result
 from ppl_vae.pair import callables
 from ppl_vae.inference.weights import log_weights

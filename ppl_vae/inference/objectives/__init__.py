@@ -8,11 +8,12 @@ as log-likelihood bounds in nats per data point. One module per estimator family
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Callable
 
 from ppl_vae.errors import UsageError
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import GUIDE_CAPABILITIES, Needs, Objective
 from ppl_vae.inference.objectives.analytic import elbo_analytic
 from ppl_vae.inference.objectives.disarm import arm, disarm
 from ppl_vae.inference.objectives.dreg import dreg
@@ -51,6 +52,17 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
 COMPARED = tuple(name for name in OBJECTIVES if name not in ("enum", "mmd", "vimco", "disarm", "arm"))
 
 
+@functools.cache
+def declared(name: str) -> Objective:
+    """The objective called ``name`` with its defaults: what it declares (``needs``, ``test_quantity``, ...)."""
+    return OBJECTIVES[name]()
+
+
+def offering(accepts: Callable[[Needs], bool]) -> tuple[str, ...]:
+    """The objectives whose declared needs ``accepts`` takes, in :data:`OBJECTIVES`' order."""
+    return tuple(name for name in OBJECTIVES if accepts(declared(name).needs))
+
+
 def options_of(name: str) -> tuple[str, ...]:
     """The options an objective's factory takes besides ``particles`` (e.g. Rényi's ``alpha``)."""
     params = inspect.signature(OBJECTIVES[name]).parameters.values()
@@ -73,4 +85,5 @@ def make(name: str, particles: int = 1, **options) -> Objective:
     return OBJECTIVES[name](particles=particles, **options)
 
 
-__all__ = ["COMPARED", "OBJECTIVES", "Objective", "make", "options_of"]
+__all__ = ["COMPARED", "GUIDE_CAPABILITIES", "OBJECTIVES", "Needs", "Objective", "declared", "make", "offering",
+           "options_of"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyro.infer import TraceMeanField_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import Needs, Objective
 
 
 def elbo_analytic(particles: int = 1) -> Objective:
@@ -19,4 +19,5 @@ def elbo_analytic(particles: int = 1) -> Objective:
     posterior; unlike log w, it is not constant when q is the exact posterior.
     """
     kwargs = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
-    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound, recordable=True)
+    return Objective("elbo-analytic", TraceMeanField_ELBO(**kwargs), particles, elbo_bound, recordable=True,
+                     needs=Needs(guide=frozenset({"closed_form_kl"}), own_scales=True))

@@ -19,12 +19,14 @@ the ELBO, averaged over the pair.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch.distributions import Bernoulli, Independent
 from pyro.poutine.messenger import Messenger
 
 from ppl_vae.errors import Refusal, UsageError
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import AT_ANY_Z, Objective
 from ppl_vae.inference.objectives.weighted import Particles, WeightedLoss, latent_sites
 from ppl_vae.inference.weights import elbo_bound
 
@@ -65,11 +67,17 @@ def bernoulli(site):
     return base if isinstance(base, Bernoulli) else None
 
 
+def scores_any_latent(needs) -> bool:
+    """The objectives a refusal here advises: those that score the guide (any latent type, any program)."""
+    return not needs.reparameterized and "log_q_at_any_z" in needs.guide
+
+
 class DisARMLoss(WeightedLoss):
     """The ELBO with the DisARM gradient for the guide (``arm=True``: ARM's); see the module's docstring."""
 
-    needs_rsample = False
-    splits_params = True  # θ by the ELBO's gradient, φ by the antithetic estimator
+    # θ by the ELBO's gradient, φ by the antithetic estimator at the pair it draws itself
+    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z, reparameterized=False, sums_out=False,
+                    splits_roles=True)
 
     def __init__(self, arm: bool = False, max_plate_nesting: int = 1):
         super().__init__(particles=2, max_plate_nesting=max_plate_nesting)
@@ -82,7 +90,7 @@ class DisARMLoss(WeightedLoss):
     def draw(self, model, guide, x, *args, **kwargs) -> Particles:
         if not self.at_once:
             raise Refusal(f"{self.name} draws its antithetic pair of particles at once, in a plate left of the "
-                          f"program's, and this program does not broadcast over one", ("score-avg", "vimco"))
+                          f"program's, and this program does not broadcast over one", scores_any_latent)
         with Antithetic(-self.max_plate_nesting - 1) as antithetic:
             p = super().draw(model, guide, x, *args, **kwargs)
         p.u = antithetic.u
@@ -91,12 +99,12 @@ class DisARMLoss(WeightedLoss):
             if base is None or name not in p.u:
                 raise Refusal(f"{self.name} is an estimator for Bernoulli latents, and the guide's site {name!r} draws "
                               f"from {unwrapped(site).__name__ if base is None else 'Bernoulli outside the pair plate'}",
-                              ("score-avg", "vimco", "elbo"), because=" (elbo where every site is reparameterizable)")
+                              scores_any_latent)
             logits = base.logits.expand(site["fn"].batch_shape + site["fn"].event_shape)
             if not torch.equal(logits[0].detach(), logits[1].detach()):
                 raise Refusal(f"{self.name} needs each Bernoulli site's logits to be the same for both draws of its "
                               f"pair, and the guide's {name!r} depends on another latent (a hierarchical guide)",
-                              ("score-avg", "vimco"))
+                              scores_any_latent)
         return p
 
     def surrogates(self, p):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ppl_vae.inference.weights import iwae_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import AT_ANY_Z, Objective
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
@@ -18,7 +20,8 @@ class DReGLoss(WeightedLoss):
     """
 
     name = "dreg"
-    splits_params = True  # IWAE's θ estimator, DReG's φ estimator
+    # IWAE's θ estimator, DReG's φ estimator (stopped gradients through q: log q at a detached z)
+    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z, splits_roles=True)
 
     def bound(self, log_w):
         return iwae_bound(log_w)

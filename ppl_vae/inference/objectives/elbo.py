@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyro.infer import Trace_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import Needs, Objective
 
 
 def elbo(particles: int = 1) -> Objective:
@@ -17,4 +17,5 @@ def elbo(particles: int = 1) -> Objective:
     through the sample path.
     """
     kwargs = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
-    return Objective("elbo", Trace_ELBO(**kwargs), particles, elbo_bound, recordable=True)
+    return Objective("elbo", Trace_ELBO(**kwargs), particles, elbo_bound, recordable=True,
+                     needs=Needs(own_scales=True, enumerates_guide=True, sums_out=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyro.infer import TraceEnum_ELBO
 
 from ppl_vae.inference.weights import elbo_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import Needs, Objective
 
 
 def enum(particles: int = 1) -> Objective:
@@ -24,4 +24,5 @@ def enum(particles: int = 1) -> Objective:
     point, the exact log p(x) for the mixture.
     """
     loss = TraceEnum_ELBO(max_plate_nesting=1, num_particles=particles, vectorize_particles=particles > 1)
-    return Objective("enum", loss, particles, elbo_bound)
+    return Objective("enum", loss, particles, elbo_bound,
+                     needs=Needs(own_scales=True, enumeration=True, enumerates_guide=True, sums_out=True))

@@ -26,7 +26,7 @@ import torch
 from pyro import poutine
 
 from ppl_vae.errors import Refusal, UsageError
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import Needs, Objective
 from ppl_vae.inference.objectives.weighted import latent_sites
 from ppl_vae.inference.weights import data_plate, data_scale, elbo_bound, per_point
 
@@ -53,6 +53,10 @@ class MMDLoss:
 
     name = "mmd"
 
+    needs = Needs(guide=frozenset({"prior_latents"}), reparameterized=True,
+                  local_latents="compares each point's code with prior draws",
+                  batch_statistic="MMD² compares the whole mini-batch's codes with prior draws", min_batch=2)
+
     def __init__(self, mmd_scale: float = 1000.0):
         self.mmd_scale = mmd_scale
 
@@ -66,7 +70,7 @@ class MMDLoss:
             if not site["fn"].has_rsample:
                 raise Refusal(f"the mmd objective differentiates through the guide's samples, but site {name!r} "
                               f"draws from {type(site['fn']).__name__}, which has no reparameterized sampler",
-                              ("elbo", "score"))
+                              lambda needs: not needs.reparameterized and needs.local_latents is None)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, *args, **kwargs)
         with torch.no_grad():
             prior_tr = poutine.trace(poutine.block(model, hide_types=["param"])).get_trace(x, *args, **kwargs)
@@ -93,4 +97,5 @@ def mmd(particles: int = 1, *, mmd_scale: float = 1000.0) -> Objective:
     """The MMD-VAE objective; ``particles`` K is that of its test bound, the ELBO."""
     if not mmd_scale > 0:
         raise UsageError(f"--mmd-scale must be positive, got {mmd_scale}.")
-    return Objective("mmd", MMDLoss(mmd_scale), particles, elbo_bound)
+    return Objective("mmd", MMDLoss(mmd_scale), particles, elbo_bound,
+                     train_quantity="MMD objective (reconstruction − λ MMD², not a bound)", test_quantity="ELBO")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ppl_vae.inference.weights import iwae_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import AT_ANY_Z, Objective
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
@@ -21,8 +23,7 @@ class RWSLoss(WeightedLoss):
     """
 
     name = "rws"
-    needs_rsample = False
-    splits_params = True  # wake-θ and wake-φ
+    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z, reparameterized=False, splits_roles=True)  # wake-θ, wake-φ
 
     def bound(self, log_w):
         return iwae_bound(log_w)

@@ -27,7 +27,7 @@ from ppl_vae.models.mlp import mlp
 
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.weights import elbo_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import AT_ANY_Z, Needs, Objective
 from ppl_vae.config import default
 
 BASELINE = "score_baseline"  # the learned baseline's name in Pyro's parameter store
@@ -130,6 +130,11 @@ def _pyro_kwargs(particles: int) -> dict:
     return dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
 
 
+# the decaying-average baseline: one running value per mini-batch position
+AVERAGED = Needs(guide=AT_ANY_Z, own_scales=True,
+                 running_state="decaying-average baseline, a running state per mini-batch position")
+
+
 def _checked(beta: float) -> float:
     if not 0 <= beta < 1:
         raise UsageError(f"--baseline-beta must be in [0, 1), got {beta}.")
@@ -138,13 +143,14 @@ def _checked(beta: float) -> float:
 
 def score(particles: int = 1) -> Objective:
     """The score-function ELBO without a baseline: unbiased, and the noisiest estimator here."""
-    return Objective("score", ScoreELBO(**_pyro_kwargs(particles)), particles, elbo_bound)
+    return Objective("score", ScoreELBO(**_pyro_kwargs(particles)), particles, elbo_bound,
+                     needs=Needs(guide=AT_ANY_Z, own_scales=True))
 
 
 def score_avg(particles: int = 1, *, baseline_beta: float = default("baseline_beta")) -> Objective:
     """The score-function ELBO with Pyro's decaying-average baseline (decay ``baseline_beta``)."""
     loss = ScoreELBO("avg", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
-    return Objective("score-avg", loss, particles, elbo_bound)
+    return Objective("score-avg", loss, particles, elbo_bound, needs=AVERAGED)
 
 
 def score_nn(particles: int = 1, *, baseline_beta: float = default("baseline_beta"),
@@ -158,4 +164,4 @@ def score_nn(particles: int = 1, *, baseline_beta: float = default("baseline_bet
         return baseline_lr_factor if param_name and param_name.startswith(BASELINE) else 1.0
 
     loss = ScoreELBO("nn", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
-    return Objective("score-nn", loss, particles, elbo_bound, lr_factor)
+    return Objective("score-nn", loss, particles, elbo_bound, lr_factor, needs=AVERAGED)

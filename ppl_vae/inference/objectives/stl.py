@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ppl_vae.inference.weights import elbo_bound
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import AT_ANY_Z, Objective
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 
 
@@ -19,6 +21,8 @@ class STLLoss(WeightedLoss):
     """
 
     name = "stl"
+
+    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z)  # log q at the particles, φ detached
 
     def bound(self, log_w):
         return elbo_bound(log_w)

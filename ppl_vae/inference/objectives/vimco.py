@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import torch
 
 from ppl_vae.errors import UsageError
-from ppl_vae.inference.objectives.base import Objective
+from ppl_vae.inference.objectives.base import AT_ANY_Z, Objective
 from ppl_vae.inference.objectives.weighted import WeightedLoss
 from ppl_vae.inference.weights import iwae_bound
 
@@ -36,8 +38,8 @@ class VIMCOLoss(WeightedLoss):
     """
 
     name = "vimco"
-    needs_rsample = False
-    splits_params = True  # θ by the weights, φ by the leave-one-out score function
+    # θ by the weights, φ by the leave-one-out score function
+    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z, reparameterized=False, splits_roles=True)
 
     def bound(self, log_w):
         return iwae_bound(log_w)

@@ -35,6 +35,7 @@ from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.errors import Refusal
+from ppl_vae.inference.objectives.base import WEIGHTED, Needs
 from ppl_vae.inference.weights import (data_plate, data_scale, describe_scale, own_scales, particle_plate,
                                        particle_traces, per_point)
 
@@ -114,7 +115,7 @@ def samples_enumerated(site: str, objective: str) -> Refusal:
     """The refusal of a guide site marked for enumeration by an objective that would sample it."""
     return Refusal(f"guide site {site!r} is marked for enumeration (config_enumerate), which the {objective} objective "
                    f"does not do: it would sample the site from q instead of summing over its values as "
-                   f"TraceEnum_ELBO does", ("elbo", "enum"), otherwise="drop config_enumerate from the guide to sample it")
+                   f"TraceEnum_ELBO does", lambda needs: needs.enumerates_guide, otherwise="drop config_enumerate from the guide to sample it")
 
 
 class Particles:
@@ -181,7 +182,7 @@ class Particles:
             if not site["fn"].has_rsample:
                 raise Refusal(f"objective {objective!r} differentiates through the guide's samples, but site {name!r} "
                               f"draws from {type(site['fn']).__name__}, which has no reparameterized sampler",
-                              ("rws", "vimco", "score"), because=" instead")
+                              lambda needs: not needs.reparameterized and not needs.enumeration, because=" instead")
 
 
 class WeightedLoss(ELBO):
@@ -194,8 +195,8 @@ class WeightedLoss(ELBO):
     """
 
     name = "weighted"
-    needs_rsample = True
-    splits_params = False  # True: θ and φ get different surrogates, so no parameter may be both
+    # reparameterized: differentiates through the particles; splits_roles: θ and φ get different surrogates
+    needs = Needs(guide=frozenset({"density"}), reparameterized=True, local_latents=WEIGHTED, sums_out=True)
 
     def __init__(self, particles: int = 1, max_plate_nesting: int = 1, at_once: bool = True):
         # not Pyro's vectorize_particles: it would add its own particle plate to max_plate_nesting
@@ -218,19 +219,20 @@ class WeightedLoss(ELBO):
         if scaled:
             raise Refusal(f"the program scales its own log-densities ({describe_scale(scaled)}, poutine.scale), and the "
                           f"{self.name} bound is a non-linear function of the weights log p(x, z) − log q(z | x), where "
-                          f"such a scale has no meaning", ("elbo",), because=", whose loss is then of the scaled program",
+                          f"such a scale has no meaning", lambda needs: needs.own_scales, because=", whose loss is then of the scaled program",
                           otherwise="take the scale out")
-        if self.needs_rsample:
+        if self.needs.reparameterized:
             p.require_rsample(self.name)
         return p
 
     def check_roles(self, p: Particles) -> None:
         """Refuse, with one sentence, a parameter that is both θ and φ when this estimator treats them differently."""
-        if self.splits_params and p.params.both:
+        if self.needs.splits_roles and p.params.both:
             name = (pyro.get_param_store().param_name(p.params.both[0]) or "?").replace("$$$", ".")
             raise Refusal(f"parameter {name!r} is used both by the model's log p(x, z) at fixed z and by the guide's "
                           f"q(z | x), and {self.name} gives the model's and the guide's parameters different gradient "
-                          f"estimators, so it would have to pick one for it", ("iwae",),
+                          f"estimators, so it would have to pick one for it",
+                          lambda needs: needs.local_latents == WEIGHTED and not needs.splits_roles,
                           otherwise="give the model and the guide modules of their own (registering them together in "
                                     "one pyro.module is fine)")
 

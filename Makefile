@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow"
 
+# The documentation site into site/ (MkDocs, Material, mkdocstrings; MathJax served from the site itself, so it
+# works offline); `.venv/bin/mkdocs serve` serves it while you edit the pages. --strict: a broken link or
+# a reference to an object that does not exist fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

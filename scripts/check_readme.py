@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Rerun the commands the README quotes and check that their output has not moved.
+"""Rerun the commands the README and the documentation pages quote and check that their output has not moved.
 
-The README shows commands together with the output of a real run. This script reruns those
-commands in order, as a newcomer would after cloning, and reports every number in the output
-that moved by more than the tolerance its block states, and every line whose text changed.
-With ``--write`` it rewrites the README's quoted output with the new output, which is how the
-README is regenerated.
+The README and the pages of the documentation site show commands together with the output of a
+real run. This script reruns those commands in order — README.md first, then the pages in the order
+of mkdocs.yml's ``nav`` — as a newcomer would after cloning, and reports every number in the output
+that moved by more than the tolerance its block states, and every line whose text changed. With
+``--write`` it rewrites the quoted output, in the file each block came from, with the new output,
+which is how the README and the pages are regenerated.
 
 Reproducibility: on the same machine and torch build every number is bit-identical, so the
 default tolerance is 0 (numbers must match as printed). Elsewhere the numbers agree to
@@ -14,11 +15,19 @@ Monte-Carlo noise, and each block's tolerance states how much.
 Usage, from a fresh clone (the commands write runs/, so a used checkout is refused):
 
     git clone . /tmp/fresh && cd /tmp/fresh && python3 scripts/check_readme.py
-    python3 scripts/check_readme.py --list                # what would run, with options and lines
+    python3 scripts/check_readme.py --list                # what would run, with options, files and lines
     python3 scripts/check_readme.py --only "ppl-vae gaps"  # one command (plus `make demo` before it)
-    python3 scripts/check_readme.py --clean --write       # delete runs/, rerun, regenerate README.md
+    python3 scripts/check_readme.py --clean --write       # delete runs/, rerun, regenerate README.md and the pages
+    python3 scripts/check_readme.py --no-docs             # README.md alone
 
-README conventions (Markdown):
+Files: README.md (or ``--readme FILE``), then, when the repository has a ``mkdocs.yml``, every
+Markdown page its ``nav`` lists (paths relative to its ``docs_dir``, ``docs`` by default), in that
+order, as one sequence: a command on a page may use what a README command or an earlier page
+wrote. The same conventions hold in every file, and every message names the file and line.
+A command quoted twice with the same options and the same expected output (the README's demo
+block, repeated on the tour's first page) runs once; each copy is compared and written.
+
+Conventions (Markdown, in the README and in each page):
 
 1. Commands live in fenced code blocks (```). Inside a block, a line starting with ``$ ``
    begins a command; a command line ending with a backslash continues on the next line, as
@@ -152,6 +161,7 @@ class Command:
     out_end: int
     indent: str      # the fence's indentation, put back on written lines
     options: Options
+    doc: Readme | None = field(default=None, repr=False, compare=False)  # the file it is quoted in
 
     @property
     def text(self) -> str:
@@ -167,6 +177,7 @@ class FileRegion:
     end: int
     indent: str
     options: Options
+    doc: Readme | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -174,6 +185,8 @@ class Readme:
     lines: list[str]
     commands: list[Command] = field(default_factory=list)
     regions: list[FileRegion] = field(default_factory=list)
+    name: str = "README.md"        # as messages show it: relative to the repository root
+    path: Path | None = None       # where --write writes it
 
 
 @dataclass
@@ -346,6 +359,41 @@ def fenced_inside(lines: list[str], start: int, end: int):
     if filled:
         return filled[0], filled[-1] + 1, ""
     return start, end, ""
+
+
+def nav_pages(root: Path) -> list[Path]:
+    """The Markdown pages of ROOT/mkdocs.yml's nav, in order (none without a mkdocs.yml).
+
+    Read without a YAML parser (the script uses the standard library only): ``docs_dir`` and the
+    ``.md`` path ending each line of the top-level ``nav:`` block, whether the entry is titled
+    (``- Layout: layout.md``) or not (``- tour/01-demo.md``); links to sites are left out."""
+    config = root / "mkdocs.yml"
+    if not config.is_file():
+        return []
+    text = config.read_text(encoding="utf-8")
+    docs_dir = re.search(r"^docs_dir:\s*['\"]?([^'\"#\s]+)", text, re.M)
+    docs = root / (docs_dir.group(1) if docs_dir else "docs")
+    pages, in_nav = [], False
+    for line in text.split("\n"):
+        if re.match(r"^nav:\s*(#.*)?$", line):
+            in_nav = True
+            continue
+        if in_nav and line.strip() and not line.startswith((" ", "\t", "#")):
+            break  # the next top-level key
+        page = re.search(r"['\"]?([^'\"\s:]+\.md)['\"]?\s*(#.*)?$", line) if in_nav else None
+        if page and "://" not in line:
+            pages.append(docs / page.group(1))
+    return pages
+
+
+def load(path: Path, root: Path) -> Readme:
+    """One file's commands and regions (ReadmeError names its line; OSError when it cannot be read)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        doc = parse(f.read())
+    doc.name, doc.path = display_name(path, root), path
+    for item in [*doc.commands, *doc.regions]:
+        item.doc = doc
+    return doc
 
 
 # ---------------------------------------------------------------- comparing
@@ -568,11 +616,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="check_readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
                         help="repository root, where commands run (default: the folder above scripts/)")
-    parser.add_argument("--readme", type=Path, help="the README to check (default: ROOT/README.md)")
-    parser.add_argument("--list", action="store_true", help="print each command with its options and line; run nothing")
+    parser.add_argument("--readme", type=Path, help="the README to check first (default: ROOT/README.md)")
+    parser.add_argument("--no-docs", action="store_true",
+                        help="check the README alone, not the pages of ROOT/mkdocs.yml's nav after it")
+    parser.add_argument("--list", action="store_true",
+                        help="print each command with its options, file and line; run nothing")
     parser.add_argument("--only", metavar="SUBSTRING",
                         help="run only commands containing SUBSTRING, plus every `make demo` before them")
-    parser.add_argument("--write", action="store_true", help="rewrite the README's quoted output with the new output")
+    parser.add_argument("--write", action="store_true",
+                        help="rewrite the quoted output with the new output, in the file each block came from")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per command (default 1800)")
     parser.add_argument("--clean", action="store_true", help="delete runs/ first instead of refusing to start")
     parser.add_argument("--skip-missing-files", action="store_true",
@@ -592,11 +644,12 @@ def display_name(readme: Path, root: Path) -> str:
         return str(readme)
 
 
-def print_list(doc: Readme, name: str) -> None:
-    for c in doc.commands:
-        print(f"{name}:{c.line}: $ {c.text}  [{c.options.describe()}]")
-    for r in doc.regions:
-        print(f"{name}:{r.line}: file {r.path}  [{r.options.describe()}]")
+def print_list(docs: list[Readme]) -> None:
+    for doc in docs:
+        for c in doc.commands:
+            print(f"{doc.name}:{c.line}: $ {c.text}  [{c.options.describe()}]")
+        for r in doc.regions:
+            print(f"{doc.name}:{r.line}: file {r.path}  [{r.options.describe()}]")
 
 
 def runs_in_the_way(root: Path, clean: bool) -> bool:
@@ -619,44 +672,64 @@ def report(header: str, findings: list[Finding], name: str) -> None:
         print(f"  {name}:{f.line}: {f.message}" if f.line else f"  {f.message}")
 
 
+def key(command: Command) -> tuple:
+    """What makes two quotations of a command the same: its text, its options and its expected output."""
+    expected = tuple(text for _, text in numbered_lines(command.doc.lines, command.out_start, command.out_end,
+                                                         len(command.indent)))
+    return command.source, command.options.describe(), expected
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    name = display_name(args.readme, args.root)
-    try:
-        with open(args.readme, encoding="utf-8", newline="") as f:
-            doc = parse(f.read())
-    except OSError as e:
-        print(f"check_readme: cannot read {args.readme}: {e.strerror}", file=sys.stderr)
-        return 2
-    except ReadmeError as e:
-        print(f"check_readme: {name}:{e.line}: {e}", file=sys.stderr)
-        return 2
+    files = [args.readme] + ([] if args.no_docs else nav_pages(args.root))
+    docs: list[Readme] = []
+    for path in files:
+        name = display_name(path, args.root)
+        try:
+            docs.append(load(path, args.root))
+        except OSError as e:
+            print(f"check_readme: cannot read {name}: {e.strerror}", file=sys.stderr)
+            return 2
+        except ReadmeError as e:
+            print(f"check_readme: {name}:{e.line}: {e}", file=sys.stderr)
+            return 2
+    names = ", ".join(doc.name for doc in docs)
     if args.list:
-        print_list(doc, name)
+        print_list(docs)
         return 0
-    todo = plan(doc.commands, args.only)
+    todo = plan([c for doc in docs for c in doc.commands], args.only)
     if args.only is not None and not todo:
-        print(f"check_readme: no command in {name} contains {args.only!r}", file=sys.stderr)
+        print(f"check_readme: no command in {names} contains {args.only!r}", file=sys.stderr)
         return 2
     if runs_in_the_way(args.root, args.clean):
         return 2
 
     env = command_env(args.root)
-    edits: list[tuple[int, int, list[str]]] = []
-    moved = changed = ran = skipped = timed_out = missing = untimed = 0
+    edits: dict[int, list[tuple[int, int, list[str]]]] = {id(doc): [] for doc in docs}
+    done: dict[tuple, tuple[Command, Result]] = {}  # a command quoted twice runs once
+    moved = changed = ran = skipped = timed_out = missing = untimed = repeated = 0
     for n, (command, compared) in enumerate(todo, 1):
+        doc, name = command.doc, command.doc.name
         if command.options.skip is not None:
             skipped += 1
             print(f"[{n}/{len(todo)}] skipped ({command.options.skip}): {command.text}", file=sys.stderr)
             print(f"{name}:{command.line}: skipped ({command.options.skip}): $ {command.text}")
             continue
-        print(f"[{n}/{len(todo)}] {command.text} ...", end=" ", file=sys.stderr, flush=True)
-        result = run_command(command.source, args.root, env, args.timeout)
-        ran += 1
-        status = f"timed out after {args.timeout:g} s" if result.timed_out else f"exit {result.code}"
-        print(f"{result.seconds:.1f} s, {status}", file=sys.stderr, flush=True)
+        if key(command) in done:
+            first, result = done[key(command)]
+            repeated += 1
+            print(f"[{n}/{len(todo)}] {command.text}: quoted before, at {first.doc.name}:{first.line}; not rerun",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"[{n}/{len(todo)}] {command.text} ...", end=" ", file=sys.stderr, flush=True)
+            result = run_command(command.source, args.root, env, args.timeout)
+            done[key(command)] = (command, result)
+            ran += 1
+            status = f"timed out after {args.timeout:g} s" if result.timed_out else f"exit {result.code}"
+            print(f"{result.seconds:.1f} s, {status}", file=sys.stderr, flush=True)
         if result.timed_out:
             timed_out += 1
+            status = f"timed out after {args.timeout:g} s"
             report(f"{name}:{command.line}: $ {command.text}", [Finding("text", None, status)], name)
             continue
         if not compared or command.options.run_only:
@@ -669,10 +742,12 @@ def main(argv: list[str] | None = None) -> int:
         findings = [f for f in findings if f.kind != "timing"]
         if findings:
             report(f"{name}:{command.line}: $ {command.text}", findings, name)
-        edits.append((command.out_start, command.out_end,
-                      [command.indent + line if line else "" for line in output_lines(result.output, keep_blank=True)]))
+        edits[id(doc)].append((command.out_start, command.out_end,
+                               [command.indent + line if line else "" for line in output_lines(result.output, keep_blank=True)]))
 
-    for region in doc.regions:
+    regions = [region for doc in docs for region in doc.regions]
+    for region in regions:
+        doc, name = region.doc, region.doc.name
         path = args.root / region.path
         header = f"{name}:{region.line}: file {region.path}"
         if not path.is_file():
@@ -689,13 +764,16 @@ def main(argv: list[str] | None = None) -> int:
         findings = [f for f in findings if f.kind != "timing"]
         if findings:
             report(header, findings, name)
-        edits.append((region.start, region.end, [region.indent + line if line else "" for line in content]))
+        edits[id(doc)].append((region.start, region.end, [region.indent + line if line else "" for line in content]))
 
-    if args.write and edits:
-        write_atomically(args.readme, rewrite(doc.lines, edits))
-        print(f"check_readme: rewrote {name}", file=sys.stderr)
+    if args.write:
+        for doc in docs:
+            if edits[id(doc)]:
+                write_atomically(doc.path, rewrite(doc.lines, edits[id(doc)]))
+                print(f"check_readme: rewrote {doc.name}", file=sys.stderr)
     failures = [f"{missing} files missing"] * bool(missing) + [f"{timed_out} timed out"] * bool(timed_out)
-    print(f"check_readme: {ran} commands run, {skipped} skipped, {len(doc.regions)} file regions; "
+    print(f"check_readme: {ran} commands run, {skipped} skipped" + f", {repeated} repeated (run once)" * bool(repeated)
+          + f", {len(regions)} file regions; "
           f"{moved} numbers moved, {changed} text changes" + f", {untimed} timings not compared" * bool(untimed)
           + "".join(f"; {f}" for f in failures))
     return 1 if moved or changed or missing or timed_out else 0

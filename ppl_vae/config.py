@@ -83,6 +83,9 @@ class InferenceConfig:
     baseline_beta: float = 0.9
     baseline_lr_factor: float = 10.0
     mmd_scale: float = 1000.0
+    temperature: float = 1.0  # τ_0 of concrete and concrete-st
+    anneal_rate: float = 0.0  # τ_t = max(min_temperature, τ_0 exp(−rate t)); 0: τ_0 throughout
+    min_temperature: float = 0.5
     test_bound: str | None = None  # "iwae": the test IWAE-K bound every epoch (ppl-vae compare)
 
 

@@ -198,7 +198,7 @@ def build_objective(config: Config, strict: bool = False) -> objectives.Objectiv
     (``--alpha`` with elbo); compare, which trains several objectives, is not strict."""
     i = config.inference
     if strict:
-        for key in ("alpha", "baseline_beta", "baseline_lr_factor", "mmd_scale"):
+        for key in sorted({key for name in objectives.OBJECTIVES for key in objectives.options_of(name)}):
             if getattr(i, key) != default(key) and key not in objectives.options_of(i.objective):
                 flag = "--" + key.replace("_", "-")
                 raise UsageError(f"{flag} is an option of " + ", ".join(

@@ -153,6 +153,11 @@ def add_objective_options(g) -> None:
     setting(g, "--baseline-lr-factor", "score-nn's baseline network learns at this multiple of --lr",
             type=positive_float)
     setting(g, "--mmd-scale", "λ of the mmd objective: reconstruction − λ N MMD²(q(z), p(z))", type=positive_float)
+    setting(g, "--temperature", "τ of the Concrete relaxation (concrete, concrete-st) at the first step",
+            type=finite_float)
+    setting(g, "--anneal-rate", "the temperature at step t is max(--min-temperature, --temperature × exp(−rate t)); "
+                                "0 keeps it fixed", type=finite_float)
+    setting(g, "--min-temperature", "the floor of the annealed temperature", type=finite_float)
 
 
 def add_training_args(p: argparse.ArgumentParser, epochs: str | None = None) -> None:

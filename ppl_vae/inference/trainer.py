@@ -534,6 +534,9 @@ class Trainer:
 
         Raises :class:`NonFinite` (parameters unchanged) when the loss or a gradient is not finite.
         """
+        at_step = getattr(self.objective.loss, "at_step", None)  # a schedule of the objective's own (a temperature)
+        if at_step is not None:
+            at_step(self.step)
         loss = self.step_rule(x, idx, **batch_inputs(self.inputs["train"], idx), **self.step_inputs())
         if self.pair is not None and self.pair.after_step is not None:
             self.pair.after_step()

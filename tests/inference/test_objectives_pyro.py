@@ -91,7 +91,7 @@ def binary_guide(x, idx=None):
 @pytest.mark.parametrize("name", ["iwae", "renyi", "stl", "dreg"])
 def test_objectives_that_need_rsample_refuse_a_guide_without_it(name):
     _, _, x = setup()
-    with pytest.raises(UsageError, match=f"objective '{name}'.*site 'z'.*use elbo, elbo-analytic, score, score-avg, score-nn, rws, vimco, disarm or arm instead"):
+    with pytest.raises(UsageError, match=f"objective '{name}'.*site 'z'.*use elbo, elbo-analytic, score, score-avg, score-nn, rws, vimco, disarm, arm, concrete or concrete-st instead"):
         make(name, particles=3).loss.loss_and_grads(binary_model, binary_guide, x)
 
 

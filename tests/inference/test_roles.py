@@ -175,5 +175,6 @@ def test_a_refusals_advice_names_only_objectives_the_same_check_accepts():
     table = check(model, guide, Dataset.from_tensors(x, x))
     assert table["score"] == "ok" and table["rws"].startswith("refused: parameter 'encoder.weight' is used both")
     for name in ("iwae", "stl", "dreg"):
-        assert table[name].endswith("which has no reparameterized sampler; use elbo, score, score-avg or score-nn instead"), table[name]
+        assert table[name].endswith("which has no reparameterized sampler; use elbo, score, score-avg, score-nn, concrete or concrete-st "
+                                      "instead"), table[name]
     assert table["rws"].endswith("(registering them together in one pyro.module is fine)"), table["rws"]  # iwae: no

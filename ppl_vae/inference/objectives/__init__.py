@@ -15,6 +15,7 @@ from typing import Callable
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.base import GUIDE_CAPABILITIES, Needs, Objective
 from ppl_vae.inference.objectives.analytic import elbo_analytic
+from ppl_vae.inference.objectives.concrete import concrete, concrete_st
 from ppl_vae.inference.objectives.disarm import arm, disarm
 from ppl_vae.inference.objectives.dreg import dreg
 from ppl_vae.inference.objectives.elbo import elbo
@@ -41,15 +42,18 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "vimco": vimco,
     "disarm": disarm,
     "arm": arm,
+    "concrete": concrete,
+    "concrete-st": concrete_st,
     "enum": enum,
     "mmd": mmd,
 }
 # The inference methods for continuous latents that `ppl-vae compare` runs by default, each a bound on
 # log p(x); `enum` sums discrete latents out exactly and is the Gaussian mixture's objective, `mmd`
 # is not a bound (it compares the aggregate posterior with the prior), and `vimco`, the score function
-# of the IWAE bound, and `disarm` / `arm`, for Bernoulli latents, are for discrete latents
-# (`--objectives vimco,disarm` runs them).
-COMPARED = tuple(name for name in OBJECTIVES if name not in ("enum", "mmd", "vimco", "disarm", "arm"))
+# of the IWAE bound, `disarm` / `arm`, for Bernoulli latents, and the Concrete relaxations are for
+# discrete latents (`--objectives vimco,disarm,concrete` runs them).
+COMPARED = tuple(name for name in OBJECTIVES
+                 if name not in ("enum", "mmd", "vimco", "disarm", "arm", "concrete", "concrete-st"))
 
 
 @functools.cache

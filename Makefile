@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast docs bench clean
+.PHONY: demo test test-fast docs notebooks notebooks-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ test-fast: $(STAMP)
 # a reference to an object that does not exist fails the build.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The notebooks are jupytext percent-format .py files (notebooks/*.py, the ones to edit and review); this pairs
+# each to a .ipynb beside it (git ignores those) to open in jupyter lab or VS Code, unexecuted; with jupytext
+# installed there, saving a notebook updates its .py too (rerunning `make notebooks` syncs whichever is newer).
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9]*.py
+
+# Executes every notebook in full (not the test suite's fast mode), one torch thread, under 2 minutes each.
+notebooks-check: $(STAMP)
+	PPL_VAE_NOTEBOOK_FULL=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:xdist tests/test_notebooks.py -k full --durations=0
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py

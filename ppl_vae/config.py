@@ -40,6 +40,11 @@ PRESETS = {
     "iwae": {"latent_dim": 50, "hidden": [200, 200], "activation": "tanh"},
     "iwae2": {"model": "two-layer", "guide": "two-layer", "latent_dim": 50, "hidden": [200, 200],
               "activation": "tanh", "z1_dim": 100, "hidden2": [100, 100]},
+    # the sigmoid belief networks of the VIMCO / DisARM papers (200 binary latents; linear, or two
+    # deterministic tanh layers of 200 each way) and the categorical VAE of Jang et al. 2017 (20 × 10)
+    "sbn": {"model": "sbn", "latent_dim": 200, "hidden": [], "activation": "tanh"},
+    "sbn-nonlinear": {"model": "sbn", "latent_dim": 200, "hidden": [200, 200], "activation": "tanh"},
+    "cat-vae": {"model": "cat-vae", "latent_dim": 20, "categories": 10, "hidden": [256, 512], "activation": "relu"},
 }
 
 
@@ -71,6 +76,7 @@ class PairConfig:
     hidden2: list[int] | None = None  # two-layer model: None is [2 × latent_dim] * 2
     method: str = "svi"
     components: int = 10
+    categories: int = 10  # categorical VAE: categories per latent (--latent-dim of them)
     covariance: str = "full"
 
 

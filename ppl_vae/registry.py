@@ -20,6 +20,7 @@ from ppl_vae.data import Dataset
 from ppl_vae.errors import UsageError
 from ppl_vae.guides.auxiliary import AuxiliaryGaussian
 from ppl_vae.guides.delta import DeltaEncoder
+from ppl_vae.guides.discrete import BernoulliEncoder, CategoricalEncoder
 from ppl_vae.guides.empty import Empty
 from ppl_vae.guides.flows import FlowGaussian, RealNVPGaussian
 from ppl_vae.guides.full_cov import FullCovGaussian
@@ -30,6 +31,7 @@ from ppl_vae.guides.two_layer import FactorizedTwoLayerGaussian, TwoLayerGaussia
 from ppl_vae.inference import objectives
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.models.conv_vae import ConvVAE
+from ppl_vae.models.discrete import SBN, CategoricalVAE
 from ppl_vae.models.gmm import COVARIANCES, GMM
 from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.ppca import PPCA
@@ -38,13 +40,15 @@ from ppl_vae.models.vae import LIKELIHOODS, VAE
 from ppl_vae.pair import owning_module
 
 MODELS = {"vae": VAE.from_config, "conv-vae": ConvVAE.from_config, "two-layer": TwoLayerVAE.from_config,
-          "ppca": PPCA.from_config, "gmm": GMM.from_config}
+          "ppca": PPCA.from_config, "gmm": GMM.from_config, "sbn": SBN.from_config,
+          "cat-vae": CategoricalVAE.from_config}
 GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.from_config,
           "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
           "delta": DeltaEncoder.from_config,
           "local": LocalGaussian.from_config, "two-layer": TwoLayerGaussian.from_config,
           "two-layer-mf": FactorizedTwoLayerGaussian.from_config, "auxiliary": AuxiliaryGaussian.from_config,
-          "linear": LinearGaussian.from_config, "empty": Empty.from_config}
+          "linear": LinearGaussian.from_config, "empty": Empty.from_config,
+          "bernoulli": BernoulliEncoder.from_config, "categorical": CategoricalEncoder.from_config}
 
 
 def declared(factory):

@@ -123,6 +123,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--method", "svi: train by SVI; closed-form (ppca) or em (ppca, gmm): the model's own maximum "
                            "likelihood", choices=config.METHODS)
     setting(g, "--components", "mixture components K (gmm)", type=positive_int)
+    setting(g, "--categories", "categories per latent of the categorical VAE (cat-vae; --latent-dim of them)",
+            type=positive_int)
     setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
     setting(g, "--preset", "network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
                            "VAE); explicit settings override it", choices=list(config.PRESETS))

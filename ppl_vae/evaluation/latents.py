@@ -156,8 +156,9 @@ def mean(q: dist.Distribution, samples: int = 256) -> torch.Tensor:
 
 @torch.no_grad()
 def posterior_means(guide, x: torch.Tensor, samples: int = 256, inputs: dict | None = None) -> torch.Tensor:
-    """E_q[z | x_n] for every row of x -> [N, latent dim]."""
-    return torch.cat([mean(posterior(guide, xc, ic), samples) for xc, ic in split(x, inputs, CHUNK)])
+    """E_q[z | x_n] for every row of x -> [N, latent dim] (a latent of several event dims, e.g. one-hot
+    categories [G, C], as one vector per point)."""
+    return torch.cat([mean(posterior(guide, xc, ic), samples).flatten(1) for xc, ic in split(x, inputs, CHUNK)])
 
 
 def _is_point_mass(q) -> bool:
@@ -171,6 +172,8 @@ def kl(q: dist.Distribution, p: dist.Distribution, samples: int = 256) -> torch.
     if _is_point_mass(q):
         raise UsageError("KL(q(z|x) ‖ p(z)) is infinite for a point-mass guide (delta); "
                          "use a guide with a density, such as gaussian.")
+    if p.batch_shape != q.batch_shape:  # a prior without the data's batch dim (Bernoulli's KL does not broadcast)
+        p = p.expand(q.batch_shape)
     try:
         return kl_divergence(q, p)
     except NotImplementedError:

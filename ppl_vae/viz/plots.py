@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from ppl_vae import registry
 from ppl_vae.viz import figures
 
 from ppl_vae.data import batch_inputs
@@ -177,15 +179,17 @@ def manifold(model, guide, data, path: str, n: int = 15, lo: float = 0.05, hi: f
     return figures.save(fig, path)
 
 
-def training_curves(run_dir: str, path: str) -> str:
-    """Train and test bound per epoch (and −NLL from eval.json when the run was evaluated)."""
+def training_curves(run_dir: str, path: str, names: tuple[str, str] = ("bound", "bound")) -> str:
+    """Train and test bound per epoch (and −NLL from eval.json when the run was evaluated); ``names``: what the
+    training value and the test bound are (:func:`ppl_vae.registry.train_name`, ``bound_name``)."""
     rows = read_jsonl(os.path.join(run_dir, METRICS))
     if not rows:
         raise UsageError(f"{run_dir} has no metrics.jsonl rows; train the run for at least one epoch.")
     epochs = [r["epoch"] for r in rows]
     fig, ax = figures.figure(*SIZES["training"])
     shown = []
-    for key, label in (("train_bound", "train bound"), ("test_bound", "test bound")):
+    labels = (textwrap.fill(f"train: {names[0]}", 40), textwrap.fill(f"test: {names[1]}", 40))
+    for key, label in zip(("train_bound", "test_bound"), labels):
         values = [r.get(key) for r in rows]
         if any(v is not None for v in values):
             ax.plot(epochs, [np.nan if v is None else v for v in values], label=label, marker="." if len(rows) < 30 else None)
@@ -205,9 +209,9 @@ def training_curves(run_dir: str, path: str) -> str:
         ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per example (higher is better)")
-    ax.set_title("bounds on log p(x) during training")
+    ax.set_title("bounds on log p(x) during training" if "not a bound" not in names[0] else "training")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     return figures.save(fig, path)
 
@@ -295,7 +299,7 @@ FIGURES = [
            lambda r, p, s: manifold(r.model, r.guide, r.data, p, inputs=_inputs(r))),
     Figure("training", "Training curves",
            "Train and test bound per epoch (nats per example).",
-           lambda r, p, s: training_curves(r.dir, p)),
+           lambda r, p, s: training_curves(r.dir, p, (registry.train_name(r.config), registry.bound_name(r.config)))),
     Figure("kl_units", "KL per unit and active units",
            "KL per latent unit and the active units (Cov_x(E_q[z_u | x]) > 0.01, Burda et al. 2016).",
            lambda r, p, s: kl_units(r.model, r.guide, r.data, p, s, inputs=_inputs(r))),

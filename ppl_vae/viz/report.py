@@ -14,6 +14,7 @@ import glob
 import json
 import os
 
+from ppl_vae import registry
 from ppl_vae.evaluation import latents
 from ppl_vae.evaluation.evaluate import mc, quantity_of
 
@@ -79,10 +80,11 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
              "All values are in nats per test image; bounds are log-likelihoods (higher is better); ± is the "
              "standard error over the test points, MC ± the estimate's Monte Carlo standard error (delta method).", "",
              "## Numbers", "", "| quantity | value |", "|---|---|"]
-    lines.append(f"| train bound, last epoch | {_fmt(nums.get('train_bound'))} |")
-    lines.append(f"| test bound, last epoch | {_fmt(nums.get('test_bound'))} |")
+    train, test = registry.train_name(run.config), registry.bound_name(run.config)
+    lines.append(f"| train {train}, last epoch | {_fmt(nums.get('train_bound'))} |")
+    lines.append(f"| test {test}, last epoch | {_fmt(nums.get('test_bound'))} |")
     if "best_test_bound" in nums:
-        lines.append(f"| best test bound (epoch {nums['best_epoch']}) | {_fmt(nums['best_test_bound'])} |")
+        lines.append(f"| best test {test} (epoch {nums['best_epoch']}) | {_fmt(nums['best_test_bound'])} |")
     ev = nums.get("eval")
     estimate = ev.get("estimate", "importance-sampled") if ev else None  # older eval.json files: IS
     if ev and ev.get("estimators"):  # `evaluate --estimator`: one row per estimator

@@ -102,3 +102,22 @@ def test_cremer2018_tabulates_both_encoders_gaps(tmp_path):
     for column in ("FFG", "Flow"):  # log p̂(x) ≥ L[q*] ≥ L[q] up to the estimates' error
         g = gaps[column]
         assert g["log_px"] - g["elbo_q"] == pytest.approx(g["approximation_gap"] + g["amortization_gap"], abs=1e-4)
+
+
+def test_dong2020_tabulates_each_estimators_bounds_and_guide_variance_and_keeps_measurements(tmp_path):
+    argv = script("dong2020.py", "--epochs", "4", "--scale", "0.5", "--estimators", "disarm,arm,vimco",
+                  "--checkpoints", "2", "--samples", "8", "--eval-particles", "5", tmp_path=tmp_path)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| estimator | train (what it trains) | test ELBO | test log p̂_5(x) |" in table
+    assert "| vimco | " in table and "(IWAE-2)" in table and "| epoch 1 | epoch 2 |" in table
+    cells = json.loads((tmp_path / "runs" / "variance.json").read_text())
+    assert set(cells) == {f"{n} {m}" for n in ("disarm", "arm", "vimco") for m in (1, 2, "end")}
+    for name in ("disarm", "arm", "vimco"):
+        assert cells[f"{name} 1"]["step"] < cells[f"{name} 2"]["step"] and cells[f"{name} 2"]["guide_variance"] > 0
+        end = cells[f"{name} end"]
+        assert end["test_bound"] >= end["test_elbo"] - 3 * end["test_elbo_se"]  # log p̂_K ≥ ELBO up to noise
+    assert (tmp_path / "out" / "variance.png").stat().st_size > 0
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and json.loads((tmp_path / "runs" / "variance.json").read_text()) == cells

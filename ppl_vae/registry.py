@@ -12,11 +12,15 @@ one entry here.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+
+import pyro
 
 from ppl_vae import data as datasets
 from ppl_vae import spec
 from ppl_vae.config import Config, PairConfig, default
 from ppl_vae.data import Dataset
+from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.guides.auxiliary import AuxiliaryGaussian
 from ppl_vae.guides.delta import DeltaEncoder
@@ -176,10 +180,45 @@ def bound_name(config: Config) -> str:
     return objectives.declared(config.inference.objective).test_quantity
 
 
-def build(config: Config, data: Dataset, trust_code: bool = False):
-    """(model, guide) for ``config`` on ``data``'s device: modules, or a user's pair from its factory (a
-    recorded one, from a run's config.json, only if trusted: :func:`ppl_vae.spec.factory`)."""
+@dataclass
+class Assembled:
+    """A run's parts, as :func:`assemble` makes them from its configuration."""
+
+    config: Config  # resolved: the model's defaults filled in
+    data: Dataset
+    model: object
+    guide: object
+    objective: objectives.Objective | None  # None for a closed-form or EM fit
+
+
+def assemble(config: Config, device=None, *, data: Dataset | None = None, trust_code: bool = False,
+             seed: bool = True, strict: bool = False) -> Assembled:
+    """Everything a run is made of, from its configuration, once, in the order that refuses bad input before
+    any work: the model's defaults filled in (:func:`resolve`), the configuration checked (:func:`check`), the
+    objective built (:func:`build_objective`; ``strict`` refuses options it does not take), the data loaded on
+    ``device`` (default: the configuration's) unless ``data`` is given, the random stream seeded for the
+    networks' initial weights (``seed``: not for a run whose weights a checkpoint replaces), and the model
+    and guide built (:func:`build`). ``ppl-vae train``, ``compare``, ``check`` and :func:`ppl_vae.run.load`
+    assemble their runs so."""
+    config = resolve(config)
     check(config)
+    objective = build_objective(config, strict) if config.pair.method == "svi" else None
+    if data is None:
+        data = load_data(config, resolve_device(config.run.device if device is None else device))
+    if seed:
+        pyro.set_rng_seed(config.training.seed)
+    return Assembled(config, data, *built(config, data, trust_code), objective)
+
+
+def build(config: Config, data: Dataset, trust_code: bool = False):
+    """(model, guide) for ``config`` on ``data``'s device, the configuration checked first (:func:`check`)."""
+    check(config)
+    return built(config, data, trust_code)
+
+
+def built(config: Config, data: Dataset, trust_code: bool = False):
+    """(model, guide) for a checked ``config`` on ``data``'s device: modules, or a user's pair from its factory
+    (a recorded one, from a run's config.json, only if trusted: :func:`ppl_vae.spec.factory`)."""
     if config.pair.pair is not None:
         make = spec.factory(config.pair.pair, config.pair.pair_sha256, trust_code)
         pair = spec.build(make, data, f"--pair {config.pair.pair}")

@@ -37,7 +37,6 @@ def train(config: Config, out: str | None, *, resume: bool = False, progress: bo
     ``trust_code``: a resumed run may load the pair its config.json names even if this machine has not
     run that file (:func:`ppl_vae.spec.factory`); a new run's pair is the caller's own."""
     config = registry.resolve(config)
-    registry.check(config)
     if config.pair.pair is not None and not resume:  # a new run records its file; a resumed one keeps the first's
         spec.trust(config.pair.pair)
         config = config.replace(pair_sha256=spec.digest(config.pair.pair))
@@ -47,19 +46,14 @@ def train(config: Config, out: str | None, *, resume: bool = False, progress: bo
                              f".safetensors file of named tensors.")
         config = config.replace(data_file=os.path.abspath(config.data.data_file),
                                 data_sha256=datasets.file_digest(config.data.data_file))
-    svi = config.pair.method == "svi"
-    objective = registry.build_objective(config, strict=True) if svi else None
-    device = resolve_device(config.run.device)
-    data = registry.load_data(config, device)
-    pyro.set_rng_seed(config.training.seed)  # the networks' initial weights
-    model, guide = registry.build(config, data, trust_code)  # the checks that need the data's shapes
+    run = registry.assemble(config, trust_code=trust_code, strict=True)
     with output_dir(out):  # only now, and a run refused when it starts leaves no empty folder behind
-        if not svi:
+        if run.objective is None:
             t = config.training
-            return em.fit(model, guide, data, config.pair.method, epochs=t.epochs, tol=t.tol, seed=t.seed, out=out,
-                          resume=resume, config=config.to_dict(), progress=progress)
-        return fit(model, guide, data, objective, device=device, out=out, resume=resume, config=config,
-                   progress=progress)
+            return em.fit(run.model, run.guide, run.data, config.pair.method, epochs=t.epochs, tol=t.tol, seed=t.seed,
+                          out=out, resume=resume, config=config.to_dict(), progress=progress)
+        return fit(run.model, run.guide, run.data, run.objective, device=run.data.device, out=out, resume=resume,
+                   config=config, progress=progress)
 
 
 def config_of(run_dir: str) -> Config:
@@ -96,11 +90,11 @@ def load(run_dir: str, device="auto", trust_code: bool = False) -> Run:
     file runs only if this machine has run that very file (path and sha256) with ``--pair`` or ``fit``,
     or with ``trust_code=True`` (:func:`ppl_vae.spec.factory`): a run directory from someone else does
     not run their code unasked."""
-    config = registry.resolve(config_of(run_dir))
+    config = config_of(run_dir)
     device = resolve_device(device)
     state = checkpoint.load(os.path.join(run_dir, checkpoint.NAME), map_location=device)
-    data = registry.load_data(config, device)
-    model, guide = registry.build(config, data, trust_code)
+    run = registry.assemble(config, device, trust_code=trust_code, seed=False)  # the checkpoint's weights
+    config, data, model, guide = run.config, run.data, run.model, run.guide
     modules = {"model": owning_module(model), "guide": owning_module(guide)}
     own_params_in_store(model, guide, data)
     try:

@@ -8,7 +8,6 @@ import pyro
 
 from ppl_vae import registry
 from ppl_vae.cli import options
-from ppl_vae.device import resolve_device
 from ppl_vae.inference import objectives
 from ppl_vae.inference.checks import check, describe
 
@@ -36,10 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     names = parse_names(args.objectives)
     config = options.config_from_args(args)
-    data = registry.load_data(config, resolve_device(args.device))
-    pyro.set_rng_seed(args.seed)
+    run = registry.assemble(config, args.device)
+    model, guide, data = run.model, run.guide, run.data
     with pyro.get_param_store().scope():
-        model, guide = registry.build(config, data)
         print("\n".join(describe(model, guide, data)))
         table = check(model, guide, data, names, particles=args.particles, batch_size=config.training.batch_size)
     width = max(map(len, [*table, "objective"]))

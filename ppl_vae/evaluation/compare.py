@@ -95,7 +95,7 @@ def compare(config: Config, names: list[str], out: str, *, make_pair=None, data=
         spec.trust(config.pair.pair)
         config = config.replace(pair_sha256=spec.digest(config.pair.pair))
     build = (lambda _: spec.build(make_pair, data, "compare's make_pair")) if make_pair is not None else \
-        (lambda run_config: registry.build(run_config, data))
+        (lambda run_config: assembled(run_config, data))
     if config.pair.pair is not None or make_pair is not None:  # which objectives it takes is known by running it
         refuse_any(config, names, data, build)
     configs = {name: config.replace(objective=name, test_bound="iwae") for name in names}
@@ -142,8 +142,14 @@ def run_in_process(config: dict, run_dir: str, eval_particles: int, snr_samples:
     fix_threads(threads)
     run_config = Config.from_dict(config)
     data = registry.load_data(run_config, resolve_device(run_config.run.device))
-    return train_and_measure(run_config, data, lambda c: registry.build(c, data), run_dir, eval_particles,
+    return train_and_measure(run_config, data, lambda c: assembled(c, data), run_dir, eval_particles,
                              snr_samples, progress=False)
+
+
+def assembled(run_config: Config, data):
+    """(model, guide) of one objective's run on the comparison's data (:func:`ppl_vae.registry.assemble`)."""
+    run = registry.assemble(run_config, data=data)
+    return run.model, run.guide
 
 
 def refuse_any(config: Config, names: list[str], data, build) -> None:

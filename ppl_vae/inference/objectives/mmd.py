@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from pyro import poutine
 
+from ppl_vae.config import default
 from ppl_vae.errors import Refusal, UsageError
 from ppl_vae.inference.objectives.base import Needs, Objective
 from ppl_vae.inference.objectives.weighted import latent_sites
@@ -57,7 +58,7 @@ class MMDLoss:
                   local_latents="compares each point's code with prior draws",
                   batch_statistic="MMD² compares the whole mini-batch's codes with prior draws", min_batch=2)
 
-    def __init__(self, mmd_scale: float = 1000.0):
+    def __init__(self, mmd_scale: float = default("mmd_scale")):
         self.mmd_scale = mmd_scale
 
     def objective(self, model, guide, x, *args, **kwargs) -> torch.Tensor:
@@ -93,7 +94,7 @@ class MMDLoss:
         return self.backward(model, guide, *args, **kwargs).item()
 
 
-def mmd(particles: int = 1, *, mmd_scale: float = 1000.0) -> Objective:
+def mmd(particles: int = 1, *, mmd_scale: float = default("mmd_scale")) -> Objective:
     """The MMD-VAE objective; ``particles`` K is that of its test bound, the ELBO."""
     if not mmd_scale > 0:
         raise UsageError(f"--mmd-scale must be positive, got {mmd_scale}.")

@@ -36,7 +36,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -68,7 +67,7 @@ from ppl_vae.inference.vem import VEMStep
 from ppl_vae.inference.weights import data_size, describe_scale
 from ppl_vae.pair import Pair, callables, eval_mode, named_inputs, owning_module, pair_of, unused_input
 from ppl_vae.inference.outputs import Progress, run_files
-from ppl_vae.io.rundir import CONFIG, METRICS, read_jsonl, write_json, write_jsonl
+from ppl_vae.io.rundir import RunDirectory
 from ppl_vae.text import count
 
 
@@ -303,6 +302,7 @@ class Trainer:
         self.epochs = training.epochs
         self.schedule = dict(lr=training.lr, milestones=tuple(training.lr_milestones), gamma=training.lr_gamma)
         self.out, self.progress = out, progress
+        self.files = RunDirectory(out, self.world) if out is not None else None
         used = {"objective": objective.name, "particles": objective.particles, **dataclasses.asdict(training)}
         # a pair passed in from Python is not one the registry can rebuild: record only what is known
         self.config = config.replace(**used).to_dict() if config is not None else \
@@ -367,27 +367,18 @@ class Trainer:
                                self.training.optim_args)
         self.step_rule.build(self)
 
-    # -- run directory and checkpoints ---------------------------------------------------
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.out, name)
+    # -- checkpoints (the run directory's files: ppl_vae.io.rundir.RunDirectory) --------
 
     def start_run_dir(self) -> None:
-        if os.path.exists(self.path(checkpoint.NAME)) or os.path.exists(self.path(METRICS)):
-            raise UsageError(f"{self.out} already holds a run; continue it with --resume {self.out} "
-                             f"or choose another --out.")
-        self.world.barrier()  # every rank has looked before rank 0 writes
-        if self.world.main:
-            os.makedirs(self.out, exist_ok=True)
-            write_json(self.path(CONFIG), self.config)
+        self.files.start(self.config)
 
     def restore(self) -> None:
         """Continue from the run's checkpoint: parameters, optimizer, RNG, position in the epoch."""
-        if self.out is None:
+        if self.files is None:
             raise UsageError("resuming needs the run directory (--resume RUN_DIR).")
-        self.good = checkpoint.load(self.path(checkpoint.NAME), map_location=self.device)
+        self.good = self.files.checkpoint(self.device)
         self.load_state(self.good)
-        self.history = [m for m in read_jsonl(self.path(METRICS)) if m["epoch"] <= self.epoch]
+        self.history = self.files.metrics(self.epoch)
         if self.world.rank > 0:  # its own stream: saved by a run on as many ranks, else a fresh one
             saved = self.good.get("ranks_rng", [])
             if self.world.rank <= len(saved):
@@ -395,10 +386,7 @@ class Trainer:
             else:
                 pyro.set_rng_seed(parallel.rank_seed(self.training.seed + self.step, self.world.rank))
             self.good = self.state()
-        self.world.barrier()  # every rank has read the files before rank 0 rewrites them
-        if self.world.main:
-            checkpoint.remove_partial(self.out)
-            write_jsonl(self.path(METRICS), self.history)  # drop epochs the checkpoint never saw
+        self.files.continue_from(self.history)
 
     def state(self) -> dict:
         """Everything a checkpoint holds, copied, so that later steps cannot change it."""
@@ -511,10 +499,8 @@ class Trainer:
         """Checkpoint now: in memory for rollbacks, and atomically to the run directory if any."""
         self.good = self.state()
         self.faults = 0
-        streams = self.world.gather_objects(self.good["rng"]) if self.world.parallel and self.out is not None else None
-        if self.out is not None and self.world.main:
-            # one file whatever the world size: rank 0's state, and the other ranks' random streams beside it
-            checkpoint.save(self.path(checkpoint.NAME), {**self.good, "ranks_rng": streams[1:]} if streams else self.good)
+        if self.files is not None:
+            self.files.save(self.good, self.world.gather_objects(self.good["rng"]) if self.world.parallel else None)
 
     # -- training ------------------------------------------------------------------------
 

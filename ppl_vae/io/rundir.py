@@ -109,3 +109,45 @@ def output_dir(path: str | None):
         if created and os.path.isdir(path) and not os.listdir(path):
             os.rmdir(path)
         raise
+
+
+class RunDirectory:
+    """A training run's files as one process of the run sees them: ``config.json``, ``metrics.jsonl`` and the
+    checkpoint in ``out``. ``world`` is the process group (:func:`ppl_vae.parallel.world`): every rank reads,
+    rank 0 alone writes, and each waits for the others where a write would overtake a read."""
+
+    def __init__(self, out: str, world):
+        self.out, self.world = out, world
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.out, name)
+
+    def start(self, config: dict) -> None:
+        """Begin a new run here, with its configuration; refused where a run already is."""
+        if os.path.exists(self.path(checkpoint.NAME)) or os.path.exists(self.path(METRICS)):
+            raise UsageError(f"{self.out} already holds a run; continue it with --resume {self.out} "
+                             f"or choose another --out.")
+        self.world.barrier()  # every rank has looked before rank 0 writes
+        if self.world.main:
+            os.makedirs(self.out, exist_ok=True)
+            write_json(self.path(CONFIG), config)
+
+    def checkpoint(self, device) -> dict:
+        return checkpoint.load(self.path(checkpoint.NAME), map_location=device)
+
+    def metrics(self, epochs: int) -> list[dict]:
+        """The metrics of the first ``epochs`` epochs (the checkpoint's), without any a killed run wrote later."""
+        return [m for m in read_jsonl(self.path(METRICS)) if m["epoch"] <= epochs]
+
+    def continue_from(self, history: list[dict]) -> None:
+        """Resume here: a half-written checkpoint removed, and the metrics cut back to ``history``."""
+        self.world.barrier()  # every rank has read the files before rank 0 rewrites them
+        if self.world.main:
+            checkpoint.remove_partial(self.out)
+            write_jsonl(self.path(METRICS), history)
+
+    def save(self, state: dict, streams: list | None = None) -> None:
+        """Write the checkpoint atomically (rank 0): one file whatever the world size, rank 0's ``state`` with
+        the other ranks' random ``streams`` beside it."""
+        if self.world.main:
+            checkpoint.save(self.path(checkpoint.NAME), {**state, "ranks_rng": streams[1:]} if streams else state)

@@ -3,7 +3,7 @@ binary latents b ~ Bern(σ(a)), x | b ~ Bern(σ(W b + c)), and the amortized gui
 the "linear" one-stochastic-layer variant of those papers, written as a user writes a Pyro pair:
 
     ppl-vae compare --pair scripts/examples/sbn.py:make_pair --out runs/sbn \\
-        --objectives disarm,arm,vimco,score-avg,score-nn,rws --particles 2 --epochs 50
+        --objectives disarm,arm,vimco,score-avg,score-nn,rws,concrete,concrete-st --particles 2 --epochs 50
 
 No latent can be reparameterized, so every objective there is a score-function or antithetic estimator (or
 RWS's wake update); ``elbo`` would train this pair with Pyro's plain score function.

@@ -27,23 +27,29 @@
 #
 # This notebook uses only the library's public API: `ppl_vae.data.load`, `ppl_vae.fit`,
 # `ppl_vae.evaluate`, the model `ppl_vae.models.ppca.PPCA` and the guide
-# `ppl_vae.guides.linear.LinearGaussian`.
+# `ppl_vae.guides.linear.LinearGaussian`. Its first cell and last section are also what
+# `scripts/teach/pca_linear_ae.py` runs.
 
 # %%
 import math
 import os
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 import ppl_vae
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.models.ppca import PPCA
+from ppl_vae.viz.figures import mosaic
 
 FAST = os.environ.get("PPL_VAE_NOTEBOOK_FAST") == "1"  # the test suite's quick run
 DATASET = "digits"       # "mnist" needs the files in DATA_DIR (see docs/tour/03-training-options.md)
 DATA_DIR = "../data"
 EPOCHS = 20 if FAST else 300  # SVI epochs of the linear VAE below
+AE_COMPONENTS = 4             # code size q of the deterministic linear autoencoder (last section)
+AE_STEPS = 200 if FAST else 2000  # its full-batch Adam steps
+AE_LR = 0.01
 torch.manual_seed(0)
 
 data = ppl_vae.data.load(DATASET, data_dir=DATA_DIR, binarize="none")  # grey levels in [0, 1]
@@ -140,7 +146,7 @@ print("posterior standard deviations:", cov.diagonal() ** 0.5)
 # gradient ascent on the ELBO with `ppl_vae.fit`. The linear encoder family contains the exact
 # posterior, so at the optimum the ELBO equals $\log p(x)$, and the decoder's columns span the
 # top-$q$ principal subspace (the linear-autoencoder result of Baldi & Hornik 1989, here in its
-# probabilistic form; `scripts/teach/pca_linear_ae.py` shows the deterministic one).
+# probabilistic form; the last section shows the deterministic one).
 #
 # **The figure, left:** the test ELBO per epoch, rising to the exact $\log p(x)$ of the closed-form
 # fit. **Right:** the cosines of the principal angles between span($W$) and the top-$q$ principal
@@ -173,3 +179,80 @@ result = ppl_vae.evaluate(model, guide, data.x_test, particles=100 if FAST else 
 print(f"after {EPOCHS} epochs: test ELBO {history[-1]['test_bound']:.3f}, exact log p(x) {exact:.3f}; "
       f"smallest principal cosine {cosines.min():.4f}")
 print({k: v for k, v in result.items() if isinstance(v, float)})
+
+# %% [markdown]
+# ## PCA as a linear autoencoder, by gradient descent
+#
+# Drop the probabilities altogether: a linear autoencoder $\hat x = BA(x - \mu) + \mu$ with a
+# $q$-dimensional code $z = A(x - \mu)$, trained by full-batch Adam on the mean squared
+# reconstruction error $\frac1N \sum_n \lVert x_n - \hat x_n \rVert^2$. Its global optimum is any $BA$
+# that projects onto the span of the top-$q$ principal components $U_q$ (Baldi & Hornik 1989): its
+# error tends to PCA's, the sum of the discarded eigenvalues of the data covariance, and the principal
+# angles between span($B$) and span($U_q$) tend to zero. $B$ itself is not $U_q$: any invertible
+# mixing $BR$, $R^{-1}A$ gives the same reconstructions.
+#
+# **The first figure, left:** the reconstruction error per Adam step, falling to PCA's (dashed).
+# **Right:** $1 - \cos$ of the largest principal angle between span($B$) and span($U_q$), on log axes,
+# down to float32's floor. **The second figure:** the principal components (top row), $B$'s columns as
+# learned (mixtures of them, in no particular order) and the same columns orthonormalized and rotated
+# onto $U_q$ (orthogonal Procrustes), which match the components up to sign.
+# **Try:** `AE_COMPONENTS = 8`, `AE_LR = 0.001` (slower, but the same end), or a non-linear code,
+# `torch.tanh(xc @ A.T) @ B.T` in the loss (the optimum is no longer PCA's).
+
+# %%
+x_ae, q_ae = data.x_train, AE_COMPONENTS          # float32 grey levels
+xc = x_ae - x_ae.mean(0)
+eigvals, eigvecs = torch.linalg.eigh(xc.T @ xc / x_ae.shape[0])
+eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
+U = eigvecs[:, :q_ae]                               # top-q principal components
+pca_error = eigvals[q_ae:].sum().item()             # PCA's optimal error: the discarded variance
+
+
+def principal_cosines(B, U):
+    """Cosines of the principal angles between span(B) and span(U) (U orthonormal), largest first."""
+    return torch.linalg.svdvals(U.T @ torch.linalg.qr(B)[0])
+
+
+torch.manual_seed(0)
+A = (0.01 * torch.randn(q_ae, data.x_dim)).requires_grad_()
+B = (0.01 * torch.randn(data.x_dim, q_ae)).requires_grad_()
+opt = torch.optim.Adam([A, B], lr=AE_LR)
+ae_history = []
+for step in range(AE_STEPS):
+    loss = (xc - xc @ A.T @ B.T).pow(2).sum(1).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if step < 100 or step % 10 == 0 or step == AE_STEPS - 1:
+        ae_history.append((step + 1, loss.item(), principal_cosines(B.detach(), U).min().item()))
+ae_steps, ae_errors, ae_cosines = map(np.array, zip(*ae_history))
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+left.plot(ae_steps, ae_errors, label="linear autoencoder")
+left.axhline(pca_error, color="k", ls="--", lw=1, label=f"PCA, q = {q_ae}: {pca_error:.3f}")
+left.set(xscale="log", xlabel="Adam step", ylabel="mean over images of ‖x − x̂‖²", title="reconstruction error")
+left.legend()
+right.plot(ae_steps, 1 - ae_cosines)
+right.set(xscale="log", yscale="log", xlabel="Adam step", ylabel="1 − cos(largest principal angle)",
+          title="span(B) against the top-q principal subspace (floor: float32)")
+fig.tight_layout()
+plt.show()
+
+Bd = B.detach()
+Q, _ = torch.linalg.qr(Bd)
+u, _, vh = torch.linalg.svd(Q.T @ U)
+aligned = Q @ (u @ vh)                                                   # Procrustes rotation onto U_q
+rows = torch.stack([U.T, Bd.T / Bd.norm(dim=0)[:, None], aligned.T])    # [3, q, D]
+images = (0.5 + 0.5 * rows / rows.abs().amax(-1, keepdim=True)).numpy()
+c, h, w = data.image_shape
+fig, ax = plt.subplots(figsize=(1.6 * q_ae + 2.4, 5.0))
+ax.imshow(mosaic(images, data.image_shape, fill=0.5), cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
+ax.set_yticks([(i + 0.5) * (h + 1) - 1 for i in range(3)],
+              ["principal\ncomponents", "autoencoder B\n(as learned)", "B orthonormalized,\nrotated onto PCA"])
+ax.set_xticks([(j + 0.5) * (w + 1) - 1 for j in range(q_ae)], [f"{j + 1}" for j in range(q_ae)])
+ax.tick_params(length=0)
+ax.set_title("basis images (red +, blue −)")
+fig.tight_layout()
+plt.show()
+print(f"linear autoencoder after {AE_STEPS} steps: error {ae_errors[-1]:.4f} against PCA's {pca_error:.4f} "
+      f"(q = {q_ae}); smallest principal cosine {ae_cosines[-1]:.4f}")

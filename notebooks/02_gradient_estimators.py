@@ -34,6 +34,8 @@
 # $x = \mathbf 1$ observed, $q(z) = \mathcal N(\mu, 0.8^2 I)$ at $\mu = 0$. There
 # $\nabla_\mu \mathrm{ELBO} = x - 2\mu = \mathbf 1$. We draw $R$ independent estimates at once: the
 # guide holds one $\mu$ per repeat, inside a plate, so row $r$ of the gradient is the $r$-th estimate.
+#
+# This notebook is also what `scripts/teach/gradient_variance.py` runs.
 
 # %%
 import os
@@ -113,9 +115,9 @@ print(f"largest |mean − exact gradient|: {worst:.1f} standard errors over "
 # %% [markdown]
 # ## Variance against the number of samples, and against the dimension
 #
-# **Left:** total variance $\sum_d \mathrm{Var}(\hat g_d)$ against $S$ at $D = 10$. Every estimator
-# falls as $1/S$ (dotted), but the score function starts two orders of magnitude higher; the
-# baseline removes most of that gap, not all. **Right:** the same at $S = 10$ against $D$: the
+# **The first figure:** total variance $\sum_d \mathrm{Var}(\hat g_d)$ against $S$ at $D = 10$. Every
+# estimator falls as $1/S$ (dotted), but the score function starts two orders of magnitude higher;
+# the baseline removes most of that gap, not all. **The second:** the same at $S = 10$ against $D$: the
 # reparameterized estimator's variance grows about linearly in $D$ (one term per coordinate), the
 # score function's much faster, since each coordinate's estimate is multiplied by $f(z)$, whose own
 # variance grows with $D$.
@@ -125,20 +127,26 @@ print(f"largest |mean − exact gradient|: {worst:.1f} standard errors over "
 
 # %%
 styles = dict(zip(ESTIMATORS, ("o-", "s-", "^-")))
-fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+fig, ax = plt.subplots(figsize=(7, 5))
 for name in ESTIMATORS:
-    left.plot(SAMPLE_COUNTS, [g.var(0).sum().item() for g in by_samples[name]], styles[name], label=name)
-    right.plot(DIMS, by_dim[name], styles[name], label=name)
+    ax.plot(SAMPLE_COUNTS, [g.var(0).sum().item() for g in by_samples[name]], styles[name], label=name)
 first = by_samples["score function"][0].var(0).sum().item()
-left.plot(SAMPLE_COUNTS, [first / s for s in SAMPLE_COUNTS], "k:", lw=1, label="∝ 1/S")
-left.set(xscale="log", yscale="log", xlabel="samples S per estimate", ylabel="total variance Σ_d Var(ĝ_d)",
-         title=f"against S, D = {DIM}")
-right.set(xscale="log", yscale="log", xlabel="latent dimension D", ylabel="total variance Σ_d Var(ĝ_d)",
-          title=f"against D, S = {SAMPLES_VS_DIM}")
-for ax in (left, right):
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-plt.tight_layout()
+ax.plot(SAMPLE_COUNTS, [first / s for s in SAMPLE_COUNTS], "k:", lw=1, label="∝ 1/S")
+ax.set(xscale="log", yscale="log", xlabel="samples S per estimate", ylabel="total variance Σ_d Var(ĝ_d)",
+       title=f"variance of ∇_μ ELBO estimates against S, D = {DIM}")
+ax.grid(alpha=0.3, which="both")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+fig, ax = plt.subplots(figsize=(7, 5))
+for name in ESTIMATORS:
+    ax.plot(DIMS, by_dim[name], styles[name], label=name)
+ax.set(xscale="log", yscale="log", xlabel="latent dimension D", ylabel="total variance Σ_d Var(ĝ_d)",
+       title=f"variance of ∇_μ ELBO estimates against D, S = {SAMPLES_VS_DIM}")
+ax.grid(alpha=0.3, which="both")
+ax.legend()
+fig.tight_layout()
 plt.show()
 
 variance = {k: torch.tensor([g.var(0).sum().item() for g in v]) for k, v in by_samples.items()}

@@ -31,8 +31,11 @@ test-fast: $(STAMP)
 
 # The documentation site into site/ (MkDocs, Material, mkdocstrings; MathJax served from the site itself, so it
 # works offline); `.venv/bin/mkdocs serve` serves it while you edit the pages. --strict: a broken link or
-# a reference to an object that does not exist fails the build.
+# a reference to an object that does not exist fails the build. First every notebook is executed in full, one
+# torch thread, into .cache/notebooks/ (outside git; only those whose .py changed since: seconds when none did),
+# for the notebooks' pages to show their outputs and figures; a notebook that fails stops here.
 docs: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python scripts/execute_notebooks.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # The notebooks are jupytext percent-format .py files (notebooks/*.py, the ones to edit and review); this pairs
@@ -49,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py
 
 clean:
-	rm -rf $(VENV) runs site
+	rm -rf $(VENV) runs site .cache/notebooks

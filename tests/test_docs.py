@@ -1,21 +1,67 @@
 """The documentation site: `mkdocs build --strict` passes (no broken link, no reference to an object that
 does not exist) without importing torch, the API reference documents every public name and every
-library module, and the math is served by the site itself. Also scripts/check_readme.py over the
-README and the site's pages, in the order of mkdocs.yml's nav."""
+library module, the math is served by the site itself, and every notebook has a page, with the outputs
+and figures of its executed copy when `make docs` made one (here a fake one: no notebook is executed).
+Also scripts/check_readme.py over the README and the site's pages, in the order of mkdocs.yml's nav."""
 
 import ast
+import base64
 import importlib.util
+import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"ppl_vae": ROOT / "ppl_vae", "ppl_vae.models": ROOT / "models", "ppl_vae.guides": ROOT / "guides"}
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
+
+
+def load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+executed = load("execute_notebooks_docs", ROOT / "scripts" / "execute_notebooks.py")
+
+
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A small valid PNG (grey), written without an imaging library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + bytes([128] * width) for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+FIGURE = png()
+PRINTED = "printed by the executed copy"
+
+
+def fake_executed_copy(path: Path, cache: Path, source_sha256: str) -> None:
+    """What scripts/execute_notebooks.py would have saved for ``path``: its first code cell printed a line and
+    drew a figure (``source_sha256`` says which version of the .py it was executed from)."""
+    import jupytext
+
+    nb = json.loads(jupytext.writes(jupytext.read(path), fmt="ipynb"))
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [PRINTED + "\n"]},
+                       {"output_type": "display_data", "metadata": {},
+                        "data": {"image/png": base64.b64encode(FIGURE).decode(), "text/plain": ["<Figure>"]}}]
+    nb["metadata"][executed.METADATA_KEY] = {"source_sha256": source_sha256, "executed": "2026-01-01 00:00 UTC",
+                                             "seconds": 42.0, "mode": "full"}
+    cache.mkdir(parents=True, exist_ok=True)
+    executed.cached_path(path, cache).write_text(json.dumps(nb), encoding="utf-8")
 
 
 def exported_names() -> list[str]:
@@ -40,11 +86,16 @@ def library_modules() -> set[str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The site built in strict mode, with a torch that cannot be imported on the path."""
+    """The site built in strict mode, with a torch that cannot be imported on the path, and a cache of executed
+    notebooks that holds a fake copy of the first notebook, up to date, and one of the second, out of date."""
     tmp = tmp_path_factory.mktemp("docs")
     (tmp / "stub").mkdir()
     (tmp / "stub" / "torch.py").write_text('raise ImportError("the documentation build imported torch")\n')
-    env = dict(os.environ, PYTHONPATH=str(tmp / "stub"), NO_MKDOCS_2_WARNING="1")
+    fake_executed_copy(NOTEBOOKS[0], tmp / "cache", executed.source_hash(NOTEBOOKS[0]))
+    if len(NOTEBOOKS) > 1:
+        fake_executed_copy(NOTEBOOKS[1], tmp / "cache", "0" * 64)
+    env = dict(os.environ, PYTHONPATH=str(tmp / "stub"), NO_MKDOCS_2_WARNING="1",
+               **{executed.CACHE_ENV: str(tmp / "cache")})
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp / "site")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -91,13 +142,84 @@ def test_math_and_figures_are_served_by_the_site_itself(site):
     assert "<!-- check-readme: file runs/compare/comparison.md -->" in tour
 
 
+@pytest.mark.slow
+def test_every_notebook_has_a_page_in_the_notebooks_section(site):
+    assert NOTEBOOKS
+    index = (site / "notebooks" / "index.html").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        page = site / "notebooks" / f"{path.stem}.html"
+        assert page.is_file(), f"{path.name} has no page in the site"
+        assert f'href="{path.stem}.html"' in index, f"notebooks/index.html does not list {path.name}"
+        text = page.read_text(encoding="utf-8")
+        assert '<span class="kn">import</span>' in text, f"{page.name}: no Python code block"
+        if "$" in path.read_text(encoding="utf-8"):
+            assert 'class="arithmatex"' in text, f"{page.name}: its math was not marked for MathJax"
+        prose = re.sub(r"<(pre|code)\b.*?</\1>", "", text[text.find("<article"):text.find("</article>")], flags=re.S)
+        left = re.findall(r".{0,40}\$.{0,40}", prose)
+        assert not left, f"{page.name}: math that MathJax will not see (its $ left in the text): {left[:3]}"
+        assert "../repository/notebooks/" + path.name in text  # the page links to its .py
+    assert (site / "repository" / "notebooks" / NOTEBOOKS[0].name).read_bytes() == NOTEBOOKS[0].read_bytes()
+
+
+@pytest.mark.slow
+def test_notebook_page_shows_the_executed_copys_outputs_and_figures(site):
+    first = (site / "notebooks" / f"{NOTEBOOKS[0].stem}.html").read_text(encoding="utf-8")
+    images = re.findall(r'<img[^>]+src="([^"]+)"', first)
+    assert len(images) == 1 and images[0].startswith(f"{NOTEBOOKS[0].stem}/") and images[0].endswith(".png"), images
+    assert (site / "notebooks" / images[0]).read_bytes() == FIGURE  # the figure is a file of the site, not inlined
+    assert PRINTED in first and "Executed notebook" in first and "Code only" not in first
+    for path in NOTEBOOKS[1:]:
+        text = (site / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
+        assert "<img" not in text and PRINTED not in text and "Code only" in text and "make docs" in text
+    if len(NOTEBOOKS) > 1:  # its executed copy is of an older version of the .py: not shown
+        assert "older version" in (site / "notebooks" / f"{NOTEBOOKS[1].stem}.html").read_text(encoding="utf-8")
+
+
+def test_an_executed_copy_is_up_to_date_only_for_the_source_it_was_executed_from(tmp_path):
+    notebook = tmp_path / "01_example.py"
+    notebook.write_text("# %% [markdown]\n# # An example\n\n# %%\nprint(1)\n")
+    cache = tmp_path / "cache"
+    assert executed.cached_metadata(notebook, cache) is None and not executed.up_to_date(notebook, cache)
+    fake_executed_copy(notebook, cache, executed.source_hash(notebook))
+    assert executed.up_to_date(notebook, cache)
+    notebook.write_text(notebook.read_text() + "print(2)\n")
+    assert not executed.up_to_date(notebook, cache) and executed.cached_metadata(notebook, cache)["seconds"] == 42.0
+
+
+def test_notebook_cells_become_markdown_the_site_renders():
+    hook = load("notebooks_hook_docs", ROOT / "docs" / "hooks" / "notebooks.py")
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": "# Title"},
+        {"cell_type": "markdown", "source": ["The bound\n", "$$\\mathcal L_K \\le \\log p(x)$$\n", "holds. Try:\n",
+                                             "- more draws, see [the tour](../docs/tour/07-comparing-inference.md#a)\n",
+                                             "- [the check](../scripts/check_site.py)"]},
+        {"cell_type": "markdown", "source": "splits into\n$$a = b\n  + c$$\nso"},
+        {"cell_type": "code", "source": "for i in range(3):\n    print(i)", "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": "0\n1\n"},
+            {"output_type": "stream", "name": "stdout", "text": "\x1b[31m2\x1b[0m\n"},
+            {"output_type": "stream", "name": "stderr", "text": "UserWarning: left out\n"},
+            {"output_type": "stream", "name": "stdout", "text": "10%\r50%\r100%\n"},
+            {"output_type": "display_data", "data": {"image/png": base64.b64encode(FIGURE).decode(), "text/plain": "<Figure>"}},
+            {"output_type": "execute_result", "data": {"text/plain": "'done'"}}]},
+    ]}
+    markdown, images, links = hook.render(nb, ROOT / "notebooks" / "01_x.py", None, stale=False)
+    assert "The bound\n\n$$\\mathcal L_K \\le \\log p(x)$$\n\nholds. Try:\n\n- more draws" in markdown
+    assert "(../tour/07-comparing-inference.md#a)" in markdown and "(../repository/scripts/check_site.py)" in markdown
+    assert links == [ROOT / "scripts" / "check_site.py"]
+    assert "splits into\n\n$$a = b\n  + c$$\n\nso" in markdown  # "  + c" inside the display is no list item
+    assert "```python\nfor i in range(3):\n    print(i)\n```" in markdown
+    out = "```{.text .nb-output}\n"
+    assert f"{out}0\n1\n2\n```" in markdown and f"{out}100%\n```" in markdown and f"{out}'done'\n```" in markdown
+    assert "left out" not in markdown
+    assert images == {"notebooks/01_x/cell-03-1.png": FIGURE} and "](01_x/cell-03-1.png)" in markdown
+    assert "<Figure>" not in markdown and "Code only" in markdown
+    assert markdown.index("# Title") < markdown.index("Code only") < markdown.index("The bound")
+
+
 # ---------------------------------------------------------------- check_readme over README and pages
 
 SCRIPT = ROOT / "scripts" / "check_readme.py"
-_spec = importlib.util.spec_from_file_location("check_readme_docs", SCRIPT)
-cr = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = cr
-_spec.loader.exec_module(cr)
+cr = load("check_readme_docs", SCRIPT)
 F = "```"
 
 

@@ -2,11 +2,13 @@
 
 Each is converted in memory with jupytext and executed with nbclient in a kernel of this interpreter (the
 kernelspec ``python3``; jupyter_client starts it with ``sys.executable``), in a temporary working directory,
-with one torch thread. ``PPL_VAE_NOTEBOOK_FAST=1`` shrinks epochs, particles and repeats to about ten seconds
-a notebook. A notebook fails on any error, and on a figure that was not drawn: every ``plt.show()`` in a code
-cell must have put an image/png output in that cell. The full runs (under 2 minutes each on the CPU) are
-slow tests that run only with ``PPL_VAE_NOTEBOOK_FULL=1`` (``make notebooks-check``)."""
+with one torch thread: ``execute`` of scripts/execute_notebooks.py, which ``make docs`` runs too (in full, into
+a cache the site's notebook pages read). ``PPL_VAE_NOTEBOOK_FAST=1`` shrinks epochs, particles and repeats to
+about ten seconds a notebook. A notebook fails on any error, and on a figure that was not drawn: every
+``plt.show()`` in a code cell must have put an image/png output in that cell. The full runs (under 2 minutes
+each on the CPU) are slow tests that run only with ``PPL_VAE_NOTEBOOK_FULL=1`` (``make notebooks-check``)."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -20,16 +22,11 @@ jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-
-def execute(path: Path, tmp_path: Path, fast: bool, timeout: int):
-    nb = jupytext.read(path)
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel's own inline backend draws
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PPL_VAE_NOTEBOOK_FAST="1" if fast else "0")
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=timeout,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute(env=env)  # raises CellExecutionError on the first cell that fails
-    return nb
+# the same execution as `make docs` (scripts/execute_notebooks.py), here in a temporary working directory
+_spec = importlib.util.spec_from_file_location("execute_notebooks", ROOT / "scripts" / "execute_notebooks.py")
+execute_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(execute_notebooks)
+execute = execute_notebooks.execute  # (path, working directory, fast, timeout) -> the executed notebook
 
 
 def check_figures(nb, path: Path) -> int:

@@ -127,7 +127,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             type=positive_int)
     setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
     setting(g, "--preset", "network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
-                           "VAE); explicit settings override it", choices=list(config.PRESETS))
+                           "VAE; sbn, sbn-nonlinear: the 200-bit sigmoid belief network, linear or with two tanh "
+                           "layers; cat-vae: 20 latents of 10 categories); explicit settings override it",
+            choices=list(config.PRESETS))
     setting(g, "--latent-dim", "dimension of the latent z", type=positive_int)
     setting(g, "--hidden", "hidden widths, comma-separated", type=int_list)
     setting(g, "--activation", "activation of the hidden layers", choices=list(ACTIVATIONS))

@@ -39,7 +39,7 @@ class BernoulliEncoder(nn.Module):
     def guide(self, x: torch.Tensor, idx=None):
         pyro.module("encoder", self)
         with pyro.plate("data", x.shape[0]):
-            pyro.sample("b", self.dist(x))
+            pyro.sample(self.latent_sites[0], self.dist(x))
 
 
 class CategoricalEncoder(BernoulliEncoder):
@@ -58,8 +58,3 @@ class CategoricalEncoder(BernoulliEncoder):
     def dist(self, x: torch.Tensor) -> dist.Distribution:
         logits = self.net(x)
         return dist.OneHotCategorical(logits=logits.unflatten(-1, (self.groups, self.categories))).to_event(1)
-
-    def guide(self, x: torch.Tensor, idx=None):
-        pyro.module("encoder", self)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("c", self.dist(x))

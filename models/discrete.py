@@ -30,13 +30,43 @@ from torch import nn
 from .mlp import mlp, rows
 
 
-class SBN(nn.Module):
+class DiscreteVAE(nn.Module):
+    """What both models share: a decoder f_θ from the latent code to Bernoulli pixels, and the program, whose
+    latent site is the class's (``latent_sites``) and whose prior is the subclass's."""
+
     # What the registry's compatibility check reads (ppl_vae.registry.check):
-    latent_sites = ("b",)
+    latent_sites: tuple[str, ...] = ()
     enumerated = ()
     fit_methods = ("svi",)
     objectives = None
     continuous_data = False
+
+    def __init__(self, x_dim: int, code_dim: int, hidden, activation: str):
+        super().__init__()
+        self.x_dim, self.latent_dim = x_dim, code_dim
+        self.decoder = mlp([code_dim, *hidden, x_dim], activation)
+
+    def code(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's input for a latent value z (the value itself here)."""
+        return z
+
+    def likelihood_dist(self, z: torch.Tensor) -> dist.Distribution:
+        return dist.Bernoulli(logits=self.decoder(self.code(z)), validate_args=False).to_event(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z]: the pixel probabilities."""
+        return torch.sigmoid(self.decoder(self.code(z)))
+
+    def model(self, x: torch.Tensor, idx=None):
+        pyro.module("decoder", self)
+        x = rows(x)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample(self.latent_sites[0], self.prior(x))
+            pyro.sample("x", self.likelihood_dist(z), obs=x)
+
+
+class SBN(DiscreteVAE):
+    latent_sites = ("b",)
     defaults = {"guide": "bernoulli", "objective": "disarm", "binarize": "dynamic"}
 
     @classmethod
@@ -45,30 +75,14 @@ class SBN(nn.Module):
         return cls(data.x_dim, p.latent_dim, p.hidden, p.activation)
 
     def __init__(self, x_dim: int, latent_dim: int = 200, hidden=(), activation: str = "tanh"):
-        super().__init__()
-        self.x_dim, self.latent_dim = x_dim, latent_dim
+        super().__init__(x_dim, latent_dim, hidden, activation)
         self.prior_logits = nn.Parameter(torch.zeros(latent_dim))
-        self.decoder = mlp([latent_dim, *hidden, x_dim], activation)
 
     def prior(self, like: torch.Tensor) -> dist.Distribution:
         return dist.Bernoulli(logits=self.prior_logits.to(like.dtype)).to_event(1)
 
-    def likelihood_dist(self, b: torch.Tensor) -> dist.Distribution:
-        return dist.Bernoulli(logits=self.decoder(b), validate_args=False).to_event(1)
 
-    def decode(self, b: torch.Tensor) -> torch.Tensor:
-        """E[x | b]: the pixel probabilities."""
-        return torch.sigmoid(self.decoder(b))
-
-    def model(self, x: torch.Tensor, idx=None):
-        pyro.module("decoder", self)
-        x = rows(x)
-        with pyro.plate("data", x.shape[0]):
-            b = pyro.sample("b", self.prior(x))
-            pyro.sample("x", self.likelihood_dist(b), obs=x)
-
-
-class CategoricalVAE(SBN):
+class CategoricalVAE(DiscreteVAE):
     latent_sites = ("c",)
     defaults = {"guide": "categorical", "objective": "concrete", "binarize": "dynamic"}
 
@@ -79,27 +93,12 @@ class CategoricalVAE(SBN):
 
     def __init__(self, x_dim: int, groups: int = 20, categories: int = 10, hidden=(256, 512),
                  activation: str = "relu"):
-        nn.Module.__init__(self)
-        self.x_dim, self.groups, self.categories = x_dim, groups, categories
-        self.latent_dim = groups * categories
-        self.decoder = mlp([groups * categories, *hidden, x_dim], activation)
+        super().__init__(x_dim, groups * categories, hidden, activation)
+        self.groups, self.categories = groups, categories
 
     def prior(self, like: torch.Tensor) -> dist.Distribution:
         return dist.OneHotCategorical(logits=like.new_zeros(self.groups, self.categories)).to_event(1)
 
-    def flat(self, c: torch.Tensor) -> torch.Tensor:
+    def code(self, c: torch.Tensor) -> torch.Tensor:
         """c [..., G, C] as [..., G·C]; given flat already (a figure's posterior means), as it is."""
         return c.flatten(-2) if c.shape[-2:] == (self.groups, self.categories) else c
-
-    def likelihood_dist(self, c: torch.Tensor) -> dist.Distribution:
-        return super().likelihood_dist(self.flat(c))
-
-    def decode(self, c: torch.Tensor) -> torch.Tensor:
-        return super().decode(self.flat(c))
-
-    def model(self, x: torch.Tensor, idx=None):
-        pyro.module("decoder", self)
-        x = rows(x)
-        with pyro.plate("data", x.shape[0]):
-            c = pyro.sample("c", self.prior(x))
-            pyro.sample("x", self.likelihood_dist(c), obs=x)

@@ -207,16 +207,16 @@ def assemble(config: Config, device=None, *, data: Dataset | None = None, trust_
         data = load_data(config, resolve_device(config.run.device if device is None else device))
     if seed:
         pyro.set_rng_seed(config.training.seed)
-    return Assembled(config, data, *built(config, data, trust_code), objective)
+    return Assembled(config, data, *_construct(config, data, trust_code), objective)
 
 
 def build(config: Config, data: Dataset, trust_code: bool = False):
     """(model, guide) for ``config`` on ``data``'s device, the configuration checked first (:func:`check`)."""
     check(config)
-    return built(config, data, trust_code)
+    return _construct(config, data, trust_code)
 
 
-def built(config: Config, data: Dataset, trust_code: bool = False):
+def _construct(config: Config, data: Dataset, trust_code: bool = False):
     """(model, guide) for a checked ``config`` on ``data``'s device: modules, or a user's pair from its factory
     (a recorded one, from a run's config.json, only if trusted: :func:`ppl_vae.spec.factory`)."""
     if config.pair.pair is not None:

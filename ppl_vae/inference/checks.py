@@ -72,7 +72,7 @@ def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = Fa
         return Refusal(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent variable, and "
                        f"the {objective.name} objective {how}, which needs every latent variable local",
                        lambda needs: needs.local_latents is None and not needs.enumeration,
-                       because=", which train the full-data ELBO per point")
+                       because=" to train the full-data ELBO per point")
     if outside and data_scale(model_trace, plate) == 1 and not full_batch:
         return UsageError(f"latent site {outside[0]!r} lies outside pyro.plate({plate!r}): a global latent, whose "
                           f"log-density counts once for the whole data set, so the data plate must know the data "
@@ -89,7 +89,7 @@ def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = Fa
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
         return Refusal(f"model site {enumerated[0]!r} is marked for enumeration, which the {objective.name} objective "
                        f"does not do: it would sample the site from the prior instead of summing it out",
-                       lambda needs: needs.sums_out and not needs.enumeration, because=", which sum it out")
+                       lambda needs: needs.sums_out and not needs.enumeration, because=" to sum it out")
     if isinstance(loss, TraceMeanField_ELBO):
         for name, site in sample_sites(guide_trace, False).items():
             if name in model_trace.nodes and not has_closed_form_kl(site["fn"], model_trace.nodes[name]["fn"]):

@@ -30,17 +30,23 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-
-def step_mask(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """bool [B, T]: the steps within each sequence's length (all of them without ``lengths``)."""
-    steps = torch.arange(x.shape[1], device=x.device)
-    if lengths is None:
-        return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-    return steps < lengths.to(x.device)[:, None]
+from ppl_vae.steps import alive_steps, unroll
 
 
 class LGSSM(nn.Module):
     """The model above with parameters A [k, k], C [d, k], log q [k], log r [d] and a fixed s₀."""
+
+    # What the registry's compatibility check reads (ppl_vae.registry.check):
+    latent_sites = ("z_t, one per time step",)
+    enumerated = ()
+    fit_methods = ("svi",)
+    objectives = None
+    continuous_data = True
+    defaults = {"guide": "rnn", "objective": "elbo", "binarize": "none"}
+
+    @classmethod
+    def from_config(cls, config, data):
+        return cls(data.x_shape[-1], config.pair.latent_dim)
 
     def __init__(self, x_dim: int, z_dim: int, init_scale: float = 1.0):
         super().__init__()
@@ -51,37 +57,34 @@ class LGSSM(nn.Module):
         self.init_scale = init_scale
 
     def model(self, x, lengths=None):
-        pyro.module("lgssm", self)
-        mask = step_mask(x, lengths)
-        q, r = self.log_q.exp(), self.log_r.exp()
-        z = None
-        with pyro.plate("sequences", x.shape[0]):
-            for t in pyro.markov(range(x.shape[1])):
-                loc = x.new_zeros(self.A.shape[0]) if z is None else z @ self.A.T
-                scale = x.new_full((self.A.shape[0],), self.init_scale) if z is None else q
-                z = pyro.sample(f"z_{t}", dist.Normal(loc, scale).to_event(1).mask(mask[:, t]))
-                pyro.sample(f"x_{t}", dist.Normal(z @ self.C.T, r).to_event(1).mask(mask[:, t]), obs=x[:, t])
+        """The whole sequences x [B, T, d]: :meth:`step` over time (:func:`~ppl_vae.steps.unroll`)."""
+        unroll(self, x, lengths)
 
     def init(self, state: dict, x) -> None:
         state["z"] = None
 
     def step(self, state: dict, x_t) -> None:
-        """One time step of ``model``: z_t | z_{t−1} and x_t | z_t for a batch of sequences, z_{t−1} from ``state``."""
+        """Time step ``state["t"]``: z_t | z_{t−1} and x_t | z_t for a batch of sequences, z_{t−1} from ``state``."""
         pyro.module("lgssm", self)
-        z_prev = state["z"]
-        loc = x_t.new_zeros(self.A.shape[0]) if z_prev is None else z_prev @ self.A.T
-        scale = x_t.new_full((self.A.shape[0],), self.init_scale) if z_prev is None else self.log_q.exp()
+        t = state["t"]
         with pyro.plate("sequences", x_t.shape[0]):
-            z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
-            pyro.sample("x", dist.Normal(z @ self.C.T, self.log_r.exp()).to_event(1), obs=x_t)
+            z = pyro.sample(f"z_{t}", self.transition(state["z"], x_t))
+            pyro.sample(f"x_{t}", dist.Normal(z @ self.C.T, self.log_r.exp()).to_event(1), obs=x_t)
         state["z"] = z
+
+    def transition(self, z_prev, like) -> dist.Distribution:
+        """p(z_t | z_{t−1}), or p(z_1) where ``z_prev`` is None, in ``like``'s dtype and device."""
+        k = self.A.shape[0]
+        if z_prev is None:
+            return dist.Normal(like.new_zeros(k), like.new_full((k,), self.init_scale)).to_event(1)
+        return dist.Normal(z_prev @ self.A.T, self.log_q.exp()).to_event(1)
 
     # -- exact answers -------------------------------------------------------------------
 
     def filter(self, x, lengths=None):
         """The Kalman filter: (log p(x_{1:L}) [B], filtered means [B, T, k] and covariances [B, T, k, k])."""
         k = self.A.shape[0]
-        mask = step_mask(x, lengths)
+        mask = alive_steps(x, lengths)
         A, C, Q, R = self.A.to(x), self.C.to(x), self.noise(self.log_q, x), self.noise(self.log_r, x)
         m = x.new_zeros(x.shape[0], k)
         P = (self.init_scale ** 2 * torch.eye(k, dtype=x.dtype, device=x.device)).expand(x.shape[0], k, k)
@@ -126,7 +129,7 @@ class LGSSM(nn.Module):
         [B, T, k, k] (past a sequence's length: its last filtered ones, which nothing uses)."""
         m, P, predicted, J, _ = self.backward_kernels(x, lengths)
         A = self.A.to(x)
-        last = step_mask(x, lengths).sum(1) - 1
+        last = alive_steps(x, lengths).sum(1) - 1
         means, covs = [m[:, -1]], [P[:, -1]]
         for t in range(x.shape[1] - 2, -1, -1):
             inside = (t < last)[:, None]
@@ -138,7 +141,7 @@ class LGSSM(nn.Module):
 
     def exact_guide(self, x, lengths=None):
         """q(z_{1:T} | x) = p(z_{1:L} | x_{1:L}), sampled backwards through the smoother's kernels."""
-        mask = step_mask(x, lengths)
+        mask = alive_steps(x, lengths)
         last = mask.sum(1) - 1
         with torch.no_grad():
             m, P, _, J, cov = self.backward_kernels(x, lengths)
@@ -156,7 +159,7 @@ class LGSSM(nn.Module):
 
     def marginal_guide(self, x, lengths=None):
         """q(z_{1:T} | x) = Π_t p(z_t | x_{1:L}): the smoothing marginals, independent across time."""
-        mask = step_mask(x, lengths)
+        mask = alive_steps(x, lengths)
         with torch.no_grad():
             means, covs = self.smoother(x, lengths)
         with pyro.plate("sequences", x.shape[0]):
@@ -172,15 +175,15 @@ class Bootstrap:
     def __init__(self, lgssm: LGSSM):
         self.lgssm = lgssm
 
+    def __call__(self, x, lengths=None):
+        unroll(self, x, lengths)
+
     def init(self, state: dict, x) -> None:
-        pass
+        state["z"] = None
 
     def step(self, state: dict, x_t) -> None:
-        m, z_prev = self.lgssm, state["z"]
-        loc = x_t.new_zeros(m.A.shape[0]) if z_prev is None else z_prev @ m.A.T
-        scale = x_t.new_full((m.A.shape[0],), m.init_scale) if z_prev is None else m.log_q.exp()
         with pyro.plate("sequences", x_t.shape[0]):
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            state["z"] = pyro.sample(f"z_{state['t']}", self.lgssm.transition(state["z"], x_t))
 
 
 class LinearProposal(nn.Module):
@@ -191,13 +194,15 @@ class LinearProposal(nn.Module):
         self.W, self.V = nn.Linear(z_dim, z_dim, bias=False), nn.Linear(x_dim, z_dim)
         self.log_scale = nn.Parameter(torch.zeros(z_dim))
 
+    def forward(self, x, lengths=None):
+        unroll(self, x, lengths)
+
     def init(self, state: dict, x) -> None:
-        pass
+        state["z"] = None
 
     def step(self, state: dict, x_t) -> None:
         pyro.module("proposal", self)
         z_prev = state["z"]
         loc = self.V(x_t) + (0 if z_prev is None else self.W(z_prev))
         with pyro.plate("sequences", x_t.shape[0]):
-            pyro.sample("z", dist.Normal(loc, self.log_scale.exp()).to_event(1))
-
+            state["z"] = pyro.sample(f"z_{state['t']}", dist.Normal(loc, self.log_scale.exp()).to_event(1))

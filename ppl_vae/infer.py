@@ -51,7 +51,7 @@ from ppl_vae.inference.objectives.rws import RWSLoss
 from ppl_vae.inference.objectives.score import ScoreELBO
 from ppl_vae.inference.objectives.stl import STLLoss
 from ppl_vae.inference.objectives.vimco import VIMCOLoss
-from ppl_vae.inference.smc import smc_log_marginal
+from ppl_vae.inference.objectives.fivo import FIVOLoss
 
 
 def _particles(num_particles: int) -> int:
@@ -126,32 +126,17 @@ class ScoreFunctionELBO(ScoreELBO):
                          vectorize_particles=num_particles > 1 if vectorize_particles is None else vectorize_particles)
 
 
-__all__ = ["DReG", "IWAE", "RWS", "Renyi", "STL", "ScoreFunctionELBO"]
-
-
-class FIVO(pyro.infer.ELBO):
+class FIVO(FIVOLoss):
     """The filtering variational objective (FIVO; AESMC, Le et al. 2018; Naesseth et al. 2018): the log of a
     particle filter's unbiased estimate of p(x_{1:T}), K = ``num_particles`` particles resampled after every
     step, trained by its reparameterized gradient with the resampling terms dropped
-    (:func:`ppl_vae.inference.smc.smc_log_marginal`). The model and guide come in the step form of Pyro's
-    ``SMCFilter`` (objects with ``init(state, x)`` and ``step(state, x_t)``); called as
-    ``svi.step(x, lengths)`` with x [B, T, ...]. The loss is −Σ over the batch's sequences."""
+    (:mod:`ppl_vae.inference.objectives.fivo`). The model and guide come in the step form of Pyro's
+    ``SMCFilter`` (``init(state, x)`` and ``step(state, x_t)``; :mod:`ppl_vae.steps`), or are methods of
+    objects that have it; called as ``svi.step(x, lengths)`` with x [B, T, ...]. The loss is −Σ over the
+    batch's sequences."""
 
     def __init__(self, num_particles: int = 1):
         super().__init__(num_particles=_particles(num_particles))
 
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("FIVO traces one time step at a time (ppl_vae.inference.smc)")
 
-    def differentiable_loss(self, model, guide, x, lengths=None):
-        return -smc_log_marginal(model, guide, x, self.num_particles, lengths).sum()
-
-    def loss(self, model, guide, x, lengths=None) -> float:
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, x, lengths).item()
-
-    def loss_and_grads(self, model, guide, x, lengths=None) -> float:
-        loss = self.differentiable_loss(model, guide, x, lengths)
-        loss.backward()
-        return loss.item()
-
+__all__ = ["DReG", "FIVO", "IWAE", "RWS", "Renyi", "STL", "ScoreFunctionELBO", "VIMCO"]

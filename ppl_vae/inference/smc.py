@@ -14,7 +14,10 @@ resampled.
 Resampling must happen between time steps, so the program comes in the step form Pyro's
 ``SMCFilter`` uses: a model and a guide with ``init(state, x)`` and ``step(state, x_t)``, each step a
 Pyro program over the batch of sequences (``pyro.plate`` over them) that reads and writes ``state``,
-a dict of tensors whose leading dimension is the particles'. The sites of one step are traced, the
+a dict whose tensors [K, B, ...] lead with the particles' dimension (:mod:`ppl_vae.steps` says what
+else it holds). Sites are named by time (``f"z_{state['t']}"``), so that :func:`ppl_vae.steps.unroll`
+runs the same steps as one whole-sequence program, which the ELBO, the importance-weighted bounds and
+``evaluate`` take. The sites of one step are traced, the
 model replayed on the guide's; their log-densities per particle and sequence
 (:func:`~ppl_vae.inference.weights.per_point`, the plate of sequences read from the step) are log w_t.
 """
@@ -29,6 +32,8 @@ from pyro import poutine
 
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.weights import data_plate, per_point
+from ppl_vae.pair import Adapted, innermost
+from ppl_vae.steps import alive_steps
 
 PARTICLE_DIM = -2  # particles left of the plate of sequences (dim −1)
 
@@ -45,28 +50,66 @@ def _resampled(state: dict, ancestors: torch.Tensor) -> dict:
     return out
 
 
+def is_stepper(obj) -> bool:
+    return callable(getattr(obj, "init", None)) and callable(getattr(obj, "step", None))
+
+
+def stepper_of(program, depth: int = 3):
+    """The object in step form (``init``, ``step``) that ``program`` is, is a method of, or calls through the
+    trainer's wrappers (:func:`ppl_vae.pair.callables`, a :class:`~ppl_vae.pair.Pair`'s program); else None."""
+    if isinstance(program, Adapted):
+        program = program.program
+    for obj in (program, getattr(program, "__self__", None), innermost(program)):
+        if is_stepper(obj):
+            return obj
+    if depth > 0:
+        for fn in (program, innermost(program)):
+            for cell in getattr(fn, "__closure__", None) or ():
+                try:
+                    found = stepper_of(cell.cell_contents, depth - 1)
+                except ValueError:  # a cell not yet filled
+                    continue
+                if found is not None:
+                    return found
+    return None
+
+
+def steppers(model, guide, objective: str = "the SMC bound"):
+    """(model, guide) in step form, or a UsageError naming the one that is not."""
+    found = stepper_of(model), stepper_of(guide)
+    for role, program, stepper in (("model", model, found[0]), ("guide", guide, found[1])):
+        if stepper is None:
+            name = type(getattr(program, "program", program)).__name__
+            raise UsageError(f"{objective} resamples particles between time steps, so the {role} must be in the step "
+                             f"form of Pyro's SMCFilter, with init(state, x) and step(state, x_t), and this {role} "
+                             f"({name}) has no such methods; write its time step so, or train it with iwae, the bound "
+                             f"of the whole sequence.")
+    return found
+
+
 def smc_log_marginal(model, guide, x: torch.Tensor, particles: int, lengths: torch.Tensor | None = None,
-                     resample: bool = True) -> torch.Tensor:
+                     resample: bool = True, who: str = "the SMC bound") -> torch.Tensor:
     """log p̂(x_{1:L}) per sequence [B] from one particle filter with ``particles`` particles (see the module
-    doc); x is [B, T, ...]. ``resample=False`` gives the IWAE bound of the sequence, for comparison.
+    doc); x is [B, T, ...]. ``resample=False`` gives the IWAE bound of the sequence, for comparison. The
+    model and guide are in step form, or methods of (or wrappers around) objects in it; else a UsageError
+    says so, in the words of ``who`` asked.
     Differentiable through the proposal's reparameterized samples; the ancestors are constants."""
-    for role, program in (("model", model), ("guide", guide)):
-        if not (callable(getattr(program, "init", None)) and callable(getattr(program, "step", None))):
-            raise UsageError(f"the SMC bound resamples between time steps, so the {role} must have init(state, x) "
-                             f"and step(state, x_t) as Pyro's SMCFilter asks; {type(program).__name__} has not.")
+    model, guide = steppers(model, guide, who)
     b, steps, k = x.shape[0], x.shape[1], particles
-    alive = torch.ones(b, steps, dtype=torch.bool, device=x.device) if lengths is None else \
-        torch.arange(steps, device=x.device) < lengths.to(x.device)[:, None]
-    state: dict = {}
+    alive = alive_steps(x, lengths)
+    state: dict = {"lengths": lengths}
     with pyro.plate("particles", k, dim=PARTICLE_DIM):
         guide.init(state, x)
         model.init(state, x)
     log_w_sum = x.new_zeros(k, b, dtype=torch.get_default_dtype() if not x.is_floating_point() else x.dtype)
     log_p = log_w_sum.new_zeros(b)
     for t in range(steps):
+        state["t"] = t
         with pyro.plate("particles", k, dim=PARTICLE_DIM):
-            guide_tr = poutine.trace(guide.step).get_trace(state, x[:, t])
+            proposed = dict(state)  # the guide's own copy: both programs read the state before the step
+            guide_tr = poutine.trace(guide.step).get_trace(proposed, x[:, t])
             model_tr = poutine.trace(poutine.replay(model.step, trace=guide_tr)).get_trace(state, x[:, t])
+        state = {**proposed, **state}
         plate = data_plate(model_tr)
         log_w = (per_point(model_tr, k, b, plate=plate) - per_point(guide_tr, k, b, observed=False, plate=plate)) \
             * alive[:, t]

@@ -269,10 +269,12 @@ def test_check_tabulates_what_each_objective_does_with_a_pair():
     data = Dataset.from_tensors(x)
     plain = ppl_vae.check(*pair(ppca, guide, False), data)
     assert set(plain) == set(objectives.OBJECTIVES)
-    assert all(v == "ok" for k, v in plain.items() if k not in ("enum", "disarm", "arm", "concrete", "concrete-st")), plain
+    assert all(v == "ok" for k, v in plain.items()
+               if k not in ("enum", "disarm", "arm", "concrete", "concrete-st", "fivo")), plain
     assert plain["enum"].startswith("refused: the enum objective sums discrete sites")
     assert plain["disarm"].startswith("refused: disarm is an estimator for Bernoulli latents")  # PPCA's z is Gaussian
     assert plain["concrete"].startswith("refused: the guide samples no Bernoulli or one-hot categorical latent")
+    assert plain["fivo"].startswith("refused: the fivo objective resamples particles between time steps")
     global_ = ppl_vae.check(*global_latent_pair(ppca, guide), data, ["elbo", "iwae"])
     assert all("latent site 'mu' lies outside pyro.plate('data')" in v for v in global_.values()), global_
     mixed = ppl_vae.check(*enumerated_pair(ppca, guide), data, ["elbo", "score", "iwae", "dreg", "enum"])

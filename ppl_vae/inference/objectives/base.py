@@ -40,7 +40,8 @@ class Needs:
     ``sums_out``: it sums out the model's sites marked for enumeration rather than sampling them.
     ``own_scales``: it honours scales the program sets itself (``poutine.scale``), as Pyro's ELBOs do.
     ``splits_roles``: it estimates the model's and the guide's gradients differently, so a parameter
-    may not serve both."""
+    may not serve both. ``stepwise``: it resamples between time steps, so the model and the guide come in
+    step form (``init``, ``step``: :mod:`ppl_vae.steps`)."""
 
     guide: frozenset = frozenset()
     reparameterized: bool = False
@@ -53,6 +54,7 @@ class Needs:
     sums_out: bool = False
     own_scales: bool = False
     splits_roles: bool = False
+    stepwise: bool = False
 
 
 # what a score function, a reweighting or a stopped gradient needs of the guide

@@ -77,6 +77,7 @@ class PairConfig:
     method: str = "svi"
     components: int = 10
     categories: int = 10  # categorical VAE: categories per latent (--latent-dim of them)
+    steps: int = 8  # DRAW: glimpses, one latent z_t each
     covariance: str = "full"
 
 

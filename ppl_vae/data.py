@@ -56,8 +56,9 @@ import torch
 import torch.nn.functional as F
 
 from ppl_vae.errors import UsageError, failure
+from ppl_vae.generated import GENERATED
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", *GENERATED)
 CUSTOM = "custom"  # the name of tensors passed in from Python
 BINARIZE = ("dynamic", "static", "none")
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
@@ -296,6 +297,11 @@ def load(name: str = "digits", *, data_dir: str = "data", download: bool = False
         raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
     if binarize not in BINARIZE:
         raise UsageError(f"unknown binarization {binarize!r}; choose one of {', '.join(BINARIZE)}.")
+    if name in GENERATED:
+        if pad is not None or dequantize:
+            raise UsageError(f"--{'pad' if pad is not None else 'dequantize'} works on the image data sets, not on "
+                             f"the generated {name} data; drop it.")
+        return GENERATED[name](binarize, seed, device)
     if name == "digits":
         (xtr, ytr), (xte, yte) = _load_digits()
     else:

@@ -40,9 +40,6 @@ log-densities (a scale has no meaning inside the non-linear bounds), a latent si
 
 from __future__ import annotations
 
-import pyro
-import torch
-
 from ppl_vae.errors import UsageError
 from ppl_vae.inference.objectives.dreg import DReGLoss
 from ppl_vae.inference.objectives.iwae import IWAELoss

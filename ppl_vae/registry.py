@@ -31,12 +31,18 @@ from ppl_vae.guides.full_cov import FullCovGaussian
 from ppl_vae.guides.gaussian import DiagonalGaussian
 from ppl_vae.guides.linear import LinearGaussian
 from ppl_vae.guides.local import LocalGaussian
+from ppl_vae.guides.own import ModelsOwn
+from ppl_vae.guides.sequence import RNNGuide
 from ppl_vae.guides.two_layer import FactorizedTwoLayerGaussian, TwoLayerGaussian
 from ppl_vae.inference import objectives
+from ppl_vae.inference.smc import is_stepper
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.models.conv_vae import ConvVAE
 from ppl_vae.models.discrete import SBN, CategoricalVAE
+from ppl_vae.models.dmm import DMM
+from ppl_vae.models.draw import DRAW
 from ppl_vae.models.gmm import COVARIANCES, GMM
+from ppl_vae.models.lgssm import LGSSM
 from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.ppca import PPCA
 from ppl_vae.models.two_layer import TwoLayerVAE
@@ -45,14 +51,16 @@ from ppl_vae.pair import owning_module
 
 MODELS = {"vae": VAE.from_config, "conv-vae": ConvVAE.from_config, "two-layer": TwoLayerVAE.from_config,
           "ppca": PPCA.from_config, "gmm": GMM.from_config, "sbn": SBN.from_config,
-          "cat-vae": CategoricalVAE.from_config}
+          "cat-vae": CategoricalVAE.from_config, "lgssm": LGSSM.from_config, "dmm": DMM.from_config,
+          "draw": DRAW.from_config}
 GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.from_config,
           "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
           "delta": DeltaEncoder.from_config,
           "local": LocalGaussian.from_config, "two-layer": TwoLayerGaussian.from_config,
           "two-layer-mf": FactorizedTwoLayerGaussian.from_config, "auxiliary": AuxiliaryGaussian.from_config,
           "linear": LinearGaussian.from_config, "empty": Empty.from_config,
-          "bernoulli": BernoulliEncoder.from_config, "categorical": CategoricalEncoder.from_config}
+          "bernoulli": BernoulliEncoder.from_config, "categorical": CategoricalEncoder.from_config,
+          "rnn": RNNGuide.from_config, "draw": ModelsOwn}
 
 
 def declared(factory):
@@ -149,6 +157,11 @@ def check(config: Config) -> None:
         raise UsageError(f"--objective {i.objective} sums discrete latent variables out exactly, and --model {p.model} "
                          f"has none (its latents are continuous), so it would train a plain ELBO under another "
                          f"name; use --objective {model.defaults['objective']}.")
+    if needs.stepwise and not (is_stepper(model) and is_stepper(guide)):
+        stepwise = [name for name, f in MODELS.items() if is_stepper(declared(f))]
+        raise UsageError(f"--objective {i.objective} resamples particles between time steps, so it trains sequence "
+                         f"models written in step form (--model {' or '.join(stepwise)}), and --model {p.model} with "
+                         f"--guide {p.guide} is not one; use --objective {model.defaults['objective']}.")
     if model.objectives is not None and i.objective not in model.objectives:
         raise UsageError(f"the {p.model} model trains with --objective {' or '.join(model.objectives)} only; "
                          f"pass {own} (its defaults).")
@@ -226,7 +239,8 @@ def _construct(config: Config, data: Dataset, trust_code: bool = False):
             module.to(data.device)
         return pair
     model = MODELS[config.pair.model](config, data).to(data.device)
-    guide = GUIDES[config.pair.guide](config, data).to(data.device)
+    shared = getattr(GUIDES[config.pair.guide], "of_model", None)  # a guide that computes with the model's networks
+    guide = shared(model) if shared else GUIDES[config.pair.guide](config, data).to(data.device)
     augment = getattr(declared(GUIDES[config.pair.guide]), "reverse_model", None)
     if augment is not None:  # the auxiliary guide's bound is the ELBO of p(x, z) r(a | z, x)
         model = augment(model, config, data).to(data.device)

@@ -126,6 +126,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--categories", "categories per latent of the categorical VAE (cat-vae; --latent-dim of them)",
             type=positive_int)
     setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
+    setting(g, "--steps", "DRAW's glimpses T, one latent z_t of --latent-dim each (draw)", type=positive_int)
     setting(g, "--preset", "network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
                            "VAE; sbn, sbn-nonlinear: the 200-bit sigmoid belief network, linear or with two tanh "
                            "layers; cat-vae: 20 latents of 10 categories); explicit settings override it",

@@ -156,8 +156,12 @@ def evaluate(model, guide, x, particles: int = 5000, *, max_plate_nesting: int =
     a loaded run does.
     """
     with eval_mode(model, guide):
-        return _evaluate(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
-                         inputs=inputs)
+        result = _evaluate(model, guide, x, particles, max_plate_nesting=max_plate_nesting, max_elements=max_elements,
+                           inputs=inputs)
+    lengths = (inputs or {}).get("lengths")
+    if torch.is_tensor(lengths):  # sequences: the same numbers per time step, over the steps within each length
+        result["mean_length"] = lengths.double().mean().item()
+    return result
 
 
 def _evaluate(model, guide, x, particles: int, *, max_plate_nesting: int, max_elements: int | None,
@@ -219,7 +223,18 @@ def quantity_of(result: dict) -> str:
 
 
 def describe(result: dict) -> str:
-    """One line saying what ``evaluate``'s numbers are, for the CLI and scripts."""
+    """One line saying what ``evaluate``'s numbers are, for the CLI and scripts; for sequences (a ``lengths``
+    input) the same numbers per time step follow, divided by the mean length L̄ (Σ_n bound_n / Σ_n L_n)."""
+    line = _describe(result)
+    if "mean_length" not in result:
+        return line
+    per = ({"log p(x)": result["test_log_px"]} if result["estimate"] == "exact" else
+           {"ELBO": result.get("test_elbo"), "NLL": result.get("test_nll"), result.get("quantity"): result.get("test_objective")})
+    steps = ", ".join(f"{name} {value / result['mean_length']:.3f}" for name, value in per.items() if value is not None)
+    return f"{line}; per time step (÷ the mean length {result['mean_length']:.2f}): {steps}"
+
+
+def _describe(result: dict) -> str:
     if result["estimate"] == "exact":
         return (f"test log p(x) {result['test_log_px']:.2f} ± {result['test_nll_se']:.2f} nats per example, exact "
                 f"(the model's closed form; for continuous data a log-density, which can be positive), "

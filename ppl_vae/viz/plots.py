@@ -15,7 +15,11 @@ what a figure needs makes that figure raise a one-sentence :class:`UsageError`.
 - ``kl_units``: KL(q(z_u | x) ‖ p(z_u)) per latent dimension and the activity
   Cov_x(E_q[z_u | x]) with the active-unit threshold 0.01 (Burda et al. 2016);
 - ``interpolations``: E[x | z] along straight lines between the posterior means of pairs of
-  test images.
+  test images;
+- ``latent_path``: for a sequence model with an exact posterior (the LGSSM), paths z_{1:L} that the
+  guide draws for one test sequence against the Kalman smoother's mean ± 2 standard deviations;
+- ``canvas``: DRAW's canvas σ(c_t) after each of its T steps, for test images (z from the guide)
+  and for draws from the prior.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pyro
 import torch
 
 from ppl_vae import registry
@@ -47,6 +52,8 @@ SIZES = {
     "training": (7.0, 4.5),
     "kl_units": (10.0, 4.2),
     "interpolations": (8.0, 4.4),
+    "latent_path": (8.0, 4.0),
+    "canvas": (8.0, 5.0),
 }
 
 
@@ -274,6 +281,55 @@ def interpolations(model, guide, data, path: str, pairs: int = 6, steps: int = 1
     return figures.save(fig, path)
 
 
+def latent_path(model, guide, data, path: str, draws: int = 20, inputs: dict | None = None) -> str:
+    """Paths z_{1:L} drawn by the guide for the first test sequence, one panel per latent dimension, against
+    the posterior marginals p(z_t | x_{1:L}) that the model's Kalman smoother computes exactly."""
+    module = getattr(model, "__self__", model)
+    if not hasattr(module, "smoother"):
+        raise UsageError(f"the latent-path figure sets the guide's paths against the exact posterior, and "
+                         f"{type(module).__name__} has no Kalman smoother (the lgssm model has).")
+    x, given = data.x_test[:1], batch_inputs(inputs, slice(0, 1))
+    length = int(given["lengths"][0]) if "lengths" in given else x.shape[1]
+    with torch.no_grad():
+        mean, cov = (v[0, :length].cpu() for v in module.smoother(x, given.get("lengths")))
+        paths = []
+        for _ in range(draws):
+            trace = pyro.poutine.trace(guide).get_trace(x, **given)
+            paths.append(torch.stack([trace.nodes[f"z_{t}"]["value"][0] for t in range(length)]).cpu())
+    paths, sd, steps = torch.stack(paths), cov.diagonal(dim1=-2, dim2=-1).sqrt(), np.arange(1, length + 1)
+    k = mean.shape[-1]
+    fig, axes = figures.figure(*SIZES["latent_path"], ncols=k, squeeze=False)
+    for d, ax in enumerate(axes[0]):
+        ax.fill_between(steps, mean[:, d] - 2 * sd[:, d], mean[:, d] + 2 * sd[:, d], color="tab:blue", alpha=0.2,
+                        label="Kalman smoother ± 2 sd")
+        ax.plot(steps, mean[:, d], color="tab:blue", lw=2, label="Kalman smoother mean")
+        ax.plot(steps, paths[..., d].T, color="0.3", lw=0.6, alpha=0.5)
+        ax.plot([], [], color="0.3", lw=0.6, label=f"{draws} paths from the guide")
+        ax.set_xlabel("time step t")
+        ax.set_title(f"z_t, dimension {d + 1}")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("a test sequence's latent path: the guide's draws against the exact posterior")
+    fig.tight_layout()
+    return figures.save(fig, path)
+
+
+def canvas(model, data, path: str, n: int = 4) -> str:
+    """DRAW's canvas σ(c_t) after each step t = 1…T: n test images drawn from the guide's z, n from the prior's."""
+    module = getattr(model, "__self__", model)
+    if not hasattr(module, "canvases"):
+        raise UsageError(f"the canvas figure shows a canvas drawn step by step, which {type(module).__name__} does "
+                         f"not draw (the draw model does).")
+    with torch.no_grad():
+        seen, dreamt = module.canvases(data.x_test[:n]).cpu(), module.generate(n).cpu()  # [T, n, D]
+    steps = seen.shape[0]
+    rows = torch.cat([seen, dreamt], 1).transpose(0, 1)  # [2n, T, D]
+    fig, ax = figures.figure(*SIZES["canvas"])
+    figures.show_mosaic(ax, figures.mosaic(rows.numpy(), data.image_shape),
+                        [f"test {i + 1}" for i in range(n)] + [f"prior {i + 1}" for i in range(n)],
+                        "the canvas σ(c_t) after each step")
+    ax.set_xlabel(f"step t = 1 … {steps}")
+    fig.tight_layout()
+    return figures.save(fig, path)
 
 
 @dataclass
@@ -306,6 +362,12 @@ FIGURES = [
     Figure("interpolations", "Interpolations",
            "Decoded straight lines between the posterior means of pairs of test images.",
            lambda r, p, s: interpolations(r.model, r.guide, r.data, p, inputs=_inputs(r))),
+    Figure("latent_path", "A sequence's latent path",
+           "Paths z_{1:L} the guide draws for a test sequence against the Kalman smoother's exact posterior.",
+           lambda r, p, s: latent_path(r.model, r.guide, r.data, p, inputs=_inputs(r))),
+    Figure("canvas", "The canvas, step by step",
+           "DRAW's canvas after each step: test images (z from the guide), then draws from the prior.",
+           lambda r, p, s: canvas(r.model, r.data, p)),
 ]
 NAMES = [f.name for f in FIGURES]
 

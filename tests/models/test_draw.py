@@ -221,3 +221,18 @@ def test_model_and_guide_register_the_same_parameters():
     poutine.trace(m.guide).get_trace(x)
     poutine.trace(m.model).get_trace(x)
     assert from_guide == from_model == set(store.keys()) == expected
+
+
+@pytest.mark.slow
+def test_draw_trains_from_the_command_line_with_its_own_guide_and_reports_its_canvas(tmp_path, capsys):
+    from helpers import run_cli
+    from ppl_vae.run import load
+
+    out = tmp_path / "draw"
+    code, printed, err = run_cli(["train", "--model", "draw", "--steps", "3", "--latent-dim", "2", "--hidden", "16",
+                                  "--epochs", "1", "--no-progress", "--out", out], capsys)
+    assert code == 0 and "test bound" in printed, err
+    run = load(str(out))
+    assert run.guide.__self__ is run.model  # the guide reads the canvas the model's decoder writes
+    assert run_cli(["report", out], capsys)[0] == 0
+    assert (out / "figures" / "canvas.png").stat().st_size > 5_000

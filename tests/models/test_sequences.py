@@ -100,9 +100,11 @@ def test_train_and_evaluate_the_built_in_sequence_models_from_the_command_line(t
         assert code == 0, err
         result = json.loads((out / "eval.json").read_text())
         assert result["mean_length"] == pytest.approx(load("lgssm", binarize="none").inputs_test["lengths"].float().mean())
-        if model == "lgssm":  # the Kalman filter's exact value
+        if model == "lgssm":  # the Kalman filter's exact value, and the guide's paths against the smoother's
             assert result["estimate"] == "exact"
             assert f"log p(x) {result['test_log_px'] / result['mean_length']:.3f}" in printed
+            assert run_cli(["report", out], capsys)[0] == 0
+            assert (out / "figures" / "latent_path.png").stat().st_size > 10_000
         else:
             assert f"ELBO {result['test_elbo'] / result['mean_length']:.3f}" in printed
         assert "per time step (÷ the mean length 14.94)" in printed

@@ -131,3 +131,15 @@ def test_bad_input_for_the_sequence_models_is_one_sentence_before_any_work(argv,
     code, _, err = run_cli(["train", *FAST, *argv, "--out", tmp_path / "run"], capsys)
     assert code == 2 and sentence in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_lengths_outside_the_padded_sequences_are_refused_with_one_sentence(tmp_path, capsys):
+    data = load("lgssm", binarize="none")
+    path = tmp_path / "sequences.pt"
+    lengths = data.inputs_train["lengths"].clone()
+    lengths[3] = 25  # longer than the 20 steps the tensor holds
+    torch.save({"x": data.x_train, "lengths": lengths}, path)
+    code, _, err = run_cli(["train", "--model", "dmm", "--data", path, "--latent-dim", "2", "--hidden", "8",
+                            "--epochs", "1", "--no-progress", "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "the sequences' lengths must be one per sequence and lie in 1 … 20" in err and err.count("\n") == 1

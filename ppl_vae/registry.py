@@ -37,6 +37,7 @@ from ppl_vae.guides.two_layer import FactorizedTwoLayerGaussian, TwoLayerGaussia
 from ppl_vae.inference import objectives
 from ppl_vae.inference.smc import is_stepper
 from ppl_vae.inference.weights import iwae_bound
+from ppl_vae.models.air import AIR
 from ppl_vae.models.conv_vae import ConvVAE
 from ppl_vae.models.discrete import SBN, CategoricalVAE
 from ppl_vae.models.dmm import DMM
@@ -52,7 +53,7 @@ from ppl_vae.pair import owning_module
 MODELS = {"vae": VAE.from_config, "conv-vae": ConvVAE.from_config, "two-layer": TwoLayerVAE.from_config,
           "ppca": PPCA.from_config, "gmm": GMM.from_config, "sbn": SBN.from_config,
           "cat-vae": CategoricalVAE.from_config, "lgssm": LGSSM.from_config, "dmm": DMM.from_config,
-          "draw": DRAW.from_config}
+          "draw": DRAW.from_config, "air": AIR.from_config}
 GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.from_config,
           "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
           "delta": DeltaEncoder.from_config,
@@ -60,7 +61,7 @@ GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.
           "two-layer-mf": FactorizedTwoLayerGaussian.from_config, "auxiliary": AuxiliaryGaussian.from_config,
           "linear": LinearGaussian.from_config, "empty": Empty.from_config,
           "bernoulli": BernoulliEncoder.from_config, "categorical": CategoricalEncoder.from_config,
-          "rnn": RNNGuide.from_config, "draw": ModelsOwn}
+          "rnn": RNNGuide.from_config, "draw": ModelsOwn, "air": ModelsOwn}
 
 
 def declared(factory):
@@ -132,11 +133,14 @@ def check(config: Config) -> None:
     choose("likelihood", p.likelihood, LIKELIHOODS)
     choose("covariance", p.covariance, COVARIANCES)
     model, guide = declared(MODELS[p.model]), declared(GUIDES[p.guide])
+    if hasattr(guide, "of_model") and p.guide != model.defaults["guide"]:
+        raise UsageError(f"--guide {p.guide} is the {p.guide} model's own inference network, built from it; "
+                         f"use --guide {model.defaults['guide']} with --model {p.model}.")
     own = f"--guide {model.defaults['guide']} --objective {model.defaults['objective']}"
     if not model.latent_sites and p.method == "svi" and (guide.latent_sites or i.objective not in model.objectives):
         raise UsageError(f"the {p.model} model sums its discrete latent out exactly and has nothing for a guide "
                          f"to sample; pass {own} (its defaults).")
-    if model.latent_sites != guide.latent_sites:
+    if guide.latent_sites is not None and model.latent_sites != guide.latent_sites:
         what = lambda sites: ", ".join(sites) or "nothing"  # noqa: E731
         raise UsageError(f"--guide {p.guide} samples {what(guide.latent_sites)} but --model {p.model} has latent "
                          f"{what(model.latent_sites)} for a guide to sample; use --guide {model.defaults['guide']} "

@@ -12,6 +12,7 @@ from ppl_vae import config, data, registry
 from ppl_vae.device import DEVICES
 from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
+from ppl_vae.models.air import BASELINES
 from ppl_vae.models.gmm import COVARIANCES
 from ppl_vae.models.mlp import ACTIVATIONS
 from ppl_vae.models.vae import LIKELIHOODS
@@ -127,6 +128,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             type=positive_int)
     setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
     setting(g, "--steps", "DRAW's glimpses T, one latent z_t of --latent-dim each (draw)", type=positive_int)
+    setting(g, "--z-pres-prior", "AIR's prior probability of one more object, ρ in (0, 1) (air)", type=finite_float)
+    setting(g, "--z-pres-baseline", "AIR's score-function baseline for z_pres: the paper's learned one, a decaying "
+                                    "average of the cost, or none (air)", choices=BASELINES)
     setting(g, "--preset", "network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
                            "VAE; sbn, sbn-nonlinear: the 200-bit sigmoid belief network, linear or with two tanh "
                            "layers; cat-vae: 20 latents of 10 categories); explicit settings override it",

@@ -19,7 +19,9 @@ what a figure needs makes that figure raise a one-sentence :class:`UsageError`.
 - ``latent_path``: for a sequence model with an exact posterior (the LGSSM), paths z_{1:L} that the
   guide draws for one test sequence against the Kalman smoother's mean ± 2 standard deviations;
 - ``canvas``: DRAW's canvas σ(c_t) after each of its T steps, for test images (z from the guide)
-  and for draws from the prior.
+  and for draws from the prior;
+- ``boxes``: AIR's inferred objects on test scenes, one box per z_pres_t = 1 at q's mode, with the
+  inferred and the true count, above the reconstruction from those latents.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ SIZES = {
     "interpolations": (8.0, 4.4),
     "latent_path": (8.0, 4.0),
     "canvas": (8.0, 5.0),
+    "boxes": (10.0, 3.8),
 }
 
 
@@ -330,6 +333,39 @@ def canvas(model, data, path: str, n: int = 4) -> str:
     ax.set_xlabel(f"step t = 1 … {steps}")
     fig.tight_layout()
     return figures.save(fig, path)
+def boxes(model, data, path: str, n: int = 8) -> str:
+    """Test scenes with AIR's inferred boxes (q's mode: :meth:`~ppl_vae.models.air.AIR.infer_scene`), a colour
+    per step, titled inferred / true count, above the model's mean image from the same latents."""
+    module = getattr(model, "__self__", model)
+    if not hasattr(module, "infer_scene"):
+        raise UsageError(f"the boxes figure shows the objects a scene model infers, and {type(module).__name__} "
+                         f"infers none (the air model does).")
+    x = data.x_test[:n]
+    with torch.no_grad():
+        scene = module.infer_scene(x)
+        boxes, recon = module.boxes(scene["z_where"]).cpu(), module.render(**scene).cpu()
+    present, side = scene["z_pres"].cpu(), data.image_shape[-1]
+    fig, axes = figures.figure(*SIZES["boxes"], nrows=2, ncols=n, squeeze=False)
+    colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
+    for i in range(n):
+        for row, image in enumerate((x[i], recon[i])):
+            ax = axes[row][i]
+            ax.imshow(1.0 - image.cpu().reshape(side, side).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1,
+                      extent=(0, side, side, 0), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for t in range(present.shape[1]):
+                if present[i, t] > 0:
+                    x0, y0, w, h = boxes[i, t].tolist()
+                    ax.add_patch(figures.pyplot().Rectangle((x0, y0), w, h, fill=False, lw=1.5,
+                                                            edgecolor=colours[t % len(colours)]))
+        truth = f" / {int(data.y_test[i])}" if data.y_test is not None else ""
+        axes[0][i].set_title(f"{int(present[i].sum())}{truth}", fontsize=9)
+    axes[0][0].set_ylabel("test scene")
+    axes[1][0].set_ylabel("reconstruction")
+    fig.suptitle("AIR's inferred objects (q's mode), one colour per step; title: inferred / true count")
+    fig.tight_layout()
+    return figures.save(fig, path)
 
 
 @dataclass
@@ -368,6 +404,9 @@ FIGURES = [
     Figure("canvas", "The canvas, step by step",
            "DRAW's canvas after each step: test images (z from the guide), then draws from the prior.",
            lambda r, p, s: canvas(r.model, r.data, p)),
+    Figure("boxes", "Inferred objects",
+           "AIR's boxes on test scenes at q's mode, inferred / true count above each, reconstructions below.",
+           lambda r, p, s: boxes(r.model, r.data, p)),
 ]
 NAMES = [f.name for f in FIGURES]
 

@@ -21,6 +21,7 @@ from ppl_vae.evaluation.evaluate import mc, quantity_of
 from ppl_vae.viz import plots
 from ppl_vae.errors import UsageError
 from ppl_vae.io.rundir import METRICS, read_jsonl, write_json
+from ppl_vae.pair import owning_module
 from ppl_vae.text import count
 
 NAME = "report.md"
@@ -53,6 +54,10 @@ def numbers(run, stats: dict) -> dict:
                                               "test_objective", "test_objective_se", "quantity", "given", "observed", "particles", "n", "epoch",
                                               "estimators")}
     out["latent"] = stats
+    module = owning_module(run.model)
+    if hasattr(module, "count_accuracy") and run.data.y_test is not None:  # AIR on scenes with known counts
+        accuracy, n = module.count_accuracy(run.data.x_test, run.data.y_test), int(run.data.y_test.shape[0])
+        out["count_accuracy"] = {"accuracy": accuracy, "se": (accuracy * (1 - accuracy) / n) ** 0.5, "n": n}
     return out
 
 
@@ -109,6 +114,10 @@ def markdown(run, nums: dict, drawn: dict, skipped: dict) -> str:
                      f"{_fmt(ev['test_nll'])} ± {_fmt(ev['test_nll_se'])}{mc(ev, 'test_nll')} |")
     else:
         lines.append(f"| test NLL | not estimated; run `ppl-vae evaluate {run.dir}` |")
+    if "count_accuracy" in nums:
+        acc = nums["count_accuracy"]
+        lines.append(f"| count accuracy: inferred Σ_t z_pres_t (q's mode) = the scene's count, {acc['n']} test scenes | "
+                     f"{_fmt(acc['accuracy'], 3)} ± {_fmt(acc['se'], 3)} |")
     if "reason" in lat:
         lines.append(f"| active units, KL(q(z \\| x) ‖ p(z)) | not available: {lat['reason']} |")
     else:

@@ -29,11 +29,22 @@ def run3d(tmp_path_factory):
     return load_run(str(train_tiny_run(tmp_path_factory.mktemp("runs") / "tiny3d", latent_dim=3, epochs=2)), "cpu")
 
 
-@pytest.mark.parametrize("figure", plots.FIGURES, ids=plots.NAMES)
+OWN_MODELS = {"latent_path": "lgssm", "canvas": "draw", "boxes": "air"}  # figures of one kind of model
+VAE_FIGURES = [f for f in plots.FIGURES if f.name not in OWN_MODELS]
+
+
+@pytest.mark.parametrize("figure", VAE_FIGURES, ids=[f.name for f in VAE_FIGURES])
 def test_every_figure_is_a_png_of_its_size(figure, tiny_run, tmp_path):
     run = load_run(str(tiny_run), "cpu")
     path = figure.draw(run, str(tmp_path / f"{figure.name}.png"), None)
     assert_png(path, figure.name)
+
+
+@pytest.mark.parametrize("name, model", OWN_MODELS.items())
+def test_a_figure_of_another_model_is_skipped_with_one_sentence(name, model, tiny_run, tmp_path):
+    run = load_run(str(tiny_run), "cpu")
+    drawn, skipped = plots.draw_all(run, str(tmp_path), [name])
+    assert not drawn and f"(the {model} model" in skipped[name] and skipped[name].endswith(".")
 
 
 def test_three_dim_latents_use_pca_and_the_two_most_active_units(run3d, tmp_path):

@@ -78,6 +78,7 @@ class PairConfig:
     components: int = 10
     categories: int = 10  # categorical VAE: categories per latent (--latent-dim of them)
     steps: int = 8  # DRAW: glimpses, one latent z_t each
+    attention: bool = True  # DRAW: read and write through Gaussian filterbanks; False: the whole image
     z_pres_prior: float = 0.01  # AIR: ρ, the prior's probability of one more object
     z_pres_baseline: str = "neural"  # AIR: z_pres's score-function baseline (neural, average, none)
     covariance: str = "full"

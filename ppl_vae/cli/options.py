@@ -128,6 +128,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             type=positive_int)
     setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
     setting(g, "--steps", "DRAW's glimpses T, one latent z_t of --latent-dim each (draw)", type=positive_int)
+    setting(g, "--no-attention", "DRAW reads the whole image and writes the whole canvas, the paper's variant "
+                                 "without attention (draw)", dest="attention", action="store_false")
     setting(g, "--z-pres-prior", "AIR's prior probability of one more object, ρ in (0, 1) (air)", type=finite_float)
     setting(g, "--z-pres-baseline", "AIR's score-function baseline for z_pres: the paper's learned one, a decaying "
                                     "average of the cost, or none (air)", choices=BASELINES)

@@ -230,9 +230,10 @@ def test_draw_trains_from_the_command_line_with_its_own_guide_and_reports_its_ca
 
     out = tmp_path / "draw"
     code, printed, err = run_cli(["train", "--model", "draw", "--steps", "3", "--latent-dim", "2", "--hidden", "16",
-                                  "--epochs", "1", "--no-progress", "--out", out], capsys)
+                                  "--no-attention", "--epochs", "1", "--no-progress", "--out", out], capsys)
     assert code == 0 and "test bound" in printed, err
     run = load(str(out))
     assert run.guide.__self__ is run.model  # the guide reads the canvas the model's decoder writes
+    assert run.model.steps == 3 and run.model.attention is False
     assert run_cli(["report", out], capsys)[0] == 0
     assert (out / "figures" / "canvas.png").stat().st_size > 5_000

@@ -56,6 +56,27 @@ def seconds_per_epoch(run: str) -> float:
     return seconds[len(seconds) // 2]
 
 
+def keep(store: str, cells: dict) -> None:
+    """Write the measurements so far to ``store`` (JSON) at once and atomically: an interrupted script keeps them."""
+    import json
+
+    os.makedirs(os.path.dirname(store) or ".", exist_ok=True)
+    with open(store + ".tmp", "w") as f:
+        json.dump(cells, f, indent=2)
+    os.replace(store + ".tmp", store)
+
+
+def write_table(out: str, title: str, setup: str, table: list[str], after: str, also: str = "") -> None:
+    """Write ``out``/table.md: ``title``, the command and machine that made it, ``setup``, the ``table``'s lines
+    and ``after`` (what the paper reports beside them); print it from the setup on."""
+    os.makedirs(out, exist_ok=True)
+    lines = [f"# {title}", "", f"`{command()}` ({machine()})", "", setup, "", *table, "", after]
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]))
+    print(f"wrote table.md{also} to {out}")
+
+
 CHECKED = ("dataset", "seed", "preset", "guide", "objective", "particles")  # the options a run's name does not say
 
 

@@ -121,3 +121,35 @@ def test_dong2020_tabulates_each_estimators_bounds_and_guide_variance_and_keeps_
     assert (tmp_path / "out" / "variance.png").stat().st_size > 0
     again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads((tmp_path / "runs" / "variance.json").read_text()) == cells
+
+
+def test_eslami2016_tabulates_count_accuracy_and_z_pres_variance_per_baseline_and_keeps_measurements(tmp_path):
+    argv = script("eslami2016.py", "--dataset", "multi-digits", "--epochs", "1", "--seeds", "0",
+                  "--variants", "neural,none,vimco", "--samples", "4", "--eval-particles", "5", tmp_path=tmp_path)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| z_pres estimator | seed | count accuracy |" in table and "(IWAE-2)" in table
+    cells = json.loads((tmp_path / "runs" / "results.json").read_text())
+    assert set(cells) == {"neural 0", "none 0", "vimco 0"}
+    for r in cells.values():
+        assert 0 <= r["count_accuracy"] <= 1 and r["z_pres_variance"] > 0 and r["step"] == 30
+        assert r["test_bound"] >= r["test_elbo"] - 3 * r["test_elbo_se"]  # log p̂_K ≥ ELBO up to noise
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and json.loads((tmp_path / "runs" / "results.json").read_text()) == cells
+
+
+def test_gregor2015_tabulates_draw_with_and_without_attention_and_copies_the_canvases(tmp_path):
+    argv = script("gregor2015.py", "--epochs", "1", "--steps", "2", "--latent-dim", "4", "--eval-particles", "5",
+                  "--test-points", "20", tmp_path=tmp_path)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| attention | " in table and "| no attention | " in table and "T = 2 glimpses" in table
+    cells = json.loads((tmp_path / "runs" / "results.json").read_text())
+    for r in cells.values():
+        assert r["test_nll"] <= -r["test_elbo"] + 3 * r["test_elbo_se"]  # NLL estimate ≤ −ELBO up to noise
+    assert all((tmp_path / "out" / f"canvas-{n}.png").stat().st_size > 0 for n in ("attention", "no-attention"))
+    from ppl_vae.run import load
+
+    assert load(str(tmp_path / "runs" / "no-attention"), "cpu").model.attention is False

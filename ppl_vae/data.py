@@ -357,6 +357,13 @@ def _read_tensors(path: str) -> dict:
     except Exception as e:  # noqa: BLE001 — a corrupt or foreign file can fail in any way; say how
         raise UsageError(f"{what} could not be read as {suffix} of plain tensors ({failure(e)}); save a mapping of "
                          f"named tensors (no other objects) with torch.save, numpy.savez or safetensors.") from None
+    ragged = next((k for k, v in found.items() if isinstance(v, (list, tuple)) and v
+                   and all(torch.is_tensor(t) for t in v) and len({t.shape for t in v}) > 1),
+                  None) if isinstance(found, Mapping) else None
+    if ragged is not None:
+        raise UsageError(f"{what}: {ragged!r} is a list of tensors of different shapes, sequences of different "
+                         f"lengths perhaps; pad them into one tensor [N, T, ...] and save each one's length as "
+                         f"'lengths' [N] beside it (the step-form models mask the steps past it).")
     if not isinstance(found, Mapping) or not found or not all(torch.is_tensor(v) for v in found.values()):
         raise UsageError(f"{what} holds {type(found).__name__}, not a mapping of named tensors; save "
                          f"{{'x': data, ...}} (or 'train/x', 'test/x', ...).")

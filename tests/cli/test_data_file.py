@@ -85,6 +85,8 @@ def test_a_pair_trains_evaluates_and_reports_on_a_data_file(files, capsys):
     ("data.pkl", lambda p: p.write_bytes(b"\x80\x04."), "a .pkl file is not read (it could hold code)"),
     ("list.pt", lambda p: torch.save([torch.zeros(3)], p), "holds list, not a mapping of named tensors"),
     ("ragged.pt", lambda p: torch.save({"x": torch.zeros(5, 2), "y": torch.zeros(4)}, p), "not one row per data"),
+    ("sequences.pt", lambda p: torch.save({"x": [torch.zeros(7, 3), torch.zeros(5, 3)]}, p),
+     "'x' is a list of tensors of different shapes, sequences of different lengths perhaps; pad them"),
 ])
 def test_a_data_file_that_is_not_plain_named_tensors_is_refused_before_any_work(files, capsys, name, write, words):
     write(files / name)

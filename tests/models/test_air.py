@@ -305,6 +305,22 @@ def test_air_trains_from_the_command_line_on_multi_digit_scenes_and_reports_coun
     assert (out / "figures" / "boxes.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
+def test_compare_sets_the_learned_baseline_beside_vimco_on_air(tmp_path, capsys):
+    import csv
+
+    from helpers import run_cli
+
+    out = tmp_path / "cmp"
+    code, printed, err = run_cli(["compare", "--model", "air", "--dataset", "multi-digits", "--hidden", "32",
+                                  "--latent-dim", "4", "--objectives", "elbo,vimco", "--particles", "2", "--epochs", "1",
+                                  "--eval-particles", "5", "--snr-samples", "3", "--no-progress", "--out", out], capsys)
+    assert code == 0, err
+    with open(out / "comparison.csv") as f:
+        rows = {r["objective"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["elbo", "vimco"] and all(float(r["guide_grad_variance"]) > 0 for r in rows.values())
+
+
 @pytest.mark.parametrize("argv, sentence", [
     (["--model", "air", "--dataset", "multi-digits", "--objective", "iwae"],
      "the air model trains with --objective elbo or score or score-avg or score-nn or vimco only"),

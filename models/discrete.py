@@ -10,6 +10,13 @@ with a learned prior a and f_θ linear ("linear" SBN, ``--hidden`` empty) or an 
 e.g. two tanh layers of 200). Site ``b`` (latent) and ``x`` (observed) in ``pyro.plate("data")``;
 ``--preset sbn`` builds the papers' linear 200-unit one, ``--preset sbn-nonlinear`` the non-linear one.
 
+Its two-layer form (``--model sbn2``, ``--preset sbn2``: Mnih & Rezende 2016; Dong et al. 2020's "two
+layers"), both layers of D bits, the upper one linear:
+
+    b₂ ~ Π_i Bern(σ(a_i)),   b₁ | b₂ ~ Π_i Bern(σ(W b₂ + c)_i),   x | b₁ ~ Π_d Bern(σ(f_θ(b₁)_d)),
+
+sites ``b2``, ``b1``, ``x``; its guide (``bernoulli2``) follows the chain back, q(b₁ | x) q(b₂ | b₁).
+
 The categorical VAE (Jang et al. 2017; Maddison et al. 2017): G latents of C categories each, one-hot,
 
     c_g ~ OneHotCategorical(1/C),   x | c ~ Π_d Bern(σ(f_θ(c)_d)),
@@ -80,6 +87,23 @@ class SBN(DiscreteVAE):
 
     def prior(self, like: torch.Tensor) -> dist.Distribution:
         return dist.Bernoulli(logits=self.prior_logits.to(like.dtype)).to_event(1)
+
+
+class TwoLayerSBN(SBN):
+    latent_sites = ("b1", "b2")
+    defaults = {"guide": "bernoulli2", "objective": "disarm", "binarize": "dynamic"}
+
+    def __init__(self, x_dim: int, latent_dim: int = 200, hidden=(), activation: str = "tanh"):
+        super().__init__(x_dim, latent_dim, hidden, activation)
+        self.upper = nn.Linear(latent_dim, latent_dim)  # b₂ → the logits of b₁
+
+    def model(self, x: torch.Tensor, idx=None):
+        pyro.module("decoder", self)
+        x = rows(x)
+        with pyro.plate("data", x.shape[0]):
+            b2 = pyro.sample("b2", self.prior(x))
+            b1 = pyro.sample("b1", dist.Bernoulli(logits=self.upper(b2)).to_event(1))
+            pyro.sample("x", self.likelihood_dist(b1), obs=x)
 
 
 class CategoricalVAE(DiscreteVAE):

@@ -41,9 +41,11 @@ PRESETS = {
     "iwae2": {"model": "two-layer", "guide": "two-layer", "latent_dim": 50, "hidden": [200, 200],
               "activation": "tanh", "z1_dim": 100, "hidden2": [100, 100]},
     # the sigmoid belief networks of the VIMCO / DisARM papers (200 binary latents; linear, or two
-    # deterministic tanh layers of 200 each way) and the categorical VAE of Jang et al. 2017 (20 × 10)
+    # deterministic tanh layers of 200 each way; or two stochastic layers of 200, linear) and the categorical
+    # VAE of Jang et al. 2017 (20 × 10)
     "sbn": {"model": "sbn", "latent_dim": 200, "hidden": [], "activation": "tanh"},
     "sbn-nonlinear": {"model": "sbn", "latent_dim": 200, "hidden": [200, 200], "activation": "tanh"},
+    "sbn2": {"model": "sbn2", "latent_dim": 200, "hidden": [], "activation": "tanh"},
     "cat-vae": {"model": "cat-vae", "latent_dim": 20, "categories": 10, "hidden": [256, 512], "activation": "relu"},
 }
 

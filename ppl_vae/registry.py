@@ -24,7 +24,7 @@ from ppl_vae.device import resolve_device
 from ppl_vae.errors import UsageError
 from ppl_vae.guides.auxiliary import AuxiliaryGaussian
 from ppl_vae.guides.delta import DeltaEncoder
-from ppl_vae.guides.discrete import BernoulliEncoder, CategoricalEncoder
+from ppl_vae.guides.discrete import BernoulliEncoder, CategoricalEncoder, TwoLayerBernoulli
 from ppl_vae.guides.empty import Empty
 from ppl_vae.guides.flows import FlowGaussian, RealNVPGaussian
 from ppl_vae.guides.full_cov import FullCovGaussian
@@ -39,7 +39,7 @@ from ppl_vae.inference.smc import is_stepper
 from ppl_vae.inference.weights import iwae_bound
 from ppl_vae.models.air import AIR
 from ppl_vae.models.conv_vae import ConvVAE
-from ppl_vae.models.discrete import SBN, CategoricalVAE
+from ppl_vae.models.discrete import SBN, CategoricalVAE, TwoLayerSBN
 from ppl_vae.models.dmm import DMM
 from ppl_vae.models.draw import DRAW
 from ppl_vae.models.gmm import COVARIANCES, GMM
@@ -52,8 +52,8 @@ from ppl_vae.pair import owning_module
 
 MODELS = {"vae": VAE.from_config, "conv-vae": ConvVAE.from_config, "two-layer": TwoLayerVAE.from_config,
           "ppca": PPCA.from_config, "gmm": GMM.from_config, "sbn": SBN.from_config,
-          "cat-vae": CategoricalVAE.from_config, "lgssm": LGSSM.from_config, "dmm": DMM.from_config,
-          "draw": DRAW.from_config, "air": AIR.from_config}
+          "sbn2": TwoLayerSBN.from_config, "cat-vae": CategoricalVAE.from_config, "lgssm": LGSSM.from_config,
+          "dmm": DMM.from_config, "draw": DRAW.from_config, "air": AIR.from_config}
 GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.from_config,
           "planar": FlowGaussian.planar, "iaf": FlowGaussian.iaf, "realnvp": RealNVPGaussian.from_config,
           "delta": DeltaEncoder.from_config,
@@ -61,7 +61,8 @@ GUIDES = {"gaussian": DiagonalGaussian.from_config, "full-cov": FullCovGaussian.
           "two-layer-mf": FactorizedTwoLayerGaussian.from_config, "auxiliary": AuxiliaryGaussian.from_config,
           "linear": LinearGaussian.from_config, "empty": Empty.from_config,
           "bernoulli": BernoulliEncoder.from_config, "categorical": CategoricalEncoder.from_config,
-          "rnn": RNNGuide.from_config, "draw": ModelsOwn, "air": ModelsOwn}
+          "bernoulli2": TwoLayerBernoulli.from_config, "rnn": RNNGuide.from_config, "draw": ModelsOwn,
+          "air": ModelsOwn}
 
 
 def declared(factory):

@@ -153,3 +153,27 @@ def correlated_ppca():
     _, _, cov = ppca.posterior_params()
     assert cov[0, 1] / cov.diagonal().prod().sqrt() < -0.8
     return data, ppca
+
+
+def two_layer_pair(x_dim: int = 6, bits: int = 3):
+    """A two-layer sigmoid belief network and its guide q(b₁ | x) q(b₂ | b₁), small enough to enumerate."""
+    from ppl_vae.guides.discrete import TwoLayerBernoulli
+    from ppl_vae.models.discrete import TwoLayerSBN
+
+    return TwoLayerSBN(x_dim, latent_dim=bits, hidden=(4,)), TwoLayerBernoulli(x_dim, latent_dim=bits, hidden=(4,))
+
+
+def exact_two_layer_elbo(model, guide, x) -> torch.Tensor:
+    """Σ_{b₁, b₂} q(b₁ | x_n) q(b₂ | b₁) [log p(b₂) + log p(b₁ | b₂) + log p(x_n | b₁) − log q] per point, over
+    all 2^{2D} values of (b₁, b₂): the two-layer SBN's exact ELBO, differentiable in θ and φ."""
+    import itertools
+
+    from torch.distributions import Bernoulli
+
+    d = model.latent_dim
+    both = torch.tensor(list(itertools.product([0.0, 1.0], repeat=2 * d)), dtype=x.dtype)[:, None]  # [S, 1, 2D]
+    b1, b2 = both[..., :d], both[..., d:]
+    log_q = guide.dist(x).log_prob(b1) + Bernoulli(logits=guide.upper(b1)).log_prob(b2).sum(-1)     # [S, N]
+    log_p = (model.prior(x).log_prob(b2) + Bernoulli(logits=model.upper(b2)).log_prob(b1).sum(-1)
+             + model.likelihood_dist(b1.expand(-1, x.shape[0], -1)).log_prob(x))
+    return (log_q.exp() * (log_p - log_q)).sum(0)

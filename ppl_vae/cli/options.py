@@ -135,7 +135,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                                     "average of the cost, or none (air)", choices=BASELINES)
     setting(g, "--preset", "network shape of a paper (iwae: 784-200-200-50 tanh; iwae2: the two-stochastic-layer "
                            "VAE; sbn, sbn-nonlinear: the 200-bit sigmoid belief network, linear or with two tanh "
-                           "layers; cat-vae: 20 latents of 10 categories); explicit settings override it",
+                           "layers; sbn2: two stochastic layers of 200 bits, linear; cat-vae: 20 latents of 10 categories); explicit settings override it",
             choices=list(config.PRESETS))
     setting(g, "--latent-dim", "dimension of the latent z", type=positive_int)
     setting(g, "--hidden", "hidden widths, comma-separated", type=int_list)

@@ -28,13 +28,17 @@ import json
 import os
 import sys
 
-from reproduction import command, machine, parser, seconds_per_epoch, train_to
+from reproduction import keep, parser, seconds_per_epoch, train_to, write_table
 
 ESTIMATORS = ("disarm", "arm", "vimco", "score-nn", "concrete")
 PARTICLES = {"vimco": 2, "disarm": 2, "arm": 2}  # two draws per point: the antithetic pair; vimco's leave-one-out
 PAPER = ("DisARM's guide-gradient variance below ARM's throughout training, and DisARM's training ELBO and "
-         "100-sample test bound at least as good as ARM's and REINFORCE LOO's (linear SBN, dynamic MNIST; "
-         "Table 1 and Figure 5 of arXiv:2006.10680)")
+         "100-sample test bound at least as good as ARM's and REINFORCE LOO's (linear, two-layer and non-linear "
+         "SBNs, dynamic MNIST; Table 1 and Figure 5 of arXiv:2006.10680)")
+MODELS = {"sbn": "Linear sigmoid belief network, 200 binary latents",
+          "sbn2": "Linear sigmoid belief network of two stochastic layers of 200 binary latents each (disarm and arm "
+                  "estimate the guide q(b₁ | x) q(b₂ | b₁) layer by layer)",
+          "sbn-nonlinear": "Non-linear sigmoid belief network, 200 binary latents through two tanh layers of 200"}
 
 
 def main() -> int:
@@ -45,7 +49,13 @@ def main() -> int:
     p.add_argument("--checkpoints", type=int, default=5, help="gradient-variance measurements per run")
     p.add_argument("--samples", type=int, default=100, help="gradient estimates per measurement")
     p.add_argument("--eval-particles", type=int, default=100)
+    p.add_argument("--preset", choices=list(MODELS), default="sbn",
+                   help="the paper's model; another than sbn gets its own default --workdir and --out")
     args = p.parse_args()
+    if args.preset != "sbn":
+        for key in ("workdir", "out"):
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, f"{p.get_default(key)}-{args.preset}")
     epochs = max(1, round(args.epochs * args.scale))
     names = [n for n in args.estimators.split(",") if n]
     store = os.path.join(args.workdir, "variance.json")
@@ -53,7 +63,7 @@ def main() -> int:
     marks = sorted({max(1, round(epochs * (i + 1) / args.checkpoints)) for i in range(args.checkpoints)})
     for name in names:
         run = os.path.join(args.workdir, name)
-        fresh = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--preset", "sbn", "--objective", name,
+        fresh = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--preset", args.preset, "--objective", name,
                  "--particles", str(PARTICLES.get(name, 1)), "--batch-size", "50", "--lr", str(args.lr),
                  "--seed", str(args.seed)]
         for mark in marks:
@@ -66,9 +76,7 @@ def main() -> int:
             cells[key] = measure(run, args)
             if mark == epochs:
                 cells[f"{name} end"] = evaluate(run, args)
-            with open(store + ".tmp", "w") as f:  # kept as soon as measured
-                json.dump(cells, f, indent=2)
-            os.replace(store + ".tmp", store)
+            keep(store, cells)
     write(args, cells, names, marks, epochs)
     return 0
 
@@ -117,36 +125,31 @@ TRAINS = {"vimco": "IWAE-2", "concrete": "relaxed ELBO"}
 
 
 def write(args, cells: dict, names: list[str], marks: list[int], epochs: int) -> None:
-    os.makedirs(args.out, exist_ok=True)
     k = args.eval_particles
-    lines = [f"# Dong, Mnih & Tucker 2020 (DisARM), reduced scale: {args.dataset}", "",
-             f"`{command()}` ({machine()})", "",
-             f"Linear sigmoid belief network, 200 binary latents (`--preset sbn`), dynamic binarization, "
-             f"mini-batches of 50, Adam at {args.lr}, {epochs} epochs ({cells[f'{names[0]} {epochs}']['step']} steps; "
-             f"the paper: 10⁶ steps, 5 seeds; here one seed, {args.seed}). Guide-gradient variance: the mean over the "
-             f"guide's scalar parameters of the variance of {args.samples} estimates on one fixed batch of 50, at the "
-             f"end of training (concrete's is the gradient of its relaxed objective, a biased estimate of the ELBO's: "
-             f"its variance is low by construction and not comparable one for one). Test columns: nats per test "
-             f"image, ± the standard error over the test points.", "",
-             f"| estimator | train (what it trains) | test ELBO | test log p̂_{k}(x) | guide grad variance | "
-             f"guide SNR | s/epoch |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    steps = cells[f"{names[0]} {epochs}"]["step"]
+    setup = (f"{MODELS[args.preset]} (`--preset {args.preset}`), dynamic binarization, mini-batches of 50, Adam at "
+             f"{args.lr}, {epochs} epochs ({steps} steps; the paper: 10⁶ steps, 5 seeds; here one seed, {args.seed}). "
+             f"Guide-gradient variance: the mean over the guide's scalar parameters of the variance of "
+             f"{args.samples} estimates on one fixed batch of 50, at the end of training (concrete's is the gradient "
+             f"of its relaxed objective, a biased estimate of the ELBO's: its variance is low by construction and not "
+             f"comparable one for one). Test columns: nats per test image, ± the standard error over the test points.")
+    table = [f"| estimator | train (what it trains) | test ELBO | test log p̂_{k}(x) | guide grad variance | "
+             f"guide SNR | s/epoch |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name in names:
         last, end = cells[f"{name} {epochs}"], cells[f"{name} end"]
-        lines.append(f"| {name} | {last['train']:.2f} ({TRAINS.get(name, 'ELBO')}) | {end['test_elbo']:.2f} ± "
+        table.append(f"| {name} | {last['train']:.2f} ({TRAINS.get(name, 'ELBO')}) | {end['test_elbo']:.2f} ± "
                      f"{end['test_elbo_se']:.2f} | {end['test_bound']:.2f} ± {end['test_bound_se']:.2f} | "
                      f"{last['guide_variance']:.3g} | {last['guide_snr']:.3g} | {end['seconds_per_epoch']:.1f} |")
-    lines += ["", f"The paper reports {PAPER}. Its numbers are for 10⁶ steps and are not reproduced at this scale; "
-              "the ordering is what this table checks.", "",
-              "Guide-gradient variance during training (figure: `variance.png`):", "",
+    during = ["Guide-gradient variance during training (figure: `variance.png`):", "",
               "| estimator | " + " | ".join(f"epoch {m}" for m in marks) + " |", "|---|" + "---:|" * len(marks)]
     for name in names:
-        lines.append(f"| {name} | " + " | ".join(f"{cells[f'{name} {m}']['guide_variance']:.3g}" for m in marks) + " |")
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+        during.append(f"| {name} | " + " | ".join(f"{cells[f'{name} {m}']['guide_variance']:.3g}" for m in marks)
+                      + " |")
+    os.makedirs(args.out, exist_ok=True)
     plot(cells, names, marks, os.path.join(args.out, "variance.png"))
-    print("\n".join(lines[4:]))
-    print(f"wrote table.md and variance.png to {args.out}")
+    write_table(args.out, f"Dong, Mnih & Tucker 2020 (DisARM), reduced scale: {args.dataset}", setup, table,
+                "\n".join([f"The paper reports {PAPER}. Its numbers are for 10⁶ steps and are not reproduced at this "
+                           "scale; the ordering is what this table checks.", "", *during]), also=" and variance.png")
 
 
 def plot(cells: dict, names: list[str], marks: list[int], path: str) -> None:

@@ -11,6 +11,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+from helpers import exact_two_layer_elbo, two_layer_pair
 from ppl_vae.errors import UsageError
 from ppl_vae.inference import objectives
 from ppl_vae.inference.objectives.disarm import DisARMLoss
@@ -149,3 +150,26 @@ def test_a_bernoulli_vae_trains_from_the_command_line_and_a_gaussian_one_is_refu
     code, _, err = run_cli(["train", "--objective", "arm", "--epochs", "1", "--out", tmp_path / "vae"], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "arm is an estimator for Bernoulli latents" in lines[0], err
+
+
+def test_a_hierarchical_guide_is_estimated_layer_by_layer_without_bias():
+    """The two-layer SBN (3 + 3 bits) under q(b₁ | x) q(b₂ | b₁): the mean of 4000 DisARM estimates of every
+    parameter's gradient (θ and φ) within four standard errors of the exact ELBO's, summed over all 64 states."""
+    torch.manual_seed(0)
+    model, guide = (m.double() for m in two_layer_pair(x_dim=4))
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    params = [*model.parameters(), *guide.parameters()]
+    exact = torch.autograd.grad(exact_two_layer_elbo(model, guide, x).sum(), params)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    loss, copies, draws = DisARMLoss(), 100, []
+    for _ in range(40):
+        loss.loss_and_grads(model.model, guide.guide, x.repeat(copies, 1))
+        draws.append([-p.grad.clone() / copies for p in params])
+        for p in params:
+            p.grad = None
+    for i, truth in enumerate(exact):
+        g = torch.stack([d[i] for d in draws])
+        mean, se = g.mean(0), g.std(0) / math.sqrt(len(g))
+        assert ((mean - truth).abs() < 4 * se + 1e-12).all(), (i, mean, truth, se)
+    assert max(t.abs().max().item() for t in exact[len([*model.parameters()]):]) > 1e-2  # φ's gradient is not ~0

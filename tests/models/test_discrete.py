@@ -9,11 +9,11 @@ import pyro
 import pytest
 import torch
 
-from helpers import config, one_line_error, run_cli
+from helpers import config, exact_two_layer_elbo, one_line_error, run_cli, two_layer_pair
 from ppl_vae import Dataset, registry
-from ppl_vae.guides.discrete import BernoulliEncoder, CategoricalEncoder
+from ppl_vae.guides.discrete import BernoulliEncoder, CategoricalEncoder, TwoLayerBernoulli
 from ppl_vae.inference import objectives
-from ppl_vae.models.discrete import SBN, CategoricalVAE
+from ppl_vae.models.discrete import SBN, CategoricalVAE, TwoLayerSBN
 
 X = (torch.rand(40, 6, generator=torch.Generator().manual_seed(0)) < 0.4).double()
 
@@ -29,6 +29,8 @@ def states(model) -> torch.Tensor:
 
 def exact_elbo(model, guide, x) -> torch.Tensor:
     """Σ_z q(z | x_n) [log p(z) + log p(x_n | z) − log q(z | x_n)] per point, over all values of z."""
+    if isinstance(model, TwoLayerSBN):
+        return exact_two_layer_elbo(model, guide, x)
     z = states(model)[:, None]                                                # [S, 1, ...]
     q = guide.dist(x)
     log_q = q.log_prob(z)                                                     # [S, N]
@@ -38,8 +40,9 @@ def exact_elbo(model, guide, x) -> torch.Tensor:
 
 @pytest.mark.parametrize("pair", [
     lambda: (SBN(6, latent_dim=5, hidden=(4,)), BernoulliEncoder(6, latent_dim=5, hidden=(4,))),
+    two_layer_pair,
     lambda: (CategoricalVAE(6, groups=2, categories=3, hidden=(4,)), CategoricalEncoder(6, 2, 3, hidden=(4,))),
-], ids=["sbn", "cat-vae"])
+], ids=["sbn", "sbn2", "cat-vae"])
 def test_the_test_bound_is_the_exact_elbo_within_its_standard_error(pair):
     torch.manual_seed(0)
     model, guide = (m.double() for m in pair())
@@ -56,9 +59,9 @@ def test_the_test_bound_is_the_exact_elbo_within_its_standard_error(pair):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv", [["--preset", "sbn", "--latent-dim", "16"],
+@pytest.mark.parametrize("argv", [["--preset", "sbn", "--latent-dim", "16"], ["--preset", "sbn2", "--latent-dim", "8"],
                                   ["--preset", "cat-vae", "--latent-dim", "4", "--categories", "5"]],
-                         ids=["sbn", "cat-vae"])
+                         ids=["sbn", "sbn2", "cat-vae"])
 def test_the_command_line_trains_evaluates_and_reports_them(argv, tmp_path, capsys):
     out = tmp_path / "run"
     code, printed, err = run_cli(["train", *argv, "--epochs", "2", "--out", out, "--no-progress"], capsys)
@@ -86,8 +89,13 @@ def test_a_guide_or_objective_the_model_cannot_take_is_refused(capsys, tmp_path)
 def test_the_models_defaults_and_presets():
     sbn = config(model="sbn")
     assert sbn.pair.guide == "bernoulli" and sbn.inference.objective == "disarm"
+    sbn2 = config(model="sbn2")
+    assert sbn2.pair.guide == "bernoulli2" and sbn2.inference.objective == "disarm"
     cat = config(model="cat-vae")
     assert cat.pair.guide == "categorical" and cat.inference.objective == "concrete"
     data = Dataset.from_tensors(X.float(), X.float())
     built = registry.build(config(preset="sbn"), data)
     assert isinstance(built[0], SBN) and built[0].latent_dim == 200 and len(built[0].decoder) == 1  # linear
+    model, guide = registry.build(config(preset="sbn2"), data)[:2]
+    assert isinstance(model, TwoLayerSBN) and isinstance(guide, TwoLayerBernoulli) and len(model.decoder) == 1
+    assert model.upper.weight.shape == guide.upper[0].weight.shape == (200, 200)

@@ -153,3 +153,14 @@ def test_gregor2015_tabulates_draw_with_and_without_attention_and_copies_the_can
     from ppl_vae.run import load
 
     assert load(str(tmp_path / "runs" / "no-attention"), "cpu").model.attention is False
+
+
+def test_dong2020_trains_the_two_layer_sbn_with_disarm_layer_by_layer(tmp_path):
+    argv = script("dong2020.py", "--preset", "sbn2", "--epochs", "1", "--estimators", "disarm", "--checkpoints", "1",
+                  "--samples", "4", "--eval-particles", "5", tmp_path=tmp_path)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "two stochastic layers" in (tmp_path / "out" / "table.md").read_text()
+    assert json.loads((tmp_path / "runs" / "disarm" / "config.json").read_text())["model"] == "sbn2"
+    cells = json.loads((tmp_path / "runs" / "variance.json").read_text())
+    assert cells["disarm 1"]["guide_variance"] > 0 and cells["disarm end"]["test_bound"] <= 0

@@ -15,6 +15,12 @@ DisARM being ARM with u integrated out given the pair, so its variance is never 
 unbiased; the φ-gradient is g backpropagated through α_φ(x) (the term E_q[∇_φ (−log q_φ(b | x))] = 0 is
 dropped). The θ-gradient is the ELBO's, ∇_θ ½ [log p_θ(x, b) + log p_θ(x, b̃)]. The bound reported is
 the ELBO, averaged over the pair.
+
+A hierarchical guide, q(b₁ | x) q(b₂ | b₁) ⋯ q(b_L | b_{L−1}) (the two-layer sigmoid belief network's), is
+estimated layer by layer as both papers do: for each layer l, one draw of b_{<l} shared by the pair, the
+antithetic pair at layer l given it, and each member's own draw of b_{>l} given its b_l; then g for α_l
+from that draw's f, backpropagated through α_l = α_φ(b_{l−1}) alone. That is L draws of the pair per step,
+each unbiased for its layer's share of the gradient; θ and the bound come from the first.
 """
 
 from __future__ import annotations
@@ -33,25 +39,33 @@ from ppl_vae.inference.weights import elbo_bound
 
 class Antithetic(Messenger):
     """Each latent Bernoulli site, in a plate of two particles at ``dim``, drawn as the pair (1[u < p], 1[1 − u < p])
-    from one u ~ U(0, 1); ``u[name]``: the pair (u, 1 − u) of each site, stacked along the particle dimension."""
+    from one u ~ U(0, 1); ``u[name]``: the pair (u, 1 − u) of each site, stacked along the particle dimension.
+    With ``only``: that site alone is drawn so, the sites in ``shared`` once for both particles (1[u < p], the
+    same u), and any other as the program says, each particle its own."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, only: str | None = None, shared=()):
         super().__init__()
-        self.dim, self.u = dim, {}
+        self.dim, self.only, self.shared, self.u = dim, only, set(shared), {}
 
     def _pyro_sample(self, msg):
-        fn = msg["fn"]
+        fn, name = msg["fn"], msg["name"]
         base = fn.base_dist if isinstance(fn, Independent) else fn
         if msg["is_observed"] or msg["value"] is not None or not isinstance(base, Bernoulli):
+            return
+        if self.only is not None and name != self.only and name not in self.shared:
             return
         shape = fn.batch_shape + fn.event_shape
         at = len(fn.batch_shape) + self.dim  # the particle dimension, counted from the left
         if at < 0 or shape[at] != 2:
             return  # not in the pair's plate: drawn as the program says, and refused by DisARMLoss.surrogates
-        u = torch.rand(shape[:at] + (1,) + shape[at + 1:], dtype=base.probs.dtype, device=base.probs.device)
+        probs = base.probs.expand(shape)
+        u = torch.rand(shape[:at] + (1,) + shape[at + 1:], dtype=probs.dtype, device=probs.device)
+        if name in self.shared:  # upstream of the layer drawn in pairs: its shared b_{<l}
+            msg["value"] = (u < probs.narrow(at, 0, 1)).to(probs.dtype).expand(shape)
+            return
         pair = torch.cat([u, 1 - u], at)
-        msg["value"] = (pair < base.probs.expand(shape)).to(base.probs.dtype)
-        self.u[msg["name"]] = pair
+        msg["value"] = (pair < probs).to(probs.dtype)
+        self.u[name] = pair
 
 
 def unwrapped(site) -> type:
@@ -91,37 +105,53 @@ class DisARMLoss(WeightedLoss):
         if not self.at_once:
             raise Refusal(f"{self.name} draws its antithetic pair of particles at once, in a plate left of the "
                           f"program's, and this program does not broadcast over one", scores_any_latent)
-        with Antithetic(-self.max_plate_nesting - 1) as antithetic:
-            p = super().draw(model, guide, x, *args, **kwargs)
-        p.u = antithetic.u
+        p = self._pair(model, guide, x, args, kwargs)
+        names = [name for name, _ in latent_sites(p.guide_trace)]
         for name, site in latent_sites(p.guide_trace):
             base = bernoulli(site)
             if base is None or name not in p.u:
                 raise Refusal(f"{self.name} is an estimator for Bernoulli latents, and the guide's site {name!r} draws "
                               f"from {unwrapped(site).__name__ if base is None else 'Bernoulli outside the pair plate'}",
                               scores_any_latent)
-            logits = base.logits.expand(site["fn"].batch_shape + site["fn"].event_shape)
-            if not torch.equal(logits[0].detach(), logits[1].detach()):
-                raise Refusal(f"{self.name} needs each Bernoulli site's logits to be the same for both draws of its "
-                              f"pair, and the guide's {name!r} depends on another latent (a hierarchical guide)",
-                              scores_any_latent)
+        p.layers = [(None, p)]  # (the site whose α a draw's f estimates the gradient of, all if None; the draw)
+        if any(not torch.equal(*logits_of(site).detach().unbind(0)) for _, site in latent_sites(p.guide_trace)):
+            # A hierarchical guide: a pair for each layer given one shared draw of the layers above it. This
+            # draw serves the first layer: each member's later layers are drawn from q given its own b₁, and
+            # their coupling through one u does not change the expectation of f(b) − f(b̃).
+            p.layers = [(names[0], p)] + [(name, self._pair(model, guide, x, args, kwargs, only=name,
+                                                            shared=names[:at]))
+                                          for at, name in enumerate(names) if at > 0]
+        return p
+
+    def _pair(self, model, guide, x, args, kwargs, only=None, shared=()) -> Particles:
+        with Antithetic(-self.max_plate_nesting - 1, only, shared) as antithetic:
+            p = super().draw(model, guide, x, *args, **kwargs)
+        p.u = antithetic.u
         return p
 
     def surrogates(self, p):
-        f = p.log_w.detach()  # [2, N]: f(b) and f(b̃) per data point
-        guide_terms = f.new_zeros(())
-        for name, site in latent_sites(p.guide_trace):  # each a Bernoulli site of the pair (checked in draw)
-            fn = site["fn"]
-            logits = bernoulli(site).logits.expand(fn.batch_shape + fn.event_shape)
-            b, b_tilde = site["value"][0], site["value"][1]
-            # f per data point, broadcast over the site's dimensions right of the data plate
-            diff = (f[0] - f[1]).reshape(f.shape[1:] + (1,) * (b.dim() - f[1].dim()))
-            if self.arm:
-                g = -diff * (p.u[name][0] - 0.5)
-            else:
-                g = 0.5 * diff * (1 - 2 * b_tilde) * (b != b_tilde) * torch.sigmoid(logits[0].detach().abs())
-            guide_terms = guide_terms + (g.detach() * logits[0]).sum()
+        guide_terms = p.log_w.new_zeros(())
+        for only, d in p.layers:
+            f = d.log_w.detach()  # [2, N]: f(b) and f(b̃) per data point
+            for name, site in latent_sites(d.guide_trace):  # each a Bernoulli site of the pair (checked in draw)
+                if only is not None and name != only:
+                    continue
+                logits = logits_of(site)
+                b, b_tilde = site["value"][0], site["value"][1]
+                # f per data point, broadcast over the site's dimensions right of the data plate
+                diff = (f[0] - f[1]).reshape(f.shape[1:] + (1,) * (b.dim() - f[1].dim()))
+                if self.arm:
+                    g = -diff * (d.u[name][0] - 0.5)
+                else:
+                    g = 0.5 * diff * (1 - 2 * b_tilde) * (b != b_tilde) * torch.sigmoid(logits[0].detach().abs())
+                guide_terms = guide_terms + (g.detach() * logits[0]).sum()
         return [(p.log_p.mean(0).sum(), "model"), (guide_terms, "guide")]
+
+
+def logits_of(site) -> torch.Tensor:
+    """A Bernoulli site's logits at the shape of its value, the pair's dimension first."""
+    fn = site["fn"]
+    return bernoulli(site).logits.expand(fn.batch_shape + fn.event_shape)
 
 
 def one_pair(name: str, particles: int) -> None:

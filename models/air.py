@@ -135,7 +135,7 @@ class AIR(nn.Module):
     # leave-one-out baseline per particle, needs none
     objectives = ("elbo", "score", "score-avg", "score-nn", "vimco")
     continuous_data = True  # a Gaussian density of grey levels
-    defaults = {"guide": "air", "objective": "elbo", "binarize": "none"}
+    defaults = {"guide": "air", "objective": "elbo", "binarize": "none", "steps": MAX_STEPS}
 
     @classmethod
     def from_config(cls, config, data):
@@ -144,8 +144,8 @@ class AIR(nn.Module):
             raise UsageError(f"AIR draws on square grey canvases, and the {data.name} images are "
                              f"{channels} × {height} × {width}; use square grey images.")
         p = config.pair
-        return cls(canvas=height, hidden=p.hidden[0] if p.hidden else 256, z_what_dim=p.latent_dim,
-                   z_pres_prior=p.z_pres_prior, baseline=p.z_pres_baseline)
+        return cls(canvas=height, max_steps=p.steps or MAX_STEPS, hidden=p.hidden[0] if p.hidden else 256,
+                   z_what_dim=p.latent_dim, z_pres_prior=p.z_pres_prior, baseline=p.z_pres_baseline)
 
     def __init__(self, canvas: int = 24, window: int = 8, max_steps: int = MAX_STEPS, z_what_dim: int = 20,
                  hidden: int = 256, z_pres_prior: float = 0.5, likelihood_scale: float = 0.3,
@@ -158,6 +158,7 @@ class AIR(nn.Module):
             raise ValueError(f"unknown z_pres baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
         self.baseline_kind = baseline
         self.canvas, self.window, self.max_steps, self.z_what_dim = canvas, window, max_steps, z_what_dim
+        self.latent_sites = step_sites(max_steps)
         self.z_pres_prior, self.likelihood_scale = z_pres_prior, likelihood_scale
         # μ_where and σ_where of (s, x, y): Python numbers, exact in any dtype the module is used in
         self.where_loc, self.where_scale = (canvas / window, 0.0, 0.0), (0.2, 1.0, 1.0)

@@ -126,14 +126,14 @@ class DRAW(nn.Module):
     fit_methods = ("svi",)
     objectives = None
     continuous_data = False
-    defaults = {"guide": "draw", "objective": "elbo", "binarize": "dynamic"}
+    defaults = {"guide": "draw", "objective": "elbo", "binarize": "dynamic", "steps": 8}
 
     @classmethod
     def from_config(cls, config, data):
         p = config.pair
         hidden = list(p.hidden or [])
-        return cls(tuple(data.image_shape), p.latent_dim, p.steps, hidden[0] if hidden else 256,
-                   attention=p.attention)
+        return cls(tuple(data.image_shape), p.latent_dim, p.steps or cls.defaults["steps"],
+                   hidden[0] if hidden else 256, attention=p.attention)
 
     def __init__(self, image_shape=(1, 8, 8), latent_dim: int = 10, steps: int = 8, hidden: int = 256,
                  read_size: int = 2, write_size: int = 5, attention: bool = True):

@@ -79,7 +79,7 @@ class PairConfig:
     method: str = "svi"
     components: int = 10
     categories: int = 10  # categorical VAE: categories per latent (--latent-dim of them)
-    steps: int = 8  # DRAW: glimpses, one latent z_t each
+    steps: int | None = None  # DRAW's glimpses, one latent z_t each; AIR's most objects (None: the model's default)
     attention: bool = True  # DRAW: read and write through Gaussian filterbanks; False: the whole image
     z_pres_prior: float = 0.01  # AIR: ρ, the prior's probability of one more object
     z_pres_baseline: str = "neural"  # AIR: z_pres's score-function baseline (neural, average, none)
@@ -232,7 +232,7 @@ class Config:
             (p.latent_dim >= 1 and all(h >= 1 for h in p.hidden), "--latent-dim and every --hidden width must be at least 1"),
             (p.flow_depth >= 1, "--flow-depth must be at least 1"),
             (p.components >= 1, f"--components must be at least 1, got {p.components}"),
-            (p.steps >= 1, f"--steps must be at least 1, got {p.steps}"),
+            (p.steps is None or p.steps >= 1, f"--steps must be at least 1, got {p.steps}"),
             (0 < p.z_pres_prior < 1, f"--z-pres-prior is a probability in (0, 1), got {p.z_pres_prior}"),
             (p.method in METHODS, f"unknown method {p.method!r}; choose one of {', '.join(METHODS)}"),
             (i.particles >= 1, f"--particles must be at least 1, got {i.particles}"),

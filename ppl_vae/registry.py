@@ -90,7 +90,7 @@ def resolve(config: Config) -> Config:
     own = declared(MODELS[config.pair.model]).defaults
     binarize = config.data.binarize or ("none" if config.data.dequantize else own["binarize"])
     return config.replace(guide=config.pair.guide or own["guide"], objective=config.inference.objective or own["objective"],
-                          binarize=binarize,
+                          binarize=binarize, steps=config.pair.steps or own.get("steps"),
                           likelihood=config.pair.likelihood or ("gaussian" if binarize == "none" else "bernoulli"))
 
 

@@ -127,7 +127,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     setting(g, "--categories", "categories per latent of the categorical VAE (cat-vae; --latent-dim of them)",
             type=positive_int)
     setting(g, "--covariance", "component covariances (gmm)", choices=COVARIANCES)
-    setting(g, "--steps", "DRAW's glimpses T, one latent z_t of --latent-dim each (draw)", type=positive_int)
+    setting(g, "--steps", "DRAW's glimpses T, one latent z_t of --latent-dim each (draw; default 8); AIR's most "
+                          "objects per scene (air; default 2)", type=positive_int)
     setting(g, "--no-attention", "DRAW reads the whole image and writes the whole canvas, the paper's variant "
                                  "without attention (draw)", dest="attention", action="store_false")
     setting(g, "--z-pres-prior", "AIR's prior probability of one more object, ρ in (0, 1) (air)", type=finite_float)

@@ -257,9 +257,13 @@ def test_counts_take_z_pres_where_its_probability_exceeds_a_half(digits, probabi
 
 
 def test_from_config_reads_the_networks_and_the_canvas():
-    config = SimpleNamespace(pair=SimpleNamespace(hidden=[], latent_dim=6, z_pres_prior=0.1, z_pres_baseline="average"))
+    config = SimpleNamespace(pair=SimpleNamespace(hidden=[], latent_dim=6, z_pres_prior=0.1, z_pres_baseline="average",
+                                                  steps=None))
     air = AIR.from_config(config, SimpleNamespace(image_shape=(1, 16, 16), name="scenes"))
-    assert (air.canvas, air.z_what_dim, air.nets["rnn"].hidden_size) == (16, 6, 256)
+    assert (air.canvas, air.z_what_dim, air.nets["rnn"].hidden_size, air.max_steps) == (16, 6, 256, 2)
+    config.pair.steps = 3  # up to three objects: the sites of three steps
+    three = AIR.from_config(config, SimpleNamespace(image_shape=(1, 16, 16), name="scenes"))
+    assert three.max_steps == 3 and three.latent_sites[-1] == "z_what_2"
     assert (air.z_pres_prior, air.baseline_kind) == (0.1, "average")
     config.pair.hidden = [32, 64]
     assert AIR.from_config(config, SimpleNamespace(image_shape=(1, 8, 8), name="digits")).nets["rnn"].hidden_size == 32
@@ -295,8 +299,12 @@ def test_air_trains_from_the_command_line_on_multi_digit_scenes_and_reports_coun
 
     out = tmp_path / "air"
     code, printed, err = run_cli(["train", "--model", "air", "--dataset", "multi-digits", "--hidden", "32",
-                                  "--latent-dim", "4", "--epochs", "1", "--no-progress", "--out", out], capsys)
+                                  "--latent-dim", "4", "--steps", "3", "--epochs", "1", "--no-progress", "--out", out],
+                                 capsys)
     assert code == 0 and "test bound" in printed, err
+    from ppl_vae.run import load
+
+    assert load(str(out), "cpu").model.max_steps == 3  # up to three objects, as the paper's AIR
     assert run_cli(["report", out], capsys)[0] == 0
     report = (out / "report.md").read_text()
     line = next(row for row in report.splitlines() if row.startswith("| count accuracy"))

@@ -29,6 +29,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=50, help="epochs at --scale 1")
     p.add_argument("--steps", type=int, default=16, help="glimpses T (the paper: 64)")
     p.add_argument("--latent-dim", type=int, default=100)
+    p.add_argument("--hidden", type=int, default=256, help="the LSTMs' width")
     p.add_argument("--eval-particles", type=int, default=100)
     p.add_argument("--test-points", type=int, default=1000)
     args = p.parse_args()
@@ -40,7 +41,7 @@ def main() -> int:
             continue
         run = os.path.join(args.workdir, name.replace(" ", "-"))
         fresh = ["--model", "draw", "--dataset", args.dataset, "--data-dir", args.data_dir, "--steps", str(args.steps),
-                 "--latent-dim", str(args.latent_dim), "--hidden", "256", "--seed", str(args.seed), *flags]
+                 "--latent-dim", str(args.latent_dim), "--hidden", str(args.hidden), "--seed", str(args.seed), *flags]
         code = train_to(run, epochs, fresh, args.progress) or cli(["report", run])
         if code:
             return code
@@ -76,7 +77,7 @@ PAPER = ("attention lowers DRAW's NLL bound on binarized MNIST (Table 2 of arXiv
 def write(args, cells: dict, epochs: int) -> None:
     k = args.eval_particles
     step = next(iter(cells.values()))["step"]
-    setup = (f"`--model draw`, T = {args.steps} glimpses (the paper: 64), LSTMs of 256, z_t of {args.latent_dim}, read "
+    setup = (f"`--model draw`, T = {args.steps} glimpses (the paper: 64), LSTMs of {args.hidden}, z_t of {args.latent_dim}, read "
              f"2 × 2 and write 5 × 5 with attention; dynamic binarization, mini-batches of 100, Adam at 1e-3, {epochs} "
              f"epochs ({step} steps), seed {args.seed}. Test columns on the first {args.test_points} test images, "
              f"nats per image, ± the standard error over them.")

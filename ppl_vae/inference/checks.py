@@ -79,11 +79,11 @@ def refusal(objective, model_trace, guide_trace, enumerated_elsewhere: bool = Fa
                           f"set's size; write pyro.plate({plate!r}, N if idx is not None else x.shape[0], "
                           f"subsample=idx) with the idx that fit passes (None on test points).")
     enumerated = enumerated_sites(model_trace, guide_trace)
-    in_guide = guide_enumerated_sites(guide_trace)
+    in_guide = guide_enumerated_sites(guide_trace, objective)
     if isinstance(loss, TraceEnum_ELBO) and not enumerated and not in_guide and not enumerated_elsewhere:
-        return Refusal(f"the {objective.name} objective sums discrete sites marked for enumeration out exactly, and "
-                       f"this pair has none (config_enumerate on the model or the guide), so it would train a plain "
-                       f"ELBO under another name", plain_elbo)
+        return Refusal(f"the {objective.name} objective sums discrete sites out exactly (the guide's discrete latents, "
+                       f"the model's sites marked for enumeration by config_enumerate), and this pair has none, so it "
+                       f"would train a plain ELBO under another name", plain_elbo)
     if in_guide and not isinstance(loss, TraceEnum_ELBO):
         return samples_enumerated(in_guide[0], objective.name)
     if enumerated and isinstance(loss, (Trace_ELBO, TraceGraph_ELBO)) and not isinstance(loss, TraceEnum_ELBO):
@@ -117,10 +117,12 @@ def enumerated_sites(model_trace, guide_trace) -> list[str]:
             and name not in guide_trace.nodes]
 
 
-def guide_enumerated_sites(guide_trace) -> list[str]:
-    """The guide's sites marked for parallel enumeration (``config_enumerate(guide)``, as ss_vae_M2.py does)."""
+def guide_enumerated_sites(guide_trace, objective=None) -> list[str]:
+    """The guide's sites marked for parallel enumeration (``config_enumerate(guide)``, as ss_vae_M2.py does);
+    for an ``objective`` that sums every discrete latent of the guide (``needs.sums_guide``), those."""
+    every = objective is not None and needs_of(objective).sums_guide
     return [name for name, site in sample_sites(guide_trace, False).items()
-            if site["infer"].get("enumerate") == "parallel"]
+            if site["infer"].get("enumerate") == "parallel" or every and site["fn"].support.is_discrete]
 
 
 def summing_out(objective, model_trace, guide_trace):
@@ -322,7 +324,7 @@ def checked_on(batch, objective, model, guide, data, inputs: dict, test_inputs: 
         if has_test:
             with user_code(f"the {objective.name} objective's test bound fails on {some_points(xt.shape[0], 'test')}"):
                 objective.test_bound(model, guide, xt, given_globals=bool(globals_), **nt)
-    enumerates = bool(enumerated_sites(model_tr, guide_tr) or guide_enumerated_sites(guide_tr))
+    enumerates = bool(enumerated_sites(model_tr, guide_tr) or guide_enumerated_sites(guide_tr, objective))
     return Prepared(objective, model_tr, globals_, own_scales(model_tr, guide_tr), why and one_at_a_time(why),
                     enumerates)
 
@@ -345,11 +347,10 @@ def describe(model, guide, data) -> list[str]:
     names = lambda sites: ", ".join(sites) or "none"  # noqa: E731
     latent = sample_sites(guide_tr, False)
     lines = [f"named inputs: {names(inputs)}",
-             "guide samples: " + names(f"{n} ({'reparameterized' if s['fn'].has_rsample else 'score-function only'})"
-                                       for n, s in latent.items()),
+             "guide samples: " + names(f"{n} ({kind(s['fn'])})" for n, s in latent.items()),
              f"model observes: {names(sample_sites(model_tr, True))}",
              f"enumerated in the model (summed out): {names(enumerated_sites(model_tr, guide_tr))}",
-             f"enumerated in the guide (summed over q's values by elbo and enum): "
+             f"enumerated in the guide (summed over q's values by elbo and enum; enum sums every discrete one): "
              f"{names(guide_enumerated_sites(guide_tr))}"]
     model_latent = sample_sites(model_tr, False)
     plate = data_plate(model_tr)
@@ -365,6 +366,13 @@ def describe(model, guide, data) -> list[str]:
     no_kl = [n for n, s in latent.items() if n in model_tr.nodes and not has_closed_form_kl(s["fn"], model_tr.nodes[n]["fn"])]
     lines.append(f"no closed-form KL(q ‖ p): {names(no_kl)}")
     return lines
+
+
+def kind(fn) -> str:
+    """How a guide site's distribution can be trained through, in the words :func:`describe` uses."""
+    if fn.has_rsample:
+        return "reparameterized"
+    return "score-function only, discrete" if fn.support.is_discrete else "score-function only"
 
 
 def check(model, guide, data=None, names=None, particles: int = 2, batch_size: int | None = None) -> dict[str, str]:

@@ -11,7 +11,8 @@ Rainforth et al. show that the IWAE guide gradient's SNR falls like 1/√K while
 rises like √K; DReG (Tucker et al. 2019) repairs the guide's. Nothing is optimized: the
 gradients are read and cleared, and state the loss rewrites in the param store (the running
 average of a score-function baseline) is put back after every estimate, so the M estimates
-are independent draws at the same state.
+are independent draws at the same state. An exact gradient (``enum``'s, which sums every discrete
+latent out) has variance 0 and SNR ∞.
 """
 
 from __future__ import annotations
@@ -60,23 +61,20 @@ def gradient_stats(objective, model, guide, *args, samples: int = 100, **kwargs)
     _reset(store, {})
     loss.loss_and_grads(model, guide, *args, **kwargs)
     state = {name: (param, store[name].detach()) for name, param in store.named_parameters()}
-    sums, squares = {}, {}
-    for _ in range(samples):
+    means, squares = {}, {}  # Welford's running mean and sum of squared deviations: an exact gradient has var 0
+    for k in range(1, samples + 1):
         _reset(store, state)
         with poutine.trace(param_only=True) as capture:
             loss.loss_and_grads(model, guide, *args, **kwargs)
         for name, site in capture.trace.nodes.items():
             param = site["value"].unconstrained()
             g = (param.grad if param.grad is not None else torch.zeros_like(param)).detach().double()
-            sums[name] = sums.get(name, 0) + g
-            squares[name] = squares.get(name, 0) + g * g
+            delta = g - means.get(name, 0)
+            means[name] = means.get(name, 0) + delta / k
+            squares[name] = squares.get(name, 0) + delta * (g - means[name])
     _reset(store, state)
-    stats = []
-    for name, total in sums.items():
-        mean = total / samples
-        var = ((squares[name] - samples * mean * mean) / max(samples - 1, 1)).clamp(min=0)
-        stats.append(ParamStats(name, groups.get(name, "other"), mean, var))
-    return stats
+    return [ParamStats(name, groups.get(name, "other"), mean, squares[name] / max(samples - 1, 1))
+            for name, mean in means.items()]
 
 
 def _reset(store, state: dict) -> None:

@@ -35,8 +35,9 @@ class Needs:
     its loss is a statistic of the whole mini-batch (the phrase says which), which shards do not add up
     to; ``min_batch``: the fewest points a mini-batch may have. ``running_state``: it keeps a state
     per mini-batch position (the phrase says which), so batches have one size and no shards.
-    ``enumeration``: it exists to sum out sites marked for enumeration, and a pair with none is refused.
-    ``enumerates_guide``: it sums over a guide site marked for enumeration rather than sampling it.
+    ``enumeration``: it exists to sum discrete latents out, and a pair with none to sum is refused.
+    ``enumerates_guide``: it sums over a guide site marked for enumeration rather than sampling it;
+    ``sums_guide``: over every discrete latent of the guide, marked or not.
     ``sums_out``: it sums out the model's sites marked for enumeration rather than sampling them.
     ``own_scales``: it honours scales the program sets itself (``poutine.scale``), as Pyro's ELBOs do.
     ``splits_roles``: it estimates the model's and the guide's gradients differently, so a parameter
@@ -51,6 +52,7 @@ class Needs:
     running_state: str | None = None
     enumeration: bool = False
     enumerates_guide: bool = False
+    sums_guide: bool = False
     sums_out: bool = False
     own_scales: bool = False
     splits_roles: bool = False

@@ -161,7 +161,7 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
 def add_objective_options(g) -> None:
     """The options of particular objectives (Rényi's α, the score-function baselines)."""
     setting(g, "--alpha", "α of the renyi objective (α ≠ 1)", type=finite_float)
-    setting(g, "--baseline-beta", "decay of the running-average baseline of score-avg and score-nn", type=finite_float)
+    setting(g, "--baseline-beta", "decay of the running-average baseline of score-avg and score-nn, and of relax's control variate level", type=finite_float)
     setting(g, "--baseline-lr-factor", "score-nn's baseline network learns at this multiple of --lr",
             type=positive_float)
     setting(g, "--mmd-scale", "λ of the mmd objective: reconstruction − λ N MMD²(q(z), p(z))", type=positive_float)

@@ -41,6 +41,7 @@ from ppl_vae.data import Dataset, batch_inputs, given_rows
 from ppl_vae.device import forked_rng
 from ppl_vae.errors import Refusal, UsageError, user_code
 from ppl_vae.inference import objectives
+from ppl_vae.inference.objectives.base import is_discrete
 from ppl_vae.inference.objectives.weighted import WeightedLoss, samples_enumerated
 from ppl_vae.inference.weights import (data_plate, data_scale, data_size, in_plate, one_at_a_time, own_scales, plate_nesting,
                                        vectorizable)
@@ -122,7 +123,7 @@ def guide_enumerated_sites(guide_trace, objective=None) -> list[str]:
     for an ``objective`` that sums every discrete latent of the guide (``needs.sums_guide``), those."""
     every = objective is not None and needs_of(objective).sums_guide
     return [name for name, site in sample_sites(guide_trace, False).items()
-            if site["infer"].get("enumerate") == "parallel" or every and site["fn"].support.is_discrete]
+            if site["infer"].get("enumerate") == "parallel" or every and is_discrete(site["fn"])]
 
 
 def summing_out(objective, model_trace, guide_trace):
@@ -372,7 +373,7 @@ def kind(fn) -> str:
     """How a guide site's distribution can be trained through, in the words :func:`describe` uses."""
     if fn.has_rsample:
         return "reparameterized"
-    return "score-function only, discrete" if fn.support.is_discrete else "score-function only"
+    return "score-function only, discrete" if is_discrete(fn) else "score-function only"
 
 
 def check(model, guide, data=None, names=None, particles: int = 2, batch_size: int | None = None) -> dict[str, str]:

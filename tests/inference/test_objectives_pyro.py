@@ -91,11 +91,11 @@ def binary_guide(x, idx=None):
 @pytest.mark.parametrize("name", ["iwae", "renyi", "stl", "dreg"])
 def test_objectives_that_need_rsample_refuse_a_guide_without_it(name):
     _, _, x = setup()
-    with pytest.raises(UsageError, match=f"objective '{name}'.*site 'z'.*use elbo, elbo-analytic, score, score-avg, score-nn, rws, vimco, disarm, arm, concrete or concrete-st instead"):
+    with pytest.raises(UsageError, match=f"objective '{name}'.*site 'z'.*use elbo, elbo-analytic, score, score-avg, score-nn, rws, vimco, disarm, arm, relax, concrete or concrete-st instead"):
         make(name, particles=3).loss.loss_and_grads(binary_model, binary_guide, x)
 
 
-@pytest.mark.parametrize("name", ["rws", "vimco", "score", "score-avg", "score-nn"])
+@pytest.mark.parametrize("name", ["rws", "vimco", "score", "score-avg", "score-nn", "relax"])
 def test_rws_and_score_function_train_a_discrete_user_guide(name):
     _, _, x = setup()
     svi = pyro.infer.SVI(binary_model, binary_guide, pyro.optim.Adam({"lr": 0.05}), loss=make(name, particles=3).loss)
@@ -111,6 +111,8 @@ def test_bad_options_are_one_sentence():
         make("renyi", alpha=1.0)
     with pytest.raises(UsageError, match="--baseline-beta"):
         make("score-avg", baseline_beta=1.0)
+    with pytest.raises(UsageError, match="--baseline-beta"):
+        make("relax", baseline_beta=-0.1)
 
 
 class TwoLayer(nn.Module):

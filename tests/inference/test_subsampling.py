@@ -270,9 +270,10 @@ def test_check_tabulates_what_each_objective_does_with_a_pair():
     plain = ppl_vae.check(*pair(ppca, guide, False), data)
     assert set(plain) == set(objectives.OBJECTIVES)
     assert all(v == "ok" for k, v in plain.items()
-               if k not in ("enum", "disarm", "arm", "concrete", "concrete-st", "fivo")), plain
+               if k not in ("enum", "disarm", "arm", "relax", "concrete", "concrete-st", "fivo")), plain
     assert plain["enum"].startswith("refused: the enum objective sums discrete sites")
     assert plain["disarm"].startswith("refused: disarm is an estimator for Bernoulli latents")  # PPCA's z is Gaussian
+    assert plain["relax"].startswith("refused: relax is an estimator for Bernoulli latents")
     assert plain["concrete"].startswith("refused: the guide samples no Bernoulli or one-hot categorical latent")
     assert plain["fivo"].startswith("refused: the fivo objective resamples particles between time steps")
     global_ = ppl_vae.check(*global_latent_pair(ppca, guide), data, ["elbo", "iwae"])

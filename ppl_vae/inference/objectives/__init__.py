@@ -23,6 +23,7 @@ from ppl_vae.inference.objectives.enum import enum
 from ppl_vae.inference.objectives.fivo import fivo
 from ppl_vae.inference.objectives.iwae import iwae
 from ppl_vae.inference.objectives.mmd import mmd
+from ppl_vae.inference.objectives.relax import relax
 from ppl_vae.inference.objectives.renyi import renyi
 from ppl_vae.inference.objectives.rws import rws
 from ppl_vae.inference.objectives.score import score, score_avg, score_nn
@@ -43,6 +44,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "vimco": vimco,
     "disarm": disarm,
     "arm": arm,
+    "relax": relax,
     "concrete": concrete,
     "concrete-st": concrete_st,
     "fivo": fivo,
@@ -52,11 +54,11 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
 # The inference methods for continuous latents that `ppl-vae compare` runs by default, each a bound on
 # log p(x); `enum` sums discrete latents out exactly and is the Gaussian mixture's objective, `mmd`
 # is not a bound (it compares the aggregate posterior with the prior), and `vimco`, the score function
-# of the IWAE bound, `disarm` / `arm`, for Bernoulli latents, and the Concrete relaxations are for
+# of the IWAE bound, `disarm` / `arm` and `relax`, for Bernoulli latents, and the Concrete relaxations are for
 # discrete latents (`--objectives vimco,disarm,concrete` runs them); `fivo`, the particle filter's bound, is
 # for sequence models written in step form.
 COMPARED = tuple(name for name in OBJECTIVES
-                 if name not in ("enum", "mmd", "vimco", "disarm", "arm", "concrete", "concrete-st", "fivo"))
+                 if name not in ("enum", "mmd", "vimco", "disarm", "arm", "relax", "concrete", "concrete-st", "fivo"))
 
 
 @functools.cache

@@ -59,6 +59,14 @@ class Needs:
     stepwise: bool = False
 
 
+def is_discrete(fn) -> bool:
+    """Whether a distribution's values are discrete (False for one that does not say: a custom density)."""
+    try:
+        return fn.support.is_discrete
+    except (AttributeError, NotImplementedError):
+        return False
+
+
 # what a score function, a reweighting or a stopped gradient needs of the guide
 AT_ANY_Z = frozenset({"density", "log_q_at_any_z"})
 # how the importance-weighted objectives treat the data points: each has its own particles' weights

@@ -39,7 +39,7 @@ from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from ppl_vae.config import default
 from ppl_vae.errors import Refusal, UsageError
-from ppl_vae.inference.objectives.base import Needs, Objective
+from ppl_vae.inference.objectives.base import Needs, Objective, is_discrete
 from ppl_vae.inference.weights import elbo_bound
 
 RELAXABLE = (Bernoulli, OneHotCategorical)
@@ -146,8 +146,7 @@ class Relax(Messenger):
 
     def _pyro_sample(self, msg):
         fn = msg["fn"]
-        if msg["is_observed"] or msg["infer"].get("enumerate") or not getattr(fn, "support", None) \
-                or not fn.support.is_discrete:
+        if msg["is_observed"] or msg["infer"].get("enumerate") or not is_discrete(fn):
             return
         if not isinstance(discrete_base(fn), RELAXABLE):
             raise Refusal(f"{self.objective} relaxes Bernoulli and one-hot categorical latents, and site "

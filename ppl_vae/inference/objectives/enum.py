@@ -10,7 +10,7 @@ from pyro.poutine.messenger import Messenger
 
 from ppl_vae.errors import Refusal
 from ppl_vae.inference.weights import elbo_bound
-from ppl_vae.inference.objectives.base import Needs, Objective
+from ppl_vae.inference.objectives.base import Needs, Objective, is_discrete
 
 # the most joint values of the guide's discrete latents it sums over: 12 bits (each value is a pass of the model)
 MOST_VALUES = 2 ** 12
@@ -62,7 +62,7 @@ class SumGuide(Messenger):
 
     def _pyro_sample(self, msg):
         fn = msg["fn"]
-        if msg["is_observed"] or not getattr(fn, "support", None) or not fn.support.is_discrete:
+        if msg["is_observed"] or not is_discrete(fn):
             return
         name, counted = msg["name"], values_of(fn)
         if counted is None:

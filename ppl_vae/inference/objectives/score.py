@@ -135,7 +135,7 @@ AVERAGED = Needs(guide=AT_ANY_Z, own_scales=True,
                  running_state="decaying-average baseline, a running state per mini-batch position")
 
 
-def _checked(beta: float) -> float:
+def checked_beta(beta: float) -> float:
     if not 0 <= beta < 1:
         raise UsageError(f"--baseline-beta must be in [0, 1), got {beta}.")
     return beta
@@ -149,7 +149,7 @@ def score(particles: int = 1) -> Objective:
 
 def score_avg(particles: int = 1, *, baseline_beta: float = default("baseline_beta")) -> Objective:
     """The score-function ELBO with Pyro's decaying-average baseline (decay ``baseline_beta``)."""
-    loss = ScoreELBO("avg", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
+    loss = ScoreELBO("avg", beta=checked_beta(baseline_beta), **_pyro_kwargs(particles))
     return Objective("score-avg", loss, particles, elbo_bound, needs=AVERAGED)
 
 
@@ -163,5 +163,5 @@ def score_nn(particles: int = 1, *, baseline_beta: float = default("baseline_bet
     def lr_factor(param_name) -> float:
         return baseline_lr_factor if param_name and param_name.startswith(BASELINE) else 1.0
 
-    loss = ScoreELBO("nn", beta=_checked(baseline_beta), **_pyro_kwargs(particles))
+    loss = ScoreELBO("nn", beta=checked_beta(baseline_beta), **_pyro_kwargs(particles))
     return Objective("score-nn", loss, particles, elbo_bound, lr_factor, needs=AVERAGED)

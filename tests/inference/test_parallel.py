@@ -352,6 +352,8 @@ def rank_0_of_2(monkeypatch):
     (["--objective", "mmd"], "cannot train on 2 processes: the mmd objective's MMD² compares the whole mini-batch"),
     (["--objective", "score-avg"], "score-avg keeps a decaying-average baseline, a running state per mini-batch position, which each process"),
     (["--guide", "local"], "keeps a table of variational parameters per data point"),
+    (["--model", "sbn", "--objective", "relax"], "the relax objective's control variate level, a running mean of each "
+                                                 "mini-batch's f, a statistic of the batch that the shards' terms do not"),
     (["--batch-size", "1"], "--batch-size 1 is smaller than the 2 processes"),
 ])
 def test_a_run_the_shards_cannot_add_up_is_refused_before_any_work(rank_0_of_2, tmp_path, capsys, argv, words):

@@ -89,7 +89,8 @@ class RELAXLoss(WeightedLoss):
 
     name = "relax"
     # θ by the ELBO's gradient, φ by the estimator at the draw it makes itself, ψ by the estimator's variance
-    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z, reparameterized=False, sums_out=False, splits_roles=True)
+    needs = replace(WeightedLoss.needs, guide=AT_ANY_Z, reparameterized=False, sums_out=False, splits_roles=True,
+                    batch_statistic="control variate level, a running mean of each mini-batch's f")
 
     def __init__(self, particles: int = 1, max_plate_nesting: int = 1, beta: float = 0.9):
         super().__init__(particles=particles, max_plate_nesting=max_plate_nesting)

@@ -104,6 +104,7 @@ def load(run_dir: str, device="auto", trust_code: bool = False) -> Run:
                 module.eval()
         if config.pair.pair is not None:
             restore_params(model, guide, data, state["params"])
+        restore_objective_state(state["params"])
     except UsageError:
         raise
     except (KeyError, RuntimeError):
@@ -133,6 +134,18 @@ def restore_params(model, guide, data, params: dict) -> None:
         for name, value in params.items():
             if name in store and "$$$" not in name:  # "module$$$param": load_state_dict restored it
                 store[name].copy_(value)
+
+
+def restore_objective_state(params: dict) -> None:
+    """Put back into Pyro's store what a checkpoint holds beyond the pair's parameters: the state its objective
+    kept there (a learned baseline and its running averages, RELAX's control variate and level), which the
+    objective reads back by name, so that a gradient measured on a loaded run (SNR, variance) is the trained
+    estimator's. Such state lies on the real line, unconstrained."""
+    store = pyro.get_param_store()
+    with torch.no_grad():
+        for name, value in params.items():
+            if name not in store:
+                store[name] = value
 
 
 def report(run, *, device="auto", trust_code: bool = False) -> str:

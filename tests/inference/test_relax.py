@@ -11,7 +11,10 @@ import pyro
 import pytest
 import torch
 
+import ppl_vae.run
 from helpers import one_line_error, run_cli
+from ppl_vae.io import checkpoint
+from ppl_vae.pair import callables
 from ppl_vae.guides.discrete import BernoulliEncoder
 from ppl_vae.inference import objectives
 from ppl_vae.inference.diagnostics import gradient_stats, summarize
@@ -80,7 +83,7 @@ def test_what_it_cannot_estimate_is_refused_in_one_sentence(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_continues_exactly(tmp_path, capsys):
+def test_a_resumed_run_continues_exactly_and_a_loaded_one_measures_the_trained_estimator(tmp_path, capsys):
     common = ["--model", "sbn", "--latent-dim", "6", "--objective", "relax", "--no-progress"]
     assert run_cli(["train", *common, "--epochs", "3", "--out", tmp_path / "straight"], capsys)[0] == 0
     assert run_cli(["train", *common, "--epochs", "2", "--out", tmp_path / "resumed"], capsys)[0] == 0
@@ -88,3 +91,12 @@ def test_a_resumed_run_continues_exactly(tmp_path, capsys):
     last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1]) for run in
             ("straight", "resumed")]
     assert last[0]["train_bound"] == last[1]["train_bound"] and last[0]["test_bound"] == last[1]["test_bound"]
+    # a loaded run's objective reads the trained control variate and level back (what a measured variance is of)
+    pyro.clear_param_store()  # as in a fresh process
+    loaded = ppl_vae.run.load(tmp_path / "straight", "cpu")
+    saved = checkpoint.load(tmp_path / "straight" / "checkpoint.pt")["params"]
+    assert torch.equal(pyro.get_param_store()["relax_level"], saved["relax_level"])
+    relax = objectives.make("relax")
+    relax.loss.loss_and_grads(*callables(loaded.model, loaded.guide), loaded.data.train_epoch(0)[:10])
+    for name, value in relax.loss.control.named_parameters():
+        assert torch.equal(value, saved[f"relax_control$$${name}"]), name

@@ -60,8 +60,8 @@ def main() -> int:
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, f"{p.get_default(key)}-{args.preset}")
     epochs = max(1, round(args.epochs * args.scale))
-    names = [n for n in (args.estimators or ",".join(n for n in ESTIMATORS if args.preset != "sbn2" or n not in ONE_SITE))
-             .split(",") if n]
+    takes = [n for n in ESTIMATORS if not (args.preset == "sbn2" and n in ONE_SITE)]
+    names = [n for n in args.estimators.split(",") if n] if args.estimators else takes
     store = os.path.join(args.workdir, "variance.json")
     cells = json.load(open(store)) if os.path.exists(store) else {}
     marks = sorted({max(1, round(epochs * (i + 1) / args.checkpoints)) for i in range(args.checkpoints)})

@@ -24,13 +24,18 @@ class JointValues(dist.Independent):
 
     has_enumerate_support = True
 
+    @property
+    def coordinates(self) -> int:
+        """How many coordinates a value has, each taking one of the base distribution's values."""
+        base = self.base_dist
+        return base.batch_shape[len(base.batch_shape) - self.reinterpreted_batch_ndims:].numel()
+
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
-        base, n = self.base_dist, self.reinterpreted_batch_ndims
+        base, n = self.base_dist, self.coordinates
         one = base.enumerate_support(expand=False)            # [C, 1, ..., 1, *base event]
         one = one.reshape(one.shape[:1] + base.event_shape)   # the C values of one coordinate
-        coordinates = base.batch_shape[len(base.batch_shape) - n:].numel()
-        index = torch.cartesian_prod(*[torch.arange(one.shape[0], device=one.device)] * coordinates)
-        values = one[index.reshape(-1, coordinates)].reshape((-1,) + self.event_shape)  # [C^n, *event]
+        index = torch.cartesian_prod(*[torch.arange(one.shape[0], device=one.device)] * n)
+        values = one[index.reshape(-1, n)].reshape((-1,) + self.event_shape)  # [C^n, *event]
         values = values.reshape(values.shape[:1] + (1,) * len(self.batch_shape) + self.event_shape)
         return values.expand(values.shape[:1] + self.batch_shape + self.event_shape) if expand else values
 
@@ -41,9 +46,8 @@ def values_of(fn) -> tuple[int, int] | None:
     if fn.has_enumerate_support:
         return fn.enumerate_support(expand=False).shape[0], 1
     if isinstance(fn, dist.Independent) and fn.base_dist.has_enumerate_support:
-        base = fn.base_dist
-        return (base.enumerate_support(expand=False).shape[0],
-                base.batch_shape[len(base.batch_shape) - fn.reinterpreted_batch_ndims:].numel())
+        return (fn.base_dist.enumerate_support(expand=False).shape[0],
+                JointValues(fn.base_dist, fn.reinterpreted_batch_ndims).coordinates)
     return None
 
 

@@ -97,3 +97,38 @@ def test_the_sigmoid_belief_network_trains_with_enum_and_the_papers_one_is_refus
     code, out, err = run_cli(["train", "--preset", "sbn", "--objective", "enum", "--out", tmp_path / "big"], capsys)
     assert "site 'b' takes 2^200 joint values" in one_line_error(code, err)
     assert not (tmp_path / "big" / "checkpoint.pt").exists()
+
+
+class ImageSBN(torch.nn.Module):
+    """Written as Pyro's examples write a pair: one module registered in the model only, a data plate named
+    "batch", images kept [N, 1, 4, 4]."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.dec, self.enc = torch.nn.Linear(5, 16).double(), torch.nn.Linear(16, 5).double()
+
+    def model(self, x):
+        pyro.module("sbn", self)
+        with pyro.plate("batch", x.shape[0]):
+            b = pyro.sample("b", dist.Bernoulli(x.new_full((5,), 0.3)).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=self.dec(b).unflatten(-1, (1, 4, 4))).to_event(3), obs=x)
+
+    def guide(self, x):
+        with pyro.plate("batch", x.shape[0]):
+            pyro.sample("b", dist.Bernoulli(logits=self.enc(x.flatten(-3))).to_event(1))
+
+
+def test_a_pair_written_as_pyros_examples_write_it_gets_its_exact_elbo():
+    import itertools
+
+    pair = ImageSBN()
+    x = torch.bernoulli(torch.full((7, 1, 4, 4), 0.3, dtype=torch.float64))
+    states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)), dtype=torch.float64)[:, None]  # [32, 1, 5]
+    log_q = dist.Bernoulli(logits=pair.enc(x.flatten(-3))).log_prob(states).sum(-1)
+    log_p = (dist.Bernoulli(torch.full((5,), 0.3, dtype=torch.float64)).log_prob(states).sum(-1)
+             + dist.Bernoulli(logits=pair.dec(states).unflatten(-1, (1, 4, 4))).log_prob(x).sum((-3, -2, -1)))
+    exact = (log_q.exp() * (log_p - log_q)).sum()
+    pyro.clear_param_store()
+    loss = objectives.make("enum").loss.differentiable_loss(pair.model, pair.guide, x)
+    assert -loss.item() == pytest.approx(exact.item(), rel=1e-12)
